@@ -1,0 +1,104 @@
+"""YuNet face detection: every face with its box, five landmarks and score, at any image size."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: tuple[float, float, float, float]  # x, y, width, height in source-image pixels
+    landmarks: np.ndarray  # (5, 2) float32: image-left eye, image-right eye, nose, mouth left, mouth right
+    score: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+        }
+
+
+class YuNetDetector:
+    """Runs YuNet through OpenCV's FaceDetectorYN, which reshapes the network to each image's size.
+
+    The ONNX graph declares a fixed 640×640 input; OpenCV's dnn runtime re-plans it for any input size, which
+    onnxruntime cannot do without rewriting the graph, so detection stays on cv2.dnn (see bench/engine).
+    Images whose longer side exceeds `max_side` are detected on a downscaled copy and the coordinates mapped
+    back, bounding time and memory; tight crops where the face fills the frame get a second pass on a padded
+    copy, since the detector needs some context around a face.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        top_k: int = 5000,
+        max_side: int = 2048,
+    ) -> None:
+        self._model_path = str(model_path)
+        self._score_threshold = score_threshold
+        self._nms_threshold = nms_threshold
+        self._top_k = top_k
+        self.max_side = max_side
+        self._lock = threading.Lock()  # FaceDetectorYN holds per-size state: one caller at a time
+        self._detector = cv2.FaceDetectorYN.create(
+            self._model_path, "", (320, 320), score_threshold, nms_threshold, top_k
+        )
+
+    def detect(self, image_bgr: np.ndarray, *, pad_retry: bool = True) -> list[DetectedFace]:
+        faces = self._detect_scaled(image_bgr)
+        if not faces and pad_retry:
+            faces = self._detect_padded(image_bgr)
+        faces.sort(key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
+        return faces
+
+    def _detect_scaled(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        height, width = image_bgr.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        work = image_bgr
+        if scale < 1.0:
+            work = cv2.resize(
+                image_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
+        raw = self._run(work)
+        return [self._to_face(row, 1.0 / scale, 0.0, 0.0) for row in raw]
+
+    def _detect_padded(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        height, width = image_bgr.shape[:2]
+        pad = max(height, width) // 3
+        padded = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        scale = min(1.0, self.max_side / max(padded.shape[:2]))
+        if scale < 1.0:
+            padded = cv2.resize(
+                padded, (round(padded.shape[1] * scale), round(padded.shape[0] * scale)), cv2.INTER_AREA
+            )
+        raw = self._run(padded)
+        faces = [self._to_face(row, 1.0 / scale, -pad, -pad) for row in raw]
+        # A face found only in the padding would be an artefact of the border.
+        return [f for f in faces if f.box[0] + f.box[2] / 2 > 0 and f.box[1] + f.box[3] / 2 > 0
+                and f.box[0] + f.box[2] / 2 < width and f.box[1] + f.box[3] / 2 < height]  # fmt: skip
+
+    def _run(self, image_bgr: np.ndarray) -> np.ndarray:
+        height, width = image_bgr.shape[:2]
+        with self._lock:
+            self._detector.setInputSize((width, height))
+            _, faces = self._detector.detect(image_bgr)
+        if faces is None:
+            return np.zeros((0, 15), dtype=np.float32)
+        return faces
+
+    @staticmethod
+    def _to_face(row: np.ndarray, scale: float, shift_x: float, shift_y: float) -> DetectedFace:
+        x, y, w, h = (float(v) * scale for v in row[:4])
+        landmarks = row[4:14].reshape(5, 2).astype(np.float32) * scale
+        landmarks[:, 0] += shift_x
+        landmarks[:, 1] += shift_y
+        return DetectedFace(box=(x + shift_x, y + shift_y, w, h), landmarks=landmarks, score=float(row[14]))

@@ -1,0 +1,185 @@
+"""rfr settings: one module, driven by the environment.
+
+No environment at all gives the embedded default: SQLite, media on local disk, and Celery tasks run in the
+calling process. DATABASE_URL and REDIS_URL switch to PostgreSQL and a Redis broker served by separate Celery
+workers: the production shape. Every variable is listed in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from rfr.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+    redis_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("RFR_DEBUG", default=False)
+_DEV_SECRET = "rfr-embedded-default-insecure-secret-key-change-me-0123456789"
+SECRET_KEY = env_str("RFR_SECRET_KEY", _DEV_SECRET)
+DATABASE_CONFIG = database_from_url("DATABASE_URL")
+REDIS_URL = redis_url("REDIS_URL")
+PRODUCTION_SHAPE = DATABASE_CONFIG is not None and REDIS_URL is not None
+if SECRET_KEY == _DEV_SECRET and env_bool("RFR_REQUIRE_SECRET_KEY", default=False):
+    raise ImproperlyConfigured("RFR_SECRET_KEY must be set when RFR_REQUIRE_SECRET_KEY is on.")
+
+ALLOWED_HOSTS = env_list("RFR_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("RFR_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "guardian",
+    "audit",
+    "cases",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rfr.urls"
+WSGI_APPLICATION = "rfr.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "rfr.context_processors.rfr",
+            ],
+        },
+    },
+]
+
+# Data directory: media, model packs and the derived search index all live under it.
+DATA_DIR = env_path("RFR_DATA_DIR", BASE_DIR / "var")
+MEDIA_ROOT = env_path("RFR_MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env_path("RFR_STATIC_ROOT", DATA_DIR / "static")
+
+if DATABASE_CONFIG is not None:
+    DATABASES = {"default": DATABASE_CONFIG}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "rfr.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_AGE = env_int("RFR_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True  # idle expiry: each request pushes the deadline on
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("RFR_SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("RFR_TIME_ZONE", "Europe/London")
+USE_I18N = True
+USE_TZ = True
+
+# Uploads: larger bodies are refused before they reach the image decoder.
+RFR_MAX_UPLOAD_BYTES = env_int("RFR_MAX_UPLOAD_BYTES", 40 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RFR_MAX_UPLOAD_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rfr API",
+    "DESCRIPTION": "Retrospective facial recognition workbench. Results are intelligence only, never identification.",
+    "VERSION": "0.1.0",
+}
+
+# Celery: eager (in-process) without a broker, real workers with REDIS_URL.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task leaves the message for another worker
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "rfr"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Face engine and model packs.
+RFR_MODEL_PACK_DIR = env_path("RFR_MODEL_PACK_DIR", DATA_DIR / "modelpacks")
+RFR_MODEL_PACK = env_str("RFR_MODEL_PACK", "opencv-yunet2023mar-sface2021dec")
+# One worker process per core, each with one inference thread, keeps two workers on two cores from
+# oversubscribing; a process that runs alone (web in embedded mode, management commands) may use more.
+RFR_ENGINE_THREADS = env_int("RFR_ENGINE_THREADS", 0 if CELERY_TASK_ALWAYS_EAGER else 1, minimum=0, maximum=64)
+RFR_MAX_IMAGE_PIXELS = env_int("RFR_MAX_IMAGE_PIXELS", 60_000_000, minimum=10_000)
+RFR_MAX_IMAGE_SIDE = env_int("RFR_MAX_IMAGE_SIDE", 16_384, minimum=64)
+RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.36, minimum=-1.0, maximum=1.0)
+RFR_FACES_DATA = env_path("RFR_FACES_DATA", (BASE_DIR.parent / "shared" / "data" / "faces").resolve())
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("RFR_LOG_LEVEL", "INFO")},
+}
+
+os.makedirs(DATA_DIR, exist_ok=True)
