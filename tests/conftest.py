@@ -1,0 +1,52 @@
+"""Shared fixtures: the real model pack, the shared face data, and the photos insightface ships."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+FACES_ENV = "RFR_FACES_DATA"
+
+
+def faces_data_dir() -> Path:
+    return Path(os.environ.get(FACES_ENV) or settings.RFR_FACES_DATA)
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """../shared/data/faces (or $RFR_FACES_DATA); tests that need it skip, naming it, where it is absent."""
+    path = faces_data_dir()
+    if not (path / "README.md").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"The shared face data set is required in CI but was not found at {path} (${FACES_ENV}).")
+        pytest.skip(f"shared face data not found at {path}; set ${FACES_ENV} to run this test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def insightface_images() -> Path:
+    """The photos the insightface package ships (t1.jpg, a group of six; Tom_Hanks_54745.png)."""
+    spec = importlib.util.find_spec("insightface")  # locates the package without importing it
+    assert spec is not None and spec.submodule_search_locations, "insightface is a declared dependency"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
+
+
+@pytest.fixture(scope="session")
+def pack_dir() -> Path:
+    path = Path(settings.RFR_MODEL_PACK_DIR) / settings.RFR_MODEL_PACK
+    if not (path / "manifest.json").is_file():
+        from faceengine.packs import fetch_default_pack
+
+        fetch_default_pack(Path(settings.RFR_MODEL_PACK_DIR))
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(pack_dir: Path):  # type: ignore[no-untyped-def]
+    from faceengine import get_engine
+
+    return get_engine(pack_dir, threads=settings.RFR_ENGINE_THREADS)
