@@ -1,9 +1,41 @@
-"""The append-only audit trail. Rows are hash-chained; see audit.services for how they are written."""
+"""The append-only audit trail. Rows are hash-chained; see audit.services for how they are written.
+
+Changes are refused at three levels: the model (save of an existing row, delete), the queryset (update,
+delete, bulk_update) and, on PostgreSQL, a trigger (migration 0002) that refuses UPDATE, DELETE and TRUNCATE
+whatever the client. The hash chain (`manage.py audit verify`) detects what gets past all three.
+"""
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
+
+
+class AuditImmutableError(PermissionError):
+    """Raised by the application when code tries to change or remove an audit event."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events are append-only and cannot be changed.")
+
+    def delete(self) -> NoReturn:
+        raise AuditImmutableError("Audit events are append-only and cannot be deleted.")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events are append-only and cannot be changed.")
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        # Appends must go through audit.services.audit_event_record, which takes the chain lock and hashes.
+        raise AuditImmutableError("Use audit.services.audit_event_record to append audit events.")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events are append-only and cannot be changed.")
+
+
+AuditEventManager = models.Manager.from_queryset(AuditEventQuerySet)
 
 
 class AuditEvent(models.Model):
@@ -23,17 +55,20 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=64, unique=True)
 
+    objects = AuditEventManager()
+
     class Meta:
         ordering = ["seq"]
         indexes = [models.Index(fields=["target_type", "target_id"])]
+        default_permissions = ("view",)  # nobody is ever granted add/change/delete
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        if self.pk is not None:
-            raise PermissionError("Audit events are append-only and cannot be changed.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None or kwargs.get("force_update"):
+            raise AuditImmutableError("Audit events are append-only and cannot be changed.")
+        super().save(*args, **kwargs)
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        raise PermissionError("Audit events are append-only and cannot be deleted.")
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AuditImmutableError("Audit events are append-only and cannot be deleted.")

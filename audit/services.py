@@ -1,29 +1,60 @@
-"""Writing audit events. Call `audit_event_record` inside the transaction of the change it describes."""
+"""Writing audit events. Call `audit_event_record` inside the transaction of the change it describes.
+
+    with transaction.atomic():
+        case = Case.objects.create(...)
+        audit_event_record(action="case.created", actor=user, target=case, case_id=case.pk, request=request)
+
+The event joins the caller's transaction: a rollback removes it together with the change, and a commit
+always carries it. Each row is chained to the previous one by `row_hash = sha256(prev_hash + "\\n" +
+canonical_content(row))`; `manage.py audit verify` (audit.verify) recomputes the chain.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
 from audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
 # Any constant works; it names the advisory lock that serialises chain appends on PostgreSQL.
 _PG_CHAIN_LOCK = 72_657_201
-_FORBIDDEN_DETAIL_KEYS = {"embedding", "template", "image", "pixels", "vector"}
+# Keys that would carry biometric data, checked at every depth of `detail` (counts such as "images": 3 are
+# fine). Bytes are refused outright, and so is any long run of floats, which can only be a vector.
+_FORBIDDEN_DETAIL_KEYS = frozenset(
+    {"embedding", "embeddings", "template", "image", "pixels", "vector", "vectors"}
+)
+_MAX_FLOAT_RUN = 32
+_MAX_ACTION = AuditEvent._meta.get_field("action").max_length or 64
+_MAX_TARGET = AuditEvent._meta.get_field("target_id").max_length or 64
+
+
+def _canonical_value(value: Any) -> Any:
+    # PostgreSQL jsonb stores numbers as numeric and hands 1.0 or 1e20 back as an int, so integral floats
+    # are hashed as ints; otherwise the hash of a row would depend on which database read it back.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_value(v) for v in value]
+    return value
 
 
 def canonical_content(event: AuditEvent) -> str:
     """The row's content as hashed: fixed key order, compact separators, times in UTC ISO form."""
     payload = {
         "seq": event.seq,
-        "created_at": event.created_at.astimezone(timezone.UTC).isoformat(timespec="microseconds"),
+        "created_at": event.created_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
         "actor_id": event.actor_id,
         "actor_username": event.actor_username,
         "action": event.action,
@@ -32,18 +63,55 @@ def canonical_content(event: AuditEvent) -> str:
         "case_id": event.case_id,
         "ip_address": event.ip_address,
         "user_agent": event.user_agent,
-        "detail": event.detail,
+        "detail": _canonical_value(event.detail),
     }
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def compute_row_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256((prev_hash + "\n" + canonical_content(event)).encode("utf-8")).hexdigest()
 
 
-def _client_ip(request: HttpRequest) -> str | None:
+def _check_no_biometrics(value: Any, path: str = "detail") -> None:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError(f"Binary data must not enter the audit log ({path}).")
+    if isinstance(value, dict):
+        leaked = _FORBIDDEN_DETAIL_KEYS & {str(k).lower() for k in value}
+        if leaked:
+            raise ValueError(
+                f"Biometric data must not enter the audit log (keys {sorted(leaked)} in {path})."
+            )
+        for key, item in value.items():
+            _check_no_biometrics(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        if len(value) >= _MAX_FLOAT_RUN and all(isinstance(item, float) for item in value):
+            raise ValueError(f"A vector of {len(value)} numbers must not enter the audit log ({path}).")
+        for index, item in enumerate(value):
+            _check_no_biometrics(item, f"{path}[{index}]")
+
+
+def _normalised_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
+    """The detail exactly as it will read back from the database (JSON round trip), so the hash matches."""
+    detail = dict(detail or {})
+    _check_no_biometrics(detail)
+    # default=str turns dates, Decimals and UUIDs into text now rather than letting each backend choose.
+    normalised: dict[str, Any] = json.loads(json.dumps(detail, default=str, allow_nan=False))
+    return normalised
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The peer address, normalised as the database stores it, or None if it is not an IP address."""
     # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy is configured.
-    return request.META.get("REMOTE_ADDR") or None
+    raw = (request.META.get("REMOTE_ADDR") or "").strip()
+    if not raw:
+        return None
+    try:
+        if ":" in raw:
+            return clean_ipv6_address(raw)
+        AuditEvent._meta.get_field("ip_address").run_validators(raw)
+    except ValidationError:
+        return None
+    return raw
 
 
 def audit_event_record(
@@ -57,17 +125,21 @@ def audit_event_record(
     request: HttpRequest | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction (a rollback removes it with the change)."""
-    detail = dict(detail or {})
-    leaked = _FORBIDDEN_DETAIL_KEYS & set(detail)
-    if leaked:
-        raise ValueError(f"Biometric data must not enter the audit log (keys {sorted(leaked)}).")
+    """Append one event to the chain, in the caller's transaction (a rollback removes it with the change).
+
+    `actor` defaults to the request's authenticated user. With no user (a failed login), put the attempted
+    username in `detail["username"]`: it is kept in `actor_username` so the event can be found by name.
+    """
+    if not action or len(action) > _MAX_ACTION:
+        raise ValueError(f"Audit action must be 1 to {_MAX_ACTION} characters, got {action!r}.")
+    clean_detail = _normalised_detail(detail)
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or target.pk
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
-    if user is None and request is not None and getattr(request, "user", None) is not None:
-        user = request.user if request.user.is_authenticated else None
+    if user is None and actor is None and request is not None:
+        request_user = getattr(request, "user", None)
+        user = request_user if request_user is not None and request_user.is_authenticated else None
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -77,16 +149,16 @@ def audit_event_record(
             seq=(last["seq"] + 1) if last else 1,
             created_at=timezone.now(),
             actor=user,  # type: ignore[misc]
-            actor_username=getattr(user, "username", "") or str(detail.get("username", ""))[:150],
+            actor_username=(getattr(user, "username", "") or str(clean_detail.get("username", "")))[:150],
             action=action,
-            target_type=target_type,
-            target_id=str(target_id),
+            target_type=str(target_type)[:_MAX_TARGET],
+            target_id=str(target_id)[:_MAX_TARGET],
             case_id=case_id,
-            ip_address=_client_ip(request) if request is not None else None,
+            ip_address=client_ip(request) if request is not None else None,
             user_agent=(request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else ""),
-            detail=detail,
+            detail=clean_detail,
             prev_hash=last["row_hash"] if last else GENESIS_HASH,
         )
         event.row_hash = compute_row_hash(event.prev_hash, event)
-        event.save()
+        event.save(force_insert=True)
     return event

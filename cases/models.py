@@ -9,7 +9,9 @@ from django.db import models
 class Team(models.Model):
     name = models.CharField(max_length=120, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
-    supervisors = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True)
+    supervisors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True
+    )
 
     class Meta:
         ordering = ["name"]
@@ -51,3 +53,213 @@ class Case(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+
+# --- Workbench: probes, faces, searches, candidates and decisions ------------------------------------------
+# Gallery-side identifiers on Candidate are plain integers plus a text snapshot, not foreign keys: a candidate
+# list is a record of what a search returned, and must stay readable (and disclosable) after a gallery image
+# is deleted on application; the biometric itself goes with the gallery row.
+
+POSSIBLE_MATCH_WORDING = "possible match — intelligence only, not an identification"
+
+
+def probe_original_path(instance: Probe, filename: str) -> str:
+    # The name is ours, not the uploader's: the original name is kept in a field, never used as a path.
+    suffix = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}.get(
+        instance.image_format, "bin"
+    )
+    return f"probes/case-{instance.case_id}/{instance.sha256[:2]}/{instance.sha256}.{suffix}"
+
+
+def probe_face_crop_path(instance: ProbeFace, filename: str) -> str:
+    return f"probes/case-{instance.probe.case_id}/faces/probe-{instance.probe_id}-face-{instance.index}.png"
+
+
+class Probe(models.Model):
+    """An image brought into a case to be searched. The original file is kept byte for byte."""
+
+    class Source(models.TextChoices):
+        CCTV = "cctv", "CCTV"
+        CRIME_SCENE = "crime_scene", "Crime scene"
+        PUBLIC = "public_submission", "Public submission"
+        SOCIAL_MEDIA = "social_media", "Social media"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be processed"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="probes")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=32, choices=Source.choices)
+    description = models.TextField(blank=True)
+    captured_at = models.DateTimeField(null=True, blank=True, help_text="When the image was taken, if known.")
+    lawfully_held = models.BooleanField(help_text="The uploader stated that the image is lawfully held.")
+    original = models.FileField(upload_to=probe_original_path, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    image_format = models.CharField(max_length=16, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0 to 100 while processing.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    pack_key = models.CharField(max_length=128, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Probe {self.pk} in case {self.case_id}"
+
+    @property
+    def no_face_found(self) -> bool:
+        return self.status == self.Status.DONE and not self.faces.exists()
+
+
+class ProbeFace(models.Model):
+    """One face in a probe, found by the detector or inside a box a person drew."""
+
+    class Origin(models.TextChoices):
+        DETECTED = "detected", "Found by the detector"
+        DRAWN = "drawn", "Found inside a box drawn by a person"
+
+    probe = models.ForeignKey(Probe, on_delete=models.CASCADE, related_name="faces")
+    index = models.PositiveIntegerField(help_text="1-based number shown on the image.")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.DETECTED)
+    drawn_box = models.JSONField(null=True, blank=True, help_text="The box the person drew, if any.")
+    drawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    box = models.JSONField(help_text="[x, y, width, height] in original-image pixels.")
+    landmarks = models.JSONField(help_text="Five [x, y] points: eyes, nose, mouth corners.")
+    detector_score = models.FloatField()
+    quality = models.JSONField(default=dict)
+    template = models.BinaryField(help_text="float32 unit vector; compared only with the same pack_key.")
+    pack_key = models.CharField(max_length=128)
+    aligned_crop = models.FileField(upload_to=probe_face_crop_path, max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["probe_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["probe", "index"], name="probeface_unique_index")]
+
+    def __str__(self) -> str:
+        return f"Face {self.index} of probe {self.probe_id}"
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.quality.get("warnings", []))
+
+
+class Search(models.Model):
+    """One search of one probe face against chosen galleries; who, when, why and with which settings."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to run"
+        PROCESSING = "processing", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class ThresholdSource(models.TextChoices):
+        SETTING = "setting", "Site default"
+        GALLERY = "gallery", "Gallery default"
+        USER = "user", "Chosen by the investigator"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="searches")
+    face = models.ForeignKey(ProbeFace, on_delete=models.PROTECT, related_name="searches")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    galleries = models.JSONField(default=list, help_text="[{id, name}] searched, as they were named then.")
+    top_k = models.PositiveIntegerField(default=50)
+    threshold = models.FloatField()
+    threshold_source = models.CharField(max_length=16, choices=ThresholdSource.choices)
+    justification = models.TextField()
+    small_face_reason = models.TextField(blank=True)
+    pack_key = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Search {self.pk} in case {self.case_id}"
+
+    @property
+    def gallery_ids(self) -> list[int]:
+        return [int(g["id"]) for g in self.galleries]
+
+
+class Candidate(models.Model):
+    """One ranked gallery face returned by a search. Never an identification."""
+
+    class Outcome(models.TextChoices):
+        UNREVIEWED = "unreviewed", "Not yet reviewed"
+        POSSIBLE_MATCH = "possible_match", "Possible match — awaiting second review"
+        RELEASED = "released", "Possible match — agreed by a second reviewer"
+        DISPUTED = "disputed", "Possible match not agreed by the second reviewer"
+        NOT_A_MATCH = "not_a_match", "Not a match"
+        INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+    search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="candidates")
+    rank = models.PositiveIntegerField()
+    score = models.FloatField()
+    gallery_id = models.BigIntegerField()
+    gallery_name = models.CharField(max_length=200)
+    subject_id = models.BigIntegerField()
+    subject_ref = models.CharField(max_length=200)
+    template_id = models.BigIntegerField()
+    image_id = models.BigIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.UNREVIEWED)
+
+    class Meta:
+        ordering = ["search_id", "rank"]
+        constraints = [models.UniqueConstraint(fields=["search", "rank"], name="candidate_unique_rank")]
+
+    def __str__(self) -> str:
+        return f"Candidate {self.rank} of search {self.search_id}"
+
+    @property
+    def released(self) -> bool:
+        return self.outcome == self.Outcome.RELEASED
+
+
+class Decision(models.Model):
+    """A person's assessment of a candidate. The first is the operator's; the second an independent review."""
+
+    class Verdict(models.TextChoices):
+        POSSIBLE_MATCH = "possible_match", "Possible match"
+        NOT_A_MATCH = "not_a_match", "Not a match"
+        INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+    class Stage(models.TextChoices):
+        FIRST = "first", "First assessment"
+        SECOND = "second", "Second, independent review"
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    stage = models.CharField(max_length=8, choices=Stage.choices)
+    decision = models.CharField(max_length=20, choices=Verdict.choices)
+    rationale = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["candidate_id", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["candidate", "reviewer"], name="decision_one_per_reviewer"),
+            models.UniqueConstraint(fields=["candidate", "stage"], name="decision_one_per_stage"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} on candidate {self.candidate_id} by {self.reviewer_id}"

@@ -42,12 +42,14 @@ class YuNetDetector:
         nms_threshold: float = 0.3,
         top_k: int = 5000,
         max_side: int = 2048,
+        large_face_side: int = 448,
     ) -> None:
         self._model_path = str(model_path)
         self._score_threshold = score_threshold
         self._nms_threshold = nms_threshold
         self._top_k = top_k
         self.max_side = max_side
+        self.large_face_side = large_face_side
         self._lock = threading.Lock()  # FaceDetectorYN holds per-size state: one caller at a time
         self._detector = cv2.FaceDetectorYN.create(
             self._model_path, "", (320, 320), score_threshold, nms_threshold, top_k
@@ -57,6 +59,7 @@ class YuNetDetector:
         faces = self._detect_scaled(image_bgr)
         if not faces and pad_retry:
             faces = self._detect_padded(image_bgr)
+        faces = [self._refine_large(image_bgr, face) for face in faces]
         faces.sort(key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
         return faces
 
@@ -65,11 +68,42 @@ class YuNetDetector:
         scale = min(1.0, self.max_side / max(height, width))
         work = image_bgr
         if scale < 1.0:
-            work = cv2.resize(
-                image_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-            )
+            work = cv2.resize(image_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         raw = self._run(work)
         return [self._to_face(row, 1.0 / scale, 0.0, 0.0) for row in raw]
+
+    def _refine_large(self, image_bgr: np.ndarray, face: DetectedFace) -> DetectedFace:
+        """Re-detect a very large face on a reduced copy of its surroundings.
+
+        YuNet's anchors top out well below the size of a face that fills a portrait; its box and landmarks
+        for such faces drift (the box rides up the forehead). Seen at a size it was trained on, the same
+        face is located precisely, which is what alignment needs.
+        """
+        x, y, w, h = face.box
+        side = max(w, h)
+        if side <= self.large_face_side:
+            return face
+        target = 0.75 * self.large_face_side
+        scale = target / side
+        cx, cy = x + w / 2, y + h / 2
+        half = side * 1.25
+        x0, y0 = round(cx - half), round(cy - half)
+        x1, y1 = round(cx + half), round(cy + half)
+        height, width = image_bgr.shape[:2]
+        pad = (max(0, -y0), max(0, y1 - height), max(0, -x0), max(0, x1 - width))
+        region = image_bgr[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
+        if any(pad):
+            region = cv2.copyMakeBorder(region, *pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        small = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        found = [self._to_face(row, 1.0 / scale, x0, y0) for row in self._run(small)]
+        if not found:
+            return face
+        best = min(found, key=lambda f: float(np.abs(f.landmarks - face.landmarks).sum()))
+        # Accept the refinement only if it is the same face (nose within half the eye distance).
+        eye_distance = float(np.hypot(*(face.landmarks[1] - face.landmarks[0])))
+        if float(np.hypot(*(best.landmarks[2] - face.landmarks[2]))) > 0.5 * max(eye_distance, 1.0):
+            return face
+        return best
 
     def _detect_padded(self, image_bgr: np.ndarray) -> list[DetectedFace]:
         height, width = image_bgr.shape[:2]
@@ -77,9 +111,8 @@ class YuNetDetector:
         padded = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         scale = min(1.0, self.max_side / max(padded.shape[:2]))
         if scale < 1.0:
-            padded = cv2.resize(
-                padded, (round(padded.shape[1] * scale), round(padded.shape[0] * scale)), cv2.INTER_AREA
-            )
+            size = (round(padded.shape[1] * scale), round(padded.shape[0] * scale))
+            padded = cv2.resize(padded, size, interpolation=cv2.INTER_AREA)
         raw = self._run(padded)
         faces = [self._to_face(row, 1.0 / scale, -pad, -pad) for row in raw]
         # A face found only in the padding would be an artefact of the border.

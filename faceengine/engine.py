@@ -102,6 +102,8 @@ class FaceEngine:
         import cv2
 
         cv2.setNumThreads(threads)
+        # OpenCV 5 warns on every detector creation that its new graph engine ignores target hints.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
     # -- stages ---------------------------------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
@@ -155,9 +157,7 @@ class FaceEngine:
         crops_per_image = [self.align(image, faces) for image, faces in zip(images_bgr, detections, strict=True)]
         counts = [len(c) for c in crops_per_image]
         all_crops = (
-            np.concatenate(crops_per_image)
-            if sum(counts)
-            else np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)
+            np.concatenate(crops_per_image) if sum(counts) else np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)
         )
         templates = self.embed(all_crops)
         results: list[list[AnalysedFace]] = []
@@ -176,6 +176,14 @@ class FaceEngine:
             )
             offset += count
         return results
+
+    def primary_face(self, image_bgr: np.ndarray) -> AnalysedFace | None:
+        """The main face of a single-subject photo (see `primary_face_index`), or None if there is none."""
+        detections = self.detect(image_bgr)
+        index = primary_face_index(detections, image_bgr.shape)
+        if index is None:
+            return None
+        return self.analyse(image_bgr, faces=[detections[index]])[0]
 
     def faces_in_region(self, image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> list[DetectedFace]:
         """Detect inside a box a person drew where the detector missed a face (with a margin for context)."""

@@ -54,8 +54,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> np.ndarray:
         raise EmptyImage("The file is empty. Choose the image file again.")
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB."
-            " Send a smaller copy."
+            f"The file is {len(data) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB. Send a smaller copy."
         )
     with warnings.catch_warnings():
         # Our own pixel limit applies below; Pillow's warning would only duplicate it.
@@ -83,9 +82,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> np.ndarray:
                     f"The image is {width}×{height} pixels; at least {limits.min_side} on each side is needed."
                 )
             if width > limits.max_side or height > limits.max_side:
-                raise AbsurdDimensions(
-                    f"The image is {width}×{height} pixels; no side may exceed {limits.max_side}."
-                )
+                raise AbsurdDimensions(f"The image is {width}×{height} pixels; no side may exceed {limits.max_side}.")
             if width * height > limits.max_pixels:
                 raise DecompressionBomb(
                     f"The image is {width}×{height} = {width * height / 1e6:.0f} megapixels; the limit is"

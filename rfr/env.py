@@ -83,7 +83,9 @@ def database_from_url(name: str) -> dict[str, object] | None:
     try:
         config = dict(dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True))
     except Exception as exc:  # dj-database-url raises several types for malformed URLs
-        raise ImproperlyConfigured(f"{name} could not be parsed ({exc}); expected postgres://user@host:5432/db.") from None
+        raise ImproperlyConfigured(
+            f"{name} could not be parsed ({exc}); expected postgres://user@host:5432/db."
+        ) from None
     engine = str(config.get("ENGINE", ""))
     if engine not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
         raise ImproperlyConfigured(f"{name} names an unsupported database ({engine}); use postgres:// or sqlite://.")

@@ -48,7 +48,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "audit",
+    "accounts",
     "cases",
     "search",
 ]
@@ -59,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.AdminTOTPRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -104,6 +109,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LockoutBackend",  # first: refuses locked username+address before any password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -116,6 +122,13 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sign-in: failures per username+address within the window lock it out; admins may be required to use TOTP.
+RFR_LOGIN_MAX_FAILURES = env_int("RFR_LOGIN_MAX_FAILURES", 5, minimum=1)
+RFR_LOGIN_FAILURE_WINDOW_SECONDS = env_int("RFR_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=60)
+RFR_LOGIN_LOCKOUT_SECONDS = env_int("RFR_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=60)
+RFR_REQUIRE_ADMIN_TOTP = env_bool("RFR_REQUIRE_ADMIN_TOTP", default=False)
+OTP_TOTP_ISSUER = "rfr"
 
 SESSION_COOKIE_AGE = env_int("RFR_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True  # idle expiry: each request pushes the deadline on
@@ -172,6 +185,10 @@ RFR_ENGINE_THREADS = env_int("RFR_ENGINE_THREADS", 0 if CELERY_TASK_ALWAYS_EAGER
 RFR_MAX_IMAGE_PIXELS = env_int("RFR_MAX_IMAGE_PIXELS", 60_000_000, minimum=10_000)
 RFR_MAX_IMAGE_SIDE = env_int("RFR_MAX_IMAGE_SIDE", 16_384, minimum=64)
 RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.36, minimum=-1.0, maximum=1.0)
+# Case workbench: how long a closed case's probes and results are kept, and who may give the second review.
+RFR_CASE_RETENTION_DAYS = env_int("RFR_CASE_RETENTION_DAYS", 6 * 365, minimum=0)
+RFR_SECOND_REVIEWER_GROUPS = env_list("RFR_SECOND_REVIEWER_GROUPS", ["supervisor", "reviewer"])
+RFR_DEFAULT_TOP_K = env_int("RFR_DEFAULT_TOP_K", 50, minimum=1, maximum=500)
 RFR_FACES_DATA = env_path("RFR_FACES_DATA", (BASE_DIR.parent / "shared" / "data" / "faces").resolve())
 
 LOGGING = {

@@ -3,10 +3,28 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+HOME_OPEN_CASES = 10
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    """The dashboard: the user's open cases (need-to-know applies), where to start, and the reminder."""
+    from accounts.roles import user_is_admin
+    from audit.selectors import audit_view_allowed
+    from cases.models import Case
+    from cases.selectors import cases_visible_to
+
+    open_cases = cases_visible_to(user=request.user).filter(status=Case.Status.OPEN).order_by("-updated_at")
+    return render(
+        request,
+        "home.html",
+        {
+            "open_cases": open_cases[:HOME_OPEN_CASES],
+            "open_case_count": open_cases.count(),
+            "may_view_audit": audit_view_allowed(user=request.user),
+            "is_admin": user_is_admin(request.user),
+        },
+    )
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -1,0 +1,208 @@
+"""Galleries of lawfully held images, their subjects and face templates, and the bookkeeping of the index.
+
+The database is the truth; the FAISS index (search.index) is derived from Template rows and can always be
+rebuilt from them. Every change to a gallery's templates bumps `IndexState.version` and writes an
+`IndexChange` row in the same transaction, so any process can bring its in-memory index up to date by
+applying the changes after the version it holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db import models
+
+
+class Gallery(models.Model):
+    class Kind(models.TextChoices):
+        CUSTODY = "custody", "Custody images"
+        WATCHLIST = "watchlist", "Watchlist"
+        MISSING = "missing_persons", "Missing persons"
+
+    class IndexMode(models.TextChoices):
+        EXACT = "exact", "Exact (flat inner product)"
+        APPROXIMATE = "approximate", "Approximate (HNSW with exact re-rank)"
+
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    description = models.TextField(blank=True)
+    provenance = models.TextField(
+        blank=True, help_text="Where the images come from and under what authority they are held."
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Images older than this many days are purged; empty keeps them."
+    )
+    index_mode = models.CharField(max_length=16, choices=IndexMode.choices, default=IndexMode.EXACT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "galleries"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subject(models.Model):
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="subjects")
+    external_ref = models.CharField(max_length=120, help_text="Custody or PNC reference.")
+    name = models.CharField(max_length=200, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["gallery", "external_ref"]
+        constraints = [
+            models.UniqueConstraint(fields=["gallery", "external_ref"], name="subject_unique_ref_per_gallery")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_ref} ({self.gallery})"
+
+
+def gallery_image_path(instance: GalleryImage, filename: str) -> str:
+    # Named by content hash so a resumed enrolment rewrites the same path rather than leaving a copy.
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"galleries/{instance.gallery_id}/{instance.sha256[:2]}/{instance.sha256}.{suffix[:8]}"
+
+
+def gallery_storage() -> FileSystemStorage:
+    # Overwrite rather than rename: the same content hash is the same image, written again on a resume.
+    return FileSystemStorage(allow_overwrite=True)
+
+
+class GalleryImage(models.Model):
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="images")
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=gallery_image_path, storage=gallery_storage, max_length=255)
+    sha256 = models.CharField(max_length=64)
+    original_filename = models.CharField(max_length=255, blank=True)
+    provenance = models.TextField(blank=True)
+    captured_at = models.DateField(null=True, blank=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["gallery", "sha256"], name="image_unique_sha_per_gallery")
+        ]
+
+    def __str__(self) -> str:
+        return self.original_filename or self.sha256[:12]
+
+
+class Template(models.Model):
+    """One face on a gallery image. Templates of different model packs are never compared."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="templates")
+    subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="templates")
+    image = models.ForeignKey(GalleryImage, on_delete=models.CASCADE, related_name="templates")
+    pack_key = models.CharField(max_length=120, db_index=True)
+    box = models.JSONField(help_text="[x, y, w, h] in image pixels.")
+    landmarks = models.JSONField(help_text="Five [x, y] points.")
+    quality = models.JSONField(default=dict, blank=True)
+    embedding = models.BinaryField(help_text="float32 little-endian, unit length.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["gallery", "pack_key"])]
+
+    def __str__(self) -> str:
+        return f"template {self.pk} ({self.pack_key})"
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.embedding), dtype="<f4").astype(np.float32)
+
+
+class IndexState(models.Model):
+    """The version of one gallery's templates for one pack; bumped with every add or remove."""
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="index_states")
+    pack_key = models.CharField(max_length=120)
+    version = models.PositiveBigIntegerField(default=0)
+    # A new epoch means "start again from the database" (full rebuild, or a fresh database reusing ids).
+    epoch = models.UUIDField(default=uuid.uuid4)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["gallery", "pack_key"], name="index_state_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.gallery_id}/{self.pack_key} v{self.version}"
+
+
+class IndexChange(models.Model):
+    """One add or remove of a template id at a version; lets a process catch up without a rebuild.
+
+    Holds ids only, never embeddings; rows older than the newest snapshot on disk may be pruned.
+    """
+
+    class Op(models.TextChoices):
+        ADD = "add", "add"
+        REMOVE = "remove", "remove"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="+")
+    pack_key = models.CharField(max_length=120)
+    version = models.PositiveBigIntegerField()
+    template_id = models.BigIntegerField()
+    op = models.CharField(max_length=8, choices=Op.choices)
+
+    class Meta:
+        ordering = ["version"]
+        indexes = [models.Index(fields=["gallery", "pack_key", "version"])]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.template_id} @ v{self.version}"
+
+
+class EnrolmentRun(models.Model):
+    """One bulk enrolment; its items are the work list, so a crashed run can be seen and resumed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="enrolment_runs")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"enrolment {self.pk} into {self.gallery_id} ({self.status})"
+
+
+class EnrolmentItem(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ENROLLED = "enrolled", "Enrolled"
+        SKIPPED = "skipped", "Already enrolled"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(EnrolmentRun, on_delete=models.CASCADE, related_name="items")
+    path = models.CharField(max_length=1000)
+    subject_ref = models.CharField(max_length=120)
+    attributes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    message = models.CharField(max_length=500, blank=True)
+    image = models.ForeignKey(
+        GalleryImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.status}"

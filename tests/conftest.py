@@ -50,3 +50,13 @@ def engine(pack_dir: Path):  # type: ignore[no-untyped-def]
     from faceengine import get_engine
 
     return get_engine(pack_dir, threads=settings.RFR_ENGINE_THREADS)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """On PostgreSQL the audit table refuses TRUNCATE, which Django uses to empty tables between
+    transactional tests; the throwaway test database alone gets the trigger's escape (audit.testing)."""
+    from audit.testing import audit_truncate_allow_on_test_databases
+
+    with django_db_blocker.unblock():
+        audit_truncate_allow_on_test_databases()

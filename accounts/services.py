@@ -1,0 +1,188 @@
+"""Writes for sign-in (failures, lockouts, audit) and for roles and team membership. All audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import LoginFailure, LoginLockout
+from accounts.roles import ADMIN, ROLES
+from accounts.selectors import (
+    login_failure_window,
+    login_key,
+    login_lockout_active,
+    login_lockout_duration,
+    login_max_failures,
+    request_ip,
+)
+from audit.services import audit_event_record
+from cases.models import Team
+
+
+def login_failure_record(*, username: str | None, request: HttpRequest | None, reason: str) -> bool:
+    """Record a failed sign-in; lock the username+address once the limit is reached. True if now locked."""
+    key = login_key(username)
+    ip = request_ip(request)
+    with transaction.atomic():
+        if login_lockout_active(username=username, request=request) is not None:
+            # Attempts during a lockout never reach a password check; they are logged but do not extend it.
+            audit_event_record(
+                action="auth.login_failed",
+                actor=None,
+                request=request,
+                detail={"username": key, "reason": "locked_out"},
+            )
+            return True
+        LoginFailure.objects.create(username=key, ip_address=ip)
+        audit_event_record(
+            action="auth.login_failed",
+            actor=None,
+            request=request,
+            detail={"username": key, "reason": reason},
+        )
+        since = timezone.now() - login_failure_window()
+        last_lock = LoginLockout.objects.filter(username=key, ip_address=ip).order_by("-locked_until").first()
+        if last_lock is not None and last_lock.locked_until > since:
+            since = last_lock.locked_until  # failures before the last lock ended were already punished
+        failures = LoginFailure.objects.filter(username=key, ip_address=ip, created_at__gte=since).count()
+        if failures < login_max_failures():
+            return False
+        lockout = LoginLockout.objects.create(
+            username=key, ip_address=ip, locked_until=timezone.now() + login_lockout_duration()
+        )
+        audit_event_record(
+            action="auth.lockout",
+            actor=None,
+            target=lockout,
+            request=request,
+            detail={"username": key, "failures": failures, "locked_until": lockout.locked_until.isoformat()},
+        )
+        return True
+
+
+def login_success_record(
+    *,
+    user: AbstractBaseUser,
+    request: HttpRequest | None,
+    action: str = "auth.login",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    with transaction.atomic():
+        LoginFailure.objects.filter(
+            username=login_key(user.get_username()), ip_address=request_ip(request)
+        ).delete()
+        audit_event_record(action=action, actor=user, target=user, request=request, detail=detail or {})
+
+
+def user_role_grant(
+    *,
+    user: AbstractBaseUser,
+    role: str,
+    granted_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}; roles are {ROLES}.")
+    with transaction.atomic():
+        user.groups.add(Group.objects.get(name=role))  # type: ignore[attr-defined]
+        if role == ADMIN:
+            get_user_model().objects.filter(pk=user.pk).update(is_staff=True)  # the admin site needs staff
+            user.is_staff = True  # type: ignore[attr-defined]
+        audit_event_record(
+            action="role.granted", actor=granted_by, target=user, request=request, detail={"role": role}
+        )
+
+
+def user_role_revoke(
+    *,
+    user: AbstractBaseUser,
+    role: str,
+    revoked_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    with transaction.atomic():
+        user.groups.remove(Group.objects.get(name=role))  # type: ignore[attr-defined]
+        if role == ADMIN and not getattr(user, "is_superuser", False):
+            get_user_model().objects.filter(pk=user.pk).update(is_staff=False)
+            user.is_staff = False  # type: ignore[attr-defined]
+        audit_event_record(
+            action="role.revoked", actor=revoked_by, target=user, request=request, detail={"role": role}
+        )
+
+
+def team_member_add(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    added_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    with transaction.atomic():
+        team.members.add(user)  # type: ignore[arg-type]
+        audit_event_record(
+            action="team.member_added",
+            actor=added_by,
+            target=team,
+            request=request,
+            detail={"user_id": user.pk},
+        )
+
+
+def team_member_remove(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    removed_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    with transaction.atomic():
+        team.members.remove(user)  # type: ignore[arg-type]
+        audit_event_record(
+            action="team.member_removed",
+            actor=removed_by,
+            target=team,
+            request=request,
+            detail={"user_id": user.pk},
+        )
+
+
+def team_supervisor_add(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    added_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Make `user` a supervisor of `team`; they see all of the team's cases, present and future."""
+    with transaction.atomic():
+        team.supervisors.add(user)  # type: ignore[arg-type]  # cases.signals syncs the guardian group
+        audit_event_record(
+            action="team.supervisor_added",
+            actor=added_by,
+            target=team,
+            request=request,
+            detail={"user_id": user.pk},
+        )
+
+
+def team_supervisor_remove(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    removed_by: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> None:
+    with transaction.atomic():
+        team.supervisors.remove(user)  # type: ignore[arg-type]
+        audit_event_record(
+            action="team.supervisor_removed",
+            actor=removed_by,
+            target=team,
+            request=request,
+            detail={"user_id": user.pk},
+        )

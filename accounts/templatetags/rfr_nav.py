@@ -1,0 +1,58 @@
+"""`{% main_nav %}`: the site's main navigation for the signed-in user, by role (accounts.roles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+from accounts.roles import user_is_admin
+from audit.selectors import audit_view_allowed
+
+register = template.Library()
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url: str
+    current: str  # the aria-current value: "page" (this page), "true" (a page inside the section), or ""
+
+
+def _item(label: str, url: str, path: str) -> NavItem:
+    if path == url:
+        current = "page"
+    elif url != "/" and path.startswith(url):
+        current = "true"
+    else:
+        current = ""
+    return NavItem(label=label, url=url, current=current)
+
+
+def nav_items_for(*, user: Any, path: str) -> list[NavItem]:
+    """The links the user may follow: everyone signed in gets cases and the API docs; supervisors and admins
+    the audit trail; those who may view galleries the gallery admin; admins the admin site."""
+    if not user.is_authenticated:
+        return []
+    items = [_item("Cases", reverse("case-list"), path)]
+    if audit_view_allowed(user=user):
+        items.append(_item("Audit", reverse("audit-list"), path))
+    if user.is_staff and user.has_perm("search.view_gallery"):
+        try:
+            items.append(_item("Galleries", reverse("admin:search_gallery_changelist"), path))
+        except NoReverseMatch:  # the search app's admin is not registered in this configuration
+            pass
+    if user.is_staff and user_is_admin(user):
+        items.append(_item("Admin", reverse("admin:index"), path))
+    items.append(_item("API docs", reverse("api-docs"), path))
+    return items
+
+
+@register.inclusion_tag("accounts/_main_nav.html", takes_context=True)
+def main_nav(context: template.Context) -> dict[str, Any]:
+    request = context.get("request")
+    user = getattr(request, "user", None) or context.get("user")
+    path = getattr(request, "path", "")
+    return {"items": nav_items_for(user=user, path=path) if user is not None else [], "user": user}

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import io
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.qr import write_qrcode_image
+
+from accounts.forms import LoginForm, TOTPConfirmForm
+from accounts.otp import totp_token_verify, user_is_otp_verified, user_totp_device
+from accounts.services import login_failure_record
+from audit.services import audit_event_record
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    http_method_names = ["post", "options"]
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "/"
+
+
+@login_required
+def totp(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app (first visit), or verify this session with it (an enrolled user)."""
+    device = user_totp_device(request.user)
+    enrolling = device is None
+    if enrolling:
+        device = TOTPDevice.objects.filter(user=request.user, confirmed=False).order_by("pk").first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=request.user, name="Authenticator app", confirmed=False)
+    assert device is not None
+    if not enrolling and user_is_otp_verified(request.user):
+        messages.info(request, "This session is already verified with your authenticator app.")
+        return redirect(_safe_next(request))
+    form = TOTPConfirmForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if totp_token_verify(device=device, token=form.cleaned_data["otp_token"]):
+            with transaction.atomic():
+                if enrolling:
+                    TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+                    device.confirmed = True
+                audit_event_record(
+                    action="auth.totp_enrolled" if enrolling else "auth.totp_verified",
+                    actor=request.user,
+                    target=request.user,
+                    request=request,
+                )
+            otp_login(request, device)
+            return redirect(_safe_next(request))
+        login_failure_record(username=request.user.get_username(), request=request, reason="otp_invalid")
+        form.add_error("otp_token", "That code was not accepted. Enter the current 6-digit code.")
+    qr_svg = ""
+    if enrolling:
+        buffer = io.BytesIO()
+        write_qrcode_image(device.config_url, buffer)
+        qr_svg = buffer.getvalue().decode("utf-8")
+    return render(
+        request,
+        "accounts/totp.html",
+        {
+            "form": form,
+            "enrolling": enrolling,
+            "qr_svg": qr_svg,
+            "config_url": device.config_url if enrolling else "",
+            "next": _safe_next(request),
+        },
+    )

@@ -1,0 +1,138 @@
+"""Writes on cases. Each change and its audit event commit together or not at all.
+
+Callers fetch the case with cases.selectors.case_get_for_user first; these services then apply the rules of
+who may do what (only the owner manages members; the owner or a team supervisor closes).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.services import audit_event_record
+from cases.models import Case, Team
+from cases.permissions import case_member_grant, case_member_ids, case_member_revoke, case_owner_grant
+
+
+def case_create(
+    *,
+    owner: AbstractBaseUser,
+    reference: str,
+    title: str,
+    purpose: str,
+    offence_category: str,
+    legal_basis: str,
+    team: Team | None = None,
+    request: HttpRequest | None = None,
+) -> Case:
+    """Open a case owned by `owner`. Without `team`, an owner who belongs to exactly one team gets that
+    team, so that the case falls under its supervisors' oversight."""
+    if purpose not in Case.Purpose.values:
+        raise ValidationError({"purpose": f"Choose one of {', '.join(Case.Purpose.values)}."})
+    if not reference.strip() or not title.strip():
+        raise ValidationError("A case needs a reference and a title.")
+    if not legal_basis.strip():
+        raise ValidationError({"legal_basis": "State the lawful basis for searching images in this case."})
+    owner_teams = Team.objects.filter(members=owner.pk)
+    if team is None:
+        only = list(owner_teams[:2])
+        team = only[0] if len(only) == 1 else None
+    elif not owner_teams.filter(pk=team.pk).exists():
+        raise ValidationError({"team": "You can only open a case for a team you belong to."})
+    with transaction.atomic():
+        case = Case.objects.create(
+            owner=owner,  # type: ignore[misc]
+            reference=reference.strip(),
+            title=title.strip(),
+            purpose=purpose,
+            offence_category=offence_category.strip(),
+            legal_basis=legal_basis.strip(),
+            team=team,
+        )  # post_save (cases.signals) gives the team's supervisor group view on the case
+        case_owner_grant(case)
+        audit_event_record(
+            action="case.created",
+            actor=owner,
+            target=case,
+            case_id=case.pk,
+            request=request,
+            detail={"reference": case.reference, "purpose": case.purpose, "team_id": case.team_id},
+        )
+    return case
+
+
+def _require_owner(case: Case, user: AbstractBaseUser, doing: str) -> None:
+    if case.owner_id != user.pk:
+        raise PermissionDenied(f"Only the case owner can {doing}.")
+
+
+def case_member_add(
+    *, case: Case, user: AbstractBaseUser, added_by: AbstractBaseUser, request: HttpRequest | None = None
+) -> None:
+    _require_owner(case, added_by, "add members")
+    if not case.is_open:
+        raise ValidationError("The case is closed; members cannot be added.")
+    if user.pk == case.owner_id:
+        raise ValidationError("The owner already has access to the case.")
+    if not user.is_active:
+        raise ValidationError("That account is disabled.")
+    if user.pk in case_member_ids(case):
+        raise ValidationError(f"{user.get_username()} is already a member of this case.")
+    with transaction.atomic():
+        case_member_grant(case, user)
+        audit_event_record(
+            action="case.member_added",
+            actor=added_by,
+            target=case,
+            case_id=case.pk,
+            request=request,
+            detail={"user_id": user.pk, "username": user.get_username()},
+        )
+
+
+def case_member_remove(
+    *, case: Case, user: AbstractBaseUser, removed_by: AbstractBaseUser, request: HttpRequest | None = None
+) -> None:
+    _require_owner(case, removed_by, "remove members")
+    if user.pk not in case_member_ids(case):
+        raise ValidationError(f"{user.get_username()} is not a member of this case.")
+    with transaction.atomic():
+        case_member_revoke(case, user)
+        audit_event_record(
+            action="case.member_removed",
+            actor=removed_by,
+            target=case,
+            case_id=case.pk,
+            request=request,
+            detail={"user_id": user.pk, "username": user.get_username()},
+        )
+
+
+def case_close(
+    *, case: Case, closed_by: AbstractBaseUser, reason: str = "", request: HttpRequest | None = None
+) -> Case:
+    is_supervisor = (
+        case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=closed_by.pk).exists()
+    )
+    if case.owner_id != closed_by.pk and not is_supervisor:
+        raise PermissionDenied("Only the case owner or a supervisor of its team can close the case.")
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        if not locked.is_open:
+            raise ValidationError("The case is already closed.")
+        locked.status = Case.Status.CLOSED
+        locked.closed_at = timezone.now()
+        locked.save(update_fields=["status", "closed_at", "updated_at"])
+        audit_event_record(
+            action="case.closed",
+            actor=closed_by,
+            target=locked,
+            case_id=locked.pk,
+            request=request,
+            detail={"reason": reason.strip()[:2000]},
+        )
+    case.status, case.closed_at = locked.status, locked.closed_at
+    return locked

@@ -1,0 +1,43 @@
+"""Keep guardian permissions in step with Team.supervisors and Case.team however they are changed
+(services, admin, shell): see cases.permissions for the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import m2m_changed, post_save
+from django.dispatch import receiver
+
+from cases.models import Case, Team
+from cases.permissions import case_team_permissions_sync, team_supervisors_sync
+
+
+@receiver(m2m_changed, sender=Team.supervisors.through, dispatch_uid="cases.team_supervisors_changed")
+def team_supervisors_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    if not reverse:  # team.supervisors.add(user): instance is the team
+        if action in ("post_add", "post_remove", "post_clear"):
+            team_supervisors_sync(instance)
+        return
+    # user.supervised_teams.add(team): instance is the user, pk_set the teams
+    if action == "pre_clear":
+        instance._rfr_cleared_team_ids = list(instance.supervised_teams.values_list("pk", flat=True))
+        return
+    if action in ("post_add", "post_remove"):
+        team_ids = list(pk_set or ())
+    elif action == "post_clear":
+        team_ids = getattr(instance, "_rfr_cleared_team_ids", [])
+    else:
+        return
+    for team in Team.objects.filter(pk__in=team_ids):
+        team_supervisors_sync(team)
+
+
+@receiver(post_save, sender=Case, dispatch_uid="cases.case_saved")
+def case_saved(sender: Any, instance: Case, created: bool, update_fields: Any = None, **kwargs: Any) -> None:
+    if kwargs.get("raw"):
+        return  # fixture loading: permissions rows are loaded as data
+    if update_fields is not None and "team" not in update_fields and not created:
+        return  # a save that cannot have changed the team
+    case_team_permissions_sync(instance)

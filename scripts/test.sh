@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it.
+#
+# Where PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer, the suite runs in the production
+# shape against them (DATABASE_URL/REDIS_URL), so database triggers, locking and the broker are tested for
+# real; in CI they are required. Without them it runs on the embedded default and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+echo "== lint: ruff and mypy"
+$BIN/ruff check .
+$BIN/ruff format --check .
+$BIN/mypy .
+
+pg_up() { $BIN/python -c "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/postgres', connect_timeout=3).close()" 2>/dev/null; }
+redis_up() { $BIN/python -c "import redis; redis.Redis.from_url('redis://127.0.0.1:6379/15', socket_timeout=3).ping()" 2>/dev/null; }
+
+if [ -z "${DATABASE_URL:-}" ] && pg_up; then export DATABASE_URL=postgres://postgres@127.0.0.1:5432/rfr; fi
+if [ -z "${REDIS_URL:-}" ] && redis_up; then export REDIS_URL=redis://127.0.0.1:6379/15; fi
+if [ -n "${CI:-}" ] && { [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; }; then
+  echo "CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; .ci/run starts them." >&2
+  exit 1
+fi
+echo "== tests on ${DATABASE_URL:+PostgreSQL ($DATABASE_URL)}${DATABASE_URL:-SQLite (embedded default)}, broker: ${REDIS_URL:-none (eager tasks)}"
+$BIN/pytest "$@"
+
+echo "== tests of the embedded default (SQLite, eager tasks)"
+env -u DATABASE_URL -u REDIS_URL $BIN/pytest -m embedded -p no:cacheprovider

@@ -1,0 +1,166 @@
+"""Admin for galleries: small uploads run the enrolment pipeline; deletions go through the services, so they
+are audited with a reason and take effect in search at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from search import services
+from search.models import EnrolmentRun, Gallery, GalleryImage, Subject
+
+ADMIN_DELETE_REASON = "deleted through the admin by {user}"
+
+
+@admin.register(Gallery)
+class GalleryAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "index_mode", "retention_days", "created_at"]
+    list_filter = ["kind", "index_mode"]
+    search_fields = ["name"]
+    actions = ["purge_expired"]
+
+    def save_model(self, request: HttpRequest, obj: Gallery, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.gallery_create(
+            name=obj.name,
+            kind=obj.kind,
+            description=obj.description,
+            provenance=obj.provenance,
+            retention_days=obj.retention_days,
+            index_mode=obj.index_mode,
+            actor=request.user,
+            request=request,
+        )
+        obj.pk = created.pk
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a whole gallery goes only by deleting its subjects, each audited
+
+    @admin.action(description="Purge images past the retention period")
+    def purge_expired(self, request: HttpRequest, queryset: QuerySet[Gallery]) -> None:
+        for gallery in queryset:
+            purged = services.gallery_purge_expired(gallery=gallery, actor=request.user)
+            self.message_user(request, f"{gallery.name}: purged {purged.get(gallery.name, 0)} images.")
+
+
+class GalleryImageUploadForm(forms.ModelForm):
+    upload = forms.ImageField(help_text="One photo of one person; it is enrolled through the face pipeline.")
+    subject_ref = forms.CharField(max_length=120, help_text="Custody or PNC reference of the person shown.")
+
+    class Meta:
+        model = GalleryImage
+        fields = ["gallery", "provenance", "captured_at"]
+
+
+@admin.register(GalleryImage)
+class GalleryImageAdmin(admin.ModelAdmin):
+    list_display = ["pk", "gallery", "subject", "original_filename", "captured_at", "enrolled_at"]
+    list_filter = ["gallery"]
+    search_fields = ["subject__external_ref", "original_filename", "sha256"]
+    readonly_fields = [
+        "gallery",
+        "subject",
+        "file",
+        "sha256",
+        "original_filename",
+        "provenance",
+        "captured_at",
+    ]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = GalleryImageUploadForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else []
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["gallery", "subject_ref", "upload", "provenance", "captured_at"]
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: GalleryImage, form: Any, change: bool) -> None:
+        if change:
+            return  # enrolled images are not edited; delete and enrol again instead
+        upload = form.cleaned_data["upload"]
+        try:
+            enrolled = services.gallery_image_enrol(
+                gallery=form.cleaned_data["gallery"],
+                data=upload.read(),
+                subject_ref=form.cleaned_data["subject_ref"],
+                original_filename=upload.name,
+                provenance=form.cleaned_data.get("provenance") or "",
+                captured_at=form.cleaned_data.get("captured_at"),
+                actor=request.user,
+                request=request,
+            )
+        except services.EnrolmentError as error:
+            self.message_user(request, f"Not enrolled: {error}", messages.ERROR)
+            return
+        if enrolled is None:
+            self.message_user(request, "This image is already in the gallery.", messages.WARNING)
+            return
+        obj.pk = enrolled.pk
+
+    def response_add(
+        self, request: HttpRequest, obj: GalleryImage, post_url_continue: str | None = None
+    ) -> Any:
+        if obj.pk is None:
+            from django.http import HttpResponseRedirect
+
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    def delete_model(self, request: HttpRequest, obj: GalleryImage) -> None:
+        services.gallery_image_delete(
+            image=obj,
+            reason=ADMIN_DELETE_REASON.format(user=request.user),
+            actor=request.user,
+            request=request,
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[GalleryImage]) -> None:
+        for image in queryset:
+            self.delete_model(request, image)
+
+
+@admin.register(Subject)
+class SubjectAdmin(admin.ModelAdmin):
+    list_display = ["external_ref", "name", "gallery", "created_at"]
+    list_filter = ["gallery"]
+    search_fields = ["external_ref", "name"]
+    readonly_fields = ["gallery", "external_ref"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # subjects come with their images (enrolment)
+
+    def delete_model(self, request: HttpRequest, obj: Subject) -> None:
+        services.subject_delete(
+            subject=obj,
+            reason=ADMIN_DELETE_REASON.format(user=request.user),
+            actor=request.user,
+            request=request,
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
+        for subject in queryset:
+            self.delete_model(request, subject)
+
+
+@admin.register(EnrolmentRun)
+class EnrolmentRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "gallery", "actor_name", "status", "counts", "started_at", "finished_at"]
+    list_filter = ["status", "gallery"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

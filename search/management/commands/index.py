@@ -1,0 +1,44 @@
+"""`manage.py index rebuild [GALLERY]` and `manage.py index status`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from search.index import gallery_index_rebuild, snapshot_path
+from search.indexfiles import snapshot_read_header
+from search.models import Gallery, IndexState
+
+
+class Command(BaseCommand):
+    help = "Rebuild the derived FAISS indexes from the database, or show their state."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        rebuild = sub.add_parser("rebuild", help="Rebuild one gallery's indexes, or all.")
+        rebuild.add_argument("gallery", nargs="?")
+        sub.add_parser("status", help="Database version and snapshot version per gallery and pack.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "status":
+            for state in IndexState.objects.select_related("gallery").order_by("gallery__name", "pack_key"):
+                header = snapshot_read_header(snapshot_path(state.gallery_id, state.pack_key))
+                on_disk = f"v{header.version}" if header and str(header.epoch) == str(state.epoch) else "none"
+                self.stdout.write(
+                    f"{state.gallery.name}  {state.pack_key}  db v{state.version}  snapshot {on_disk}"
+                )
+            return
+        galleries = Gallery.objects.all()
+        if options["gallery"]:
+            galleries = galleries.filter(name=options["gallery"])
+            if not galleries.exists():
+                raise CommandError(f"No gallery named {options['gallery']!r}.")
+        for gallery in galleries:
+            started = time.perf_counter()
+            counts = gallery_index_rebuild(gallery=gallery)
+            for pack_key, size in counts.items():
+                self.stdout.write(
+                    f"{gallery.name}: {pack_key}: {size} templates in {time.perf_counter() - started:.1f} s"
+                )

@@ -1,0 +1,101 @@
+"""Reads: searching galleries for candidates.
+
+Results are leads for a trained person to assess ("possible match — intelligence only, not an
+identification"), never identifications.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from search.index import get_index
+from search.models import Gallery, Template
+
+TOP_K_DEFAULT = 50
+TOP_K_MAX = 500
+# Hits are fetched with a margin so ones dropped by the database check (deleted a moment ago) still
+# leave a full list; the loop below widens the fetch if more than the margin were dropped.
+_FETCH_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    template_id: int
+    subject_id: int
+    subject_ref: str
+    gallery_id: int
+    gallery_name: str
+    image_id: int
+    score: float
+    pack_key: str
+    rank: int
+
+
+def search_galleries(
+    *,
+    template: np.ndarray,
+    pack_key: str,
+    gallery_ids: list[int],
+    top_k: int = TOP_K_DEFAULT,
+    threshold: float | None = None,
+) -> list[SearchHit]:
+    """The top_k gallery templates most similar to `template` across the galleries, best first.
+
+    Only templates of `pack_key` are searched. Ties in score are broken by template id (ascending), so the
+    order is deterministic. Every hit is checked against the database, so a template deleted a moment ago
+    never appears, even if an index has not caught up yet.
+    """
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= TOP_K_MAX:
+        raise ValueError(f"top_k must be a whole number from 1 to {TOP_K_MAX} (got {top_k!r}).")
+    query = np.asarray(template, dtype=np.float32)
+    if query.ndim != 1 or query.size == 0 or not np.all(np.isfinite(query)):
+        raise ValueError("template must be a one-dimensional array of finite numbers.")
+    unique_ids = sorted(set(gallery_ids))
+    galleries = dict(Gallery.objects.filter(pk__in=unique_ids).values_list("pk", "name"))
+    missing = [gid for gid in unique_ids if gid not in galleries]
+    if missing:
+        raise ValueError(f"Unknown gallery ids: {missing}.")
+    if not unique_ids:
+        return []
+    fetch = top_k + _FETCH_MARGIN
+    while True:
+        candidates: list[tuple[float, int]] = []
+        exhausted = True
+        for gallery_id in unique_ids:
+            scores, ids = get_index().search(gallery_id, pack_key, query[None, :], fetch)
+            valid = ids[0] >= 0
+            if valid.all() and (threshold is None or scores[0][-1] >= threshold):
+                exhausted = False  # the index may hold more (above the threshold) beyond this fetch
+            candidates.extend(zip(scores[0][valid].tolist(), ids[0][valid].tolist(), strict=True))
+        if threshold is not None:
+            candidates = [c for c in candidates if c[0] >= threshold]
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        rows = {
+            row["pk"]: row
+            for row in Template.objects.filter(
+                pk__in=[tid for _, tid in candidates], pack_key=pack_key, gallery_id__in=unique_ids
+            ).values("pk", "subject_id", "subject__external_ref", "gallery_id", "image_id")
+        }
+        live = [(score, tid) for score, tid in candidates if tid in rows]
+        if len(live) >= top_k or exhausted or fetch >= TOP_K_MAX * 8:
+            break
+        fetch *= 2
+    hits = []
+    for rank, (score, tid) in enumerate(live[:top_k], start=1):
+        row = rows[tid]
+        hits.append(
+            SearchHit(
+                template_id=tid,
+                subject_id=row["subject_id"],
+                subject_ref=row["subject__external_ref"],
+                gallery_id=row["gallery_id"],
+                gallery_name=galleries[row["gallery_id"]],
+                image_id=row["image_id"],
+                score=float(score),
+                pack_key=pack_key,
+                rank=rank,
+            )
+        )
+    return hits

@@ -1,0 +1,573 @@
+"""Writes for galleries: creation, enrolment (single and bulk), deletion with a reason, retention purges.
+
+Every change to templates goes through `index_changes_record` in the same transaction, which bumps the
+gallery's index version and logs the change, so every process's index catches up (search.index).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.services import audit_event_record
+from faceengine import AnalysedFace, FaceEngine, ImageRejected, decode_image
+from faceengine.engine import primary_face_index
+from search.models import (
+    EnrolmentItem,
+    EnrolmentRun,
+    Gallery,
+    GalleryImage,
+    IndexChange,
+    IndexState,
+    Subject,
+    Template,
+)
+from search.pipeline import active_engine, image_limits
+
+logger = logging.getLogger(__name__)
+
+Actor = AbstractBaseUser | AnonymousUser | None
+# A second face must be at most this fraction of the primary face's area for the primary to "dominate".
+SECONDARY_FACE_MAX_AREA_RATIO = 0.4
+ENROL_BATCH_SIZE = 16
+SUBJECT_COLUMNS = ("subject_ref", "identity")
+
+
+class EnrolmentError(Exception):
+    """An image that cannot be enrolled, with a message fit to show the person who supplied it."""
+
+
+# -- galleries ----------------------------------------------------------------------------------------------
+def gallery_create(
+    *,
+    name: str,
+    kind: str,
+    description: str = "",
+    provenance: str = "",
+    retention_days: int | None = None,
+    index_mode: str = Gallery.IndexMode.EXACT,
+    actor: Actor = None,
+    request: HttpRequest | None = None,
+) -> Gallery:
+    if kind not in Gallery.Kind.values:
+        raise ValueError(f"kind must be one of {', '.join(Gallery.Kind.values)}")
+    if index_mode not in Gallery.IndexMode.values:
+        raise ValueError(f"index mode must be one of {', '.join(Gallery.IndexMode.values)}")
+    with transaction.atomic():
+        gallery = Gallery.objects.create(
+            name=name,
+            kind=kind,
+            description=description,
+            provenance=provenance,
+            retention_days=retention_days,
+            index_mode=index_mode,
+        )
+        audit_event_record(
+            action="gallery.create",
+            actor=actor,
+            target=gallery,
+            request=request,
+            detail={"name": name, "kind": kind, "retention_days": retention_days, "index_mode": index_mode},
+        )
+    return gallery
+
+
+def index_changes_record(*, gallery_id: int, pack_key: str, changes: Sequence[tuple[int, str]]) -> int:
+    """Log template adds/removes and bump the index version; call inside the change's transaction."""
+    if not changes:
+        return 0
+    with transaction.atomic():  # the caller's transaction when there is one (as there should be)
+        IndexState.objects.get_or_create(gallery_id=gallery_id, pack_key=pack_key)
+        # The row lock serialises writers of one gallery's index, so versions stay gap-free and ordered.
+        state = IndexState.objects.select_for_update().get(gallery_id=gallery_id, pack_key=pack_key)
+        start = state.version
+        IndexChange.objects.bulk_create(
+            IndexChange(gallery_id=gallery_id, pack_key=pack_key, version=start + offset, template_id=tid, op=op)
+            for offset, (tid, op) in enumerate(changes, start=1)
+        )
+        state.version = start + len(changes)
+        state.save(update_fields=["version"])
+    return state.version
+
+
+# -- enrolment of one image ---------------------------------------------------------------------------------
+def enrolment_face_choose(faces: Sequence[AnalysedFace], image_shape: tuple[int, ...]) -> AnalysedFace:
+    """The one face to enrol from a single-subject photo, or EnrolmentError (no face / several faces)."""
+    if not faces:
+        raise EnrolmentError("no face found")
+    if len(faces) == 1:
+        return faces[0]
+    primary = primary_face_index([face.detection for face in faces], image_shape)
+    assert primary is not None
+    area = faces[primary].box[2] * faces[primary].box[3]
+    others = max(face.box[2] * face.box[3] for i, face in enumerate(faces) if i != primary)
+    if others > SECONDARY_FACE_MAX_AREA_RATIO * area:
+        raise EnrolmentError(f"several faces ({len(faces)}) and none clearly dominates")
+    return faces[primary]
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes
+    sha256: str
+    face: AnalysedFace
+
+
+def _decode(data: bytes) -> np.ndarray:
+    try:
+        return decode_image(data, image_limits())
+    except ImageRejected as error:
+        raise EnrolmentError(error.message) from error
+
+
+def _commit_enrolment(
+    *,
+    gallery: Gallery,
+    prepared: PreparedImage,
+    pack_key: str,
+    subject_ref: str,
+    attributes: dict[str, Any],
+    original_filename: str,
+    provenance: str = "",
+    captured_at: date | None = None,
+    item: EnrolmentItem | None = None,
+) -> GalleryImage | None:
+    """Image, template, index change (and the work item's status) in one transaction; None if a duplicate."""
+    try:
+        with transaction.atomic():
+            if GalleryImage.objects.filter(gallery=gallery, sha256=prepared.sha256).exists():
+                return None
+            subject, _ = Subject.objects.get_or_create(
+                gallery=gallery, external_ref=subject_ref, defaults={"attributes": attributes}
+            )
+            image = GalleryImage(
+                gallery=gallery,
+                subject=subject,
+                sha256=prepared.sha256,
+                original_filename=original_filename[:255],
+                provenance=provenance,
+                captured_at=captured_at,
+            )
+            image.file.save(original_filename or "image.jpg", ContentFile(prepared.data), save=False)
+            image.save()
+            face = prepared.face
+            template = Template.objects.create(
+                gallery=gallery,
+                subject=subject,
+                image=image,
+                pack_key=pack_key,
+                box=[round(float(v), 2) for v in face.box],
+                landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+                quality=face.quality.to_dict(),
+                embedding=np.asarray(face.template, dtype="<f4").tobytes(),
+            )
+            index_changes_record(
+                gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, IndexChange.Op.ADD)]
+            )
+            if item is not None:
+                item.status = EnrolmentItem.Status.ENROLLED
+                item.image = image
+                item.message = ""
+                item.save(update_fields=["status", "image", "message"])
+            return image
+    except IntegrityError:
+        # Another worker enrolled the same bytes between our check and our insert.
+        if GalleryImage.objects.filter(gallery=gallery, sha256=prepared.sha256).exists():
+            return None
+        raise
+
+
+def gallery_image_enrol(
+    *,
+    gallery: Gallery,
+    data: bytes,
+    subject_ref: str,
+    original_filename: str = "",
+    attributes: dict[str, Any] | None = None,
+    provenance: str = "",
+    captured_at: date | None = None,
+    actor: Actor = None,
+    request: HttpRequest | None = None,
+    engine: FaceEngine | None = None,
+) -> GalleryImage | None:
+    """Enrol one image (small uploads, the admin). None if already enrolled; EnrolmentError if unusable."""
+    if not subject_ref.strip():
+        raise EnrolmentError("a subject reference is required")
+    engine = engine or active_engine()
+    sha = hashlib.sha256(data).hexdigest()
+    if GalleryImage.objects.filter(gallery=gallery, sha256=sha).exists():
+        return None
+    image = _decode(data)
+    face = enrolment_face_choose(engine.analyse(image), image.shape)
+    with transaction.atomic():
+        enrolled = _commit_enrolment(
+            gallery=gallery,
+            prepared=PreparedImage(data=data, sha256=sha, face=face),
+            pack_key=engine.pack.key,
+            subject_ref=subject_ref.strip(),
+            attributes=attributes or {},
+            original_filename=original_filename,
+            provenance=provenance,
+            captured_at=captured_at,
+        )
+        if enrolled is not None:
+            audit_event_record(
+                action="gallery.enrol",
+                actor=actor,
+                target=gallery,
+                request=request,
+                detail={"images": 1, "subject_ref": subject_ref, "gallery_image_id": enrolled.pk},
+            )
+    return enrolled
+
+
+# -- bulk enrolment --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnrolmentEntry:
+    path: str
+    subject_ref: str
+    attributes: dict[str, str]
+
+
+def enrolment_entries_read(*, images_dir: Path, subjects_csv: Path) -> list[EnrolmentEntry]:
+    """Rows of `file,subject_ref|identity[,extra columns]`; extra columns become subject attributes."""
+    with open(subjects_csv, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        subject_column = next((c for c in SUBJECT_COLUMNS if c in columns), None)
+        if "file" not in columns or subject_column is None:
+            raise ValueError(
+                f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column"
+            )
+        extra = [c for c in columns if c not in {"file", subject_column}]
+        entries = []
+        for row in reader:
+            if not (row.get("file") or "").strip():
+                continue
+            entries.append(
+                EnrolmentEntry(
+                    path=row["file"].strip(),
+                    subject_ref=(row.get(subject_column) or "").strip(),
+                    attributes={c: row.get(c) or "" for c in extra},
+                )
+            )
+    return entries
+
+
+def enrolment_run_create(
+    *,
+    gallery: Gallery,
+    images_dir: Path,
+    entries: Iterable[EnrolmentEntry],
+    actor: Actor = None,
+    source: str = "",
+) -> EnrolmentRun:
+    base = Path(images_dir).resolve()
+    user: Any = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    with transaction.atomic():
+        run = EnrolmentRun.objects.create(
+            gallery=gallery,
+            actor=user,
+            actor_name=getattr(user, "username", "") or "command line",
+            source=source[:500],
+        )
+        items = []
+        for entry in entries:
+            items.append(
+                EnrolmentItem(
+                    run=run,
+                    path=str(base / entry.path),
+                    subject_ref=entry.subject_ref[:120],
+                    attributes=entry.attributes,
+                )
+            )
+        EnrolmentItem.objects.bulk_create(items, batch_size=2000)
+        audit_event_record(
+            action="gallery.enrol_start",
+            actor=user,
+            target=gallery,
+            detail={"run_id": run.pk, "files": len(items), "source": source[:500], "by": run.actor_name},
+        )
+    return run
+
+
+def _item_fail(item: EnrolmentItem, message: str) -> None:
+    EnrolmentItem.objects.filter(pk=item.pk, status=EnrolmentItem.Status.PENDING).update(
+        status=EnrolmentItem.Status.FAILED, message=message[:500]
+    )
+
+
+def _item_read(item: EnrolmentItem, base: Path | None) -> bytes:
+    path = Path(item.path)
+    if base is not None and not path.resolve().is_relative_to(base):
+        raise EnrolmentError("path is outside the images folder")
+    if not item.subject_ref:
+        raise EnrolmentError("no subject reference in the CSV row")
+    try:
+        if path.stat().st_size > settings.RFR_MAX_UPLOAD_BYTES:
+            raise EnrolmentError("file is larger than the upload limit")
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise EnrolmentError("file not found") from error
+    except OSError as error:
+        raise EnrolmentError(f"cannot read file: {error.strerror}") from error
+
+
+def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | None = None) -> None:
+    """Enrol a batch of work items; each image commits on its own, so a crash loses at most the batch's
+    uncommitted images, which the next run redoes. Items not pending (already done) are left alone."""
+    items = list(
+        EnrolmentItem.objects.filter(pk__in=item_ids, status=EnrolmentItem.Status.PENDING)
+        .select_related("run__gallery")
+        .order_by("pk")
+    )
+    if not items:
+        return
+    engine = engine or active_engine()
+    decoded: list[tuple[EnrolmentItem, bytes, str, np.ndarray]] = []
+    for item in items:
+        try:
+            data = _item_read(item, None)
+            sha = hashlib.sha256(data).hexdigest()
+            if GalleryImage.objects.filter(gallery_id=item.run.gallery_id, sha256=sha).exists():
+                EnrolmentItem.objects.filter(pk=item.pk).update(status=EnrolmentItem.Status.SKIPPED)
+                continue
+            decoded.append((item, data, sha, _decode(data)))
+        except EnrolmentError as error:
+            _item_fail(item, str(error))
+    if not decoded:
+        return
+    for item, data, sha, image in decoded:
+        try:
+            # One image at a time rather than analyse_many: batch composition can change the last bits of
+            # an embedding, and a resumed run must give exactly the templates an uninterrupted one gives.
+            face = enrolment_face_choose(engine.analyse(image), image.shape)
+            enrolled = _commit_enrolment(
+                gallery=item.run.gallery,
+                prepared=PreparedImage(data=data, sha256=sha, face=face),
+                pack_key=engine.pack.key,
+                subject_ref=item.subject_ref,
+                attributes=item.attributes,
+                original_filename=Path(item.path).name,
+                provenance=item.run.source,
+                item=item,
+            )
+            if enrolled is None:
+                EnrolmentItem.objects.filter(pk=item.pk).update(status=EnrolmentItem.Status.SKIPPED)
+        except EnrolmentError as error:
+            _item_fail(item, str(error))
+
+
+def _enqueue_batches(batches: list[list[int]]) -> None:
+    from search.tasks import gallery_enrol_batch
+
+    for batch in batches:
+        gallery_enrol_batch.delay(batch)
+
+
+def enrolment_run_execute(
+    *,
+    run: EnrolmentRun,
+    batch_size: int = ENROL_BATCH_SIZE,
+    in_process: bool | None = None,
+    progress: bool = True,
+    poll_seconds: float = 1.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> EnrolmentRun:
+    """Work through the run's pending items, in this process or on Celery workers, then audit the result."""
+    from tqdm import tqdm
+
+    pending = list(
+        run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True)
+    )
+    total = run.items.count()
+    done_before = total - len(pending)
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+    eager = settings.CELERY_TASK_ALWAYS_EAGER if in_process is None else in_process
+    bar = tqdm(
+        total=total,
+        initial=done_before,
+        unit="img",
+        desc=f"enrol {run.gallery.name}",
+        file=sys.stderr,
+        disable=not progress,
+    )
+    try:
+        if eager:
+            engine = active_engine()
+            for batch in batches:
+                enrolment_items_process(item_ids=batch, engine=engine)
+                bar.update(len(batch))
+                if on_progress is not None:
+                    on_progress(bar.n)
+        else:
+            _enqueue_batches(batches)
+            remaining = len(pending)
+            while remaining:
+                time.sleep(poll_seconds)
+                now_remaining = run.items.filter(status=EnrolmentItem.Status.PENDING).count()
+                bar.update(remaining - now_remaining)
+                remaining = now_remaining
+    finally:
+        bar.close()
+    return enrolment_run_finish(run=run)
+
+
+def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
+    counts = {status: run.items.filter(status=status).count() for status in EnrolmentItem.Status.values}
+    with transaction.atomic():
+        run.counts = counts
+        run.status = EnrolmentRun.Status.FINISHED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["counts", "status", "finished_at"])
+        audit_event_record(
+            action="gallery.enrol",
+            actor=run.actor,
+            target=run.gallery,
+            detail={
+                "run_id": run.pk,
+                "by": run.actor_name,
+                "gallery": run.gallery.name,
+                "source": run.source,
+                **counts,
+            },
+        )
+    from search.index import get_index, index_pack_keys
+
+    for pack_key in index_pack_keys(run.gallery_id):
+        get_index().save(run.gallery_id, pack_key)
+    return run
+
+
+# -- removal ----------------------------------------------------------------------------------------------
+def _delete_images(*, images: list[GalleryImage]) -> tuple[int, int]:
+    """Delete images with their templates and index entries; files go once the transaction commits."""
+    templates = list(Template.objects.filter(image__in=images).values_list("pk", "gallery_id", "pack_key"))
+    by_index: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for pk, gallery_id, pack_key in templates:
+        by_index.setdefault((gallery_id, pack_key), []).append((pk, IndexChange.Op.REMOVE))
+    for (gallery_id, pack_key), changes in sorted(by_index.items()):
+        index_changes_record(gallery_id=gallery_id, pack_key=pack_key, changes=changes)
+    files = [(image.file.storage, image.file.name) for image in images if image.file.name]
+    Template.objects.filter(pk__in=[pk for pk, _, _ in templates]).delete()
+    GalleryImage.objects.filter(pk__in=[image.pk for image in images]).delete()
+
+    def remove_files() -> None:
+        for storage, name in files:
+            try:
+                storage.delete(str(name))
+            except OSError:
+                logger.exception("could not delete gallery file %s", name)
+
+    transaction.on_commit(remove_files)
+    return len(images), len(templates)
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("A reason is required to delete gallery data.")
+    return reason[:1000]
+
+
+def subject_delete(
+    *, subject: Subject, reason: str, actor: Actor = None, request: HttpRequest | None = None
+) -> dict:
+    """Delete a subject, its images, files and templates; effective for searches as soon as it commits."""
+    reason = _require_reason(reason)
+    with transaction.atomic():
+        subject = Subject.objects.select_for_update().select_related("gallery").get(pk=subject.pk)
+        images, templates = _delete_images(images=list(subject.images.all()))
+        detail = {
+            "gallery": subject.gallery.name,
+            "gallery_id": subject.gallery_id,
+            "subject_id": subject.pk,
+            "external_ref": subject.external_ref,
+            "images_deleted": images,
+            "templates_deleted": templates,
+            "reason": reason,
+        }
+        audit_event_record(
+            action="gallery.subject_delete", actor=actor, target=subject, request=request, detail=detail
+        )
+        subject.delete()
+    return detail
+
+
+def gallery_image_delete(
+    *, image: GalleryImage, reason: str, actor: Actor = None, request: HttpRequest | None = None
+) -> dict:
+    reason = _require_reason(reason)
+    with transaction.atomic():
+        image = GalleryImage.objects.select_for_update().select_related("gallery", "subject").get(pk=image.pk)
+        _, templates = _delete_images(images=[image])
+        detail = {
+            "gallery": image.gallery.name,
+            "gallery_id": image.gallery_id,
+            "subject_id": image.subject_id,
+            "external_ref": image.subject.external_ref,
+            "gallery_image_id": image.pk,
+            "templates_deleted": templates,
+            "reason": reason,
+        }
+        audit_event_record(
+            action="gallery.image_delete", actor=actor, target=image, request=request, detail=detail
+        )
+    return detail
+
+
+def gallery_purge_expired(
+    *, gallery: Gallery | None = None, actor: Actor = None, now: Any = None
+) -> dict[str, int]:
+    """Apply retention rules: delete images older than their gallery's retention_days (by capture date,
+    or enrolment date where none was given), and subjects left with no images. Returns counts per gallery."""
+    now = now or timezone.now()
+    galleries = Gallery.objects.filter(retention_days__isnull=False)
+    if gallery is not None:
+        galleries = galleries.filter(pk=gallery.pk)
+    purged: dict[str, int] = {}
+    for each in galleries:
+        assert each.retention_days is not None
+        cutoff = now - timedelta(days=each.retention_days)
+        expired = Q(captured_at__lt=cutoff.date()) | Q(captured_at__isnull=True, enrolled_at__lt=cutoff)
+        reason = f"retention rule: older than {each.retention_days} days (before {cutoff.date().isoformat()})"
+        with transaction.atomic():
+            images = list(GalleryImage.objects.select_for_update().filter(expired, gallery=each))
+            if not images:
+                continue
+            subject_ids = {image.subject_id for image in images}
+            count, templates = _delete_images(images=images)
+            emptied = Subject.objects.filter(pk__in=subject_ids, images__isnull=True)
+            subjects = emptied.count()
+            emptied.delete()
+            audit_event_record(
+                action="gallery.purge",
+                actor=actor,
+                target=each,
+                detail={
+                    "gallery": each.name,
+                    "images_deleted": count,
+                    "templates_deleted": templates,
+                    "subjects_deleted": subjects,
+                    "reason": reason,
+                },
+            )
+        purged[each.name] = count
+    return purged

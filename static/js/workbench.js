@@ -1,0 +1,89 @@
+/* Case workbench: progress polling, drawing a box on a probe, zooming side-by-side images.
+   Progressive enhancement: every feature has a plain HTML fallback (a "Check again" link, number inputs). */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  function pollProgress(el) {
+    var url = el.getAttribute("data-poll-url");
+    var bar = el.querySelector("progress");
+    var text = el.querySelector(".wb-status-text");
+    var delay = 700;
+    function tick() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+        .then(function (data) {
+          bar.value = data.progress;
+          bar.textContent = data.progress + "%";
+          text.textContent = data.status_text + (data.status === "processing" ? " (" + data.progress + "%)" : "");
+          if (data.status === "done" || data.status === "failed") {
+            text.textContent = data.status === "done" ? "Finished. Loading the results…" : "Failed. Loading the details…";
+            window.location.reload();
+            return;
+          }
+          delay = Math.min(delay * 1.3, 3000);
+          window.setTimeout(tick, delay);
+        })
+        .catch(function () { text.textContent = "Lost contact with the server; retrying…"; window.setTimeout(tick, 3000); });
+    }
+    window.setTimeout(tick, 300);
+  }
+  document.querySelectorAll("[data-poll-url]").forEach(pollProgress);
+
+  // Drawing a box: drag on the probe image; the form's number inputs receive image-pixel coordinates.
+  document.querySelectorAll("[data-draw-target]").forEach(function (stage) {
+    var form = document.getElementById(stage.getAttribute("data-draw-target"));
+    if (!form) { return; }
+    var img = stage.querySelector("img");
+    var rect = stage.querySelector(".wb-drawn");
+    var naturalW = parseFloat(stage.getAttribute("data-natural-width"));
+    var naturalH = parseFloat(stage.getAttribute("data-natural-height"));
+    var start = null;
+    function toImage(evt) {
+      var r = img.getBoundingClientRect();
+      var x = Math.max(0, Math.min(r.width, evt.clientX - r.left)) * naturalW / r.width;
+      var y = Math.max(0, Math.min(r.height, evt.clientY - r.top)) * naturalH / r.height;
+      return { x: x, y: y };
+    }
+    function show(box) {
+      rect.setAttribute("x", box.x); rect.setAttribute("y", box.y);
+      rect.setAttribute("width", box.w); rect.setAttribute("height", box.h);
+    }
+    function current(evt) {
+      var p = toImage(evt);
+      return { x: Math.min(start.x, p.x), y: Math.min(start.y, p.y), w: Math.abs(p.x - start.x), h: Math.abs(p.y - start.y) };
+    }
+    stage.addEventListener("pointerdown", function (evt) {
+      evt.preventDefault(); start = toImage(evt); stage.setPointerCapture(evt.pointerId);
+    });
+    stage.addEventListener("pointermove", function (evt) { if (start) { show(current(evt)); } });
+    stage.addEventListener("pointerup", function (evt) {
+      if (!start) { return; }
+      var box = current(evt); start = null; show(box);
+      ["x", "y", "w", "h"].forEach(function (k) { form.elements[k].value = Math.round(box[k]); });
+      form.elements.x.focus();
+    });
+    form.addEventListener("input", function () {
+      var box = {};
+      ["x", "y", "w", "h"].forEach(function (k) { box[k] = parseFloat(form.elements[k].value) || 0; });
+      show(box);
+    });
+  });
+
+  // Zoom both images of a side-by-side comparison together.
+  document.querySelectorAll("[data-zoom-group]").forEach(function (group) {
+    var level = 1;
+    var label = group.querySelector(".wb-zoom-level");
+    function apply() {
+      group.querySelectorAll("img[data-zoomable]").forEach(function (img) { img.style.width = (level * 100) + "%"; });
+      label.textContent = Math.round(level * 100) + "%";
+    }
+    group.querySelectorAll("[data-zoom]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var how = button.getAttribute("data-zoom");
+        level = how === "in" ? Math.min(8, level * 1.5) : how === "out" ? Math.max(1, level / 1.5) : 1;
+        apply();
+      });
+    });
+  });
+})();

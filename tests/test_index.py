@@ -1,0 +1,127 @@
+"""The derived index: incremental catch-up across processes' indexes, snapshots, approximate mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search import services
+from search.index import GalleryIndexes, get_index, snapshot_path
+from search.indexfiles import snapshot_read_header
+from search.models import Gallery, GalleryImage, IndexChange, IndexState, Subject, Template
+from search.selectors import search_galleries
+from tests.test_gallery_support import gallery_env
+
+__all__ = ["gallery_env"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PACK = "test-pack@1"
+
+
+def _unit_vectors(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, 128)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _add(gallery: Gallery, vectors: np.ndarray, prefix: str) -> list[int]:
+    """Templates written the way enrolment writes them (row + logged change in one transaction)."""
+    from django.db import transaction
+
+    ids = []
+    for number, vector in enumerate(vectors):
+        with transaction.atomic():
+            subject = Subject.objects.create(gallery=gallery, external_ref=f"{prefix}{number}")
+            image = GalleryImage.objects.create(
+                gallery=gallery, subject=subject, sha256=f"{prefix}{number:060d}"[:64], file="x.jpg"
+            )
+            template = Template.objects.create(
+                gallery=gallery,
+                subject=subject,
+                image=image,
+                pack_key=PACK,
+                box=[0, 0, 1, 1],
+                landmarks=[],
+                embedding=vector.astype("<f4").tobytes(),
+            )
+            services.index_changes_record(
+                gallery_id=gallery.pk, pack_key=PACK, changes=[(template.pk, "add")]
+            )
+        ids.append(template.pk)
+    return ids
+
+
+@pytest.mark.parametrize("mode", [Gallery.IndexMode.EXACT, Gallery.IndexMode.APPROXIMATE])
+def test_other_process_catches_up_without_rebuild(gallery_env: Path, mode: str) -> None:
+    gallery = services.gallery_create(name=f"g-{mode}", kind=Gallery.Kind.WATCHLIST, index_mode=mode)
+    vectors = _unit_vectors(60, seed=1)
+    ids = _add(gallery, vectors[:40], "a")
+    worker_a, worker_b = GalleryIndexes(), GalleryIndexes()  # two processes' view of the same data
+    scores, found = worker_a.search(gallery.pk, PACK, vectors[:40], 1)
+    assert found[:, 0].tolist() == ids  # each vector finds itself
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    loaded_a = worker_a.fresh(gallery.pk, PACK)
+    assert loaded_a is not None
+    header = snapshot_read_header(snapshot_path(gallery.pk, PACK))
+    assert header is not None and header.version == 40
+
+    # Worker B enrols more and deletes one; worker A applies the delta in place at its next search.
+    more = _add(gallery, vectors[40:], "b")
+    services.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[0]), reason="test")
+    _, found = worker_a.search(gallery.pk, PACK, vectors, 1)
+    assert found[1:, 0].tolist() == ids[1:] + more
+    assert found[0, 0] != ids[0]
+    assert worker_a.fresh(gallery.pk, PACK) is loaded_a  # same object, caught up, not rebuilt
+    assert loaded_a.version == IndexState.objects.get(gallery=gallery).version == 61
+    assert loaded_a.size == 59
+
+    # A fresh process loads the snapshot and replays only the log after it; a saved snapshot prunes the log.
+    _, found_b = worker_b.search(gallery.pk, PACK, vectors, 1)
+    assert found_b[:, 0].tolist() == found[:, 0].tolist()
+    assert worker_b.save(gallery.pk, PACK) is False or IndexChange.objects.count() == 0
+    get_index().save(gallery.pk, PACK)
+    assert not IndexChange.objects.filter(gallery=gallery).exists()
+    worker_c = GalleryIndexes()
+    assert worker_c.fresh(gallery.pk, PACK).size == 59  # type: ignore[union-attr]
+
+    # A process that is behind a pruned log reloads the snapshot rather than failing.
+    _add(gallery, _unit_vectors(1, seed=9), "c")
+    get_index().save(gallery.pk, PACK)
+    assert worker_a.fresh(gallery.pk, PACK).size == 60  # type: ignore[union-attr]
+
+    # A rebuild starts a new epoch: every process drops what it holds.
+    rebuilt = get_index().rebuild(gallery.pk, PACK)
+    assert rebuilt is not None and rebuilt.size == 60
+    assert worker_a.fresh(gallery.pk, PACK) is not loaded_a
+
+
+def test_approximate_search_matches_exact_on_a_small_gallery(gallery_env: Path) -> None:
+    vectors = _unit_vectors(300, seed=3)
+    exact = services.gallery_create(name="exact", kind=Gallery.Kind.CUSTODY)
+    approx = services.gallery_create(name="approx", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
+    _add(exact, vectors, "e")
+    _add(approx, vectors, "h")
+    queries = _unit_vectors(20, seed=4)
+    for query in queries:
+        a = search_galleries(template=query, pack_key=PACK, gallery_ids=[exact.pk], top_k=10)
+        b = search_galleries(template=query, pack_key=PACK, gallery_ids=[approx.pk], top_k=10)
+        assert [h.subject_ref[1:] for h in a] == [h.subject_ref[1:] for h in b]
+        assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+    both = search_galleries(template=queries[0], pack_key=PACK, gallery_ids=[exact.pk, approx.pk], top_k=4)
+    assert {h.gallery_name for h in both} == {"exact", "approx"}
+
+
+def test_rebuild_command(gallery_env: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    gallery = services.gallery_create(name="cmd", kind=Gallery.Kind.CUSTODY)
+    _add(gallery, _unit_vectors(5, seed=5), "r")
+    out = StringIO()
+    call_command("index", "rebuild", "cmd", stdout=out)
+    assert f"{PACK}: 5 templates" in out.getvalue()
+    status = StringIO()
+    call_command("index", "status", stdout=status)
+    assert "db v5" in status.getvalue() and "snapshot v5" in status.getvalue()
