@@ -19,8 +19,9 @@ pack: $(BIN)/.installed
 	$(BIN)/python manage.py modelpack fetch
 
 ## Set up everything and start the workbench on the embedded default at http://127.0.0.1:8000
+## (--insecure makes runserver serve static/ although DEBUG is off; production uses a real web server)
 run: setup
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py runserver --insecure 127.0.0.1:8000
 
 ## Lint, type-check and run the whole test suite (on PostgreSQL + Redis where they run locally)
 test: $(BIN)/.installed pack

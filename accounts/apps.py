@@ -11,4 +11,5 @@ class AccountsConfig(AppConfig):
         from accounts import signals  # noqa: F401  (connects the login/logout audit receivers)
         from accounts.roles import role_model_permissions_sync
 
-        post_migrate.connect(role_model_permissions_sync, sender=self)
+        # Every app's post_migrate, not only ours: other apps' permissions exist only after their own migrate.
+        post_migrate.connect(role_model_permissions_sync, dispatch_uid="rfr-role-model-permissions")

@@ -242,9 +242,9 @@ def _demo_gallery_celeba(*, faces_data: Path, identities: int, progress: bool) -
         enrolment_run_execute(run=run, in_process=True, progress=progress)
     # A probe: a photo not in the gallery, of an identity whose photos were enrolled.
     enrolled_refs = set(
-        EnrolmentItem.objects.filter(
-            run__gallery=gallery, status=EnrolmentItem.Status.ENROLLED
-        ).values_list("subject_ref", flat=True)
+        EnrolmentItem.objects.filter(run__gallery=gallery, status=EnrolmentItem.Status.ENROLLED).values_list(
+            "subject_ref", flat=True
+        )
     )
     for identity, files, _ in selection:
         if f"DEMO-CELEBA-{identity}" in enrolled_refs:
@@ -354,4 +354,3 @@ def demo_case_ensure() -> tuple[Case, bool]:
         team=Team.objects.get(name=DEMO_TEAM_NAME),
     )
     return case, True
-

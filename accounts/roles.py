@@ -36,6 +36,16 @@ ROLE_MODEL_PERMISSIONS: dict[str, list[str]] = {
         "cases.add_team",
         "cases.change_team",
         "cases.view_team",
+        "search.view_gallery",
+        "search.add_gallery",
+        "search.change_gallery",
+        "search.view_subject",
+        "search.change_subject",
+        "search.delete_subject",
+        "search.view_galleryimage",
+        "search.add_galleryimage",
+        "search.delete_galleryimage",
+        "search.view_enrolmentrun",
     ],
 }
 

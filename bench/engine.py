@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bench.engine [--images 96] [--threads 0] [--repeat 3]
 
-Prints a table. "Raw" rows run only the network (onnxruntime or cv2.dnn) on tensors prepared beforehand;
-the engine rows include everything the engine adds (letterbox and decoding in detection, warping, tensor
-preparation, normalisation, flip-averaging bookkeeping). The ratio raw time / engine time is the share of
-raw speed the engine keeps. Templates are compared to the onnxruntime reference by cosine similarity.
+"Raw" rows run only the network (onnxruntime or cv2.dnn) on tensors prepared beforehand. "Engine" rows run
+the engine's own stage on the same inputs, with everything it adds: padding, output decoding and NMS in
+detection; tensor preparation, mirror images and normalisation in embedding. The share printed at the end is
+raw time ÷ engine time for the faster raw runtime (1.00 = no overhead). Detection inputs are the bench images
+placed on a 640×640 canvas (shrunk, never enlarged), the size the detector graph declares, so both raw
+runtimes can run them. Templates of each runtime choice are compared with the reference path (OpenCV's
+FaceDetectorYN + the unmodified SFace graph on onnxruntime, one crop at a time) by cosine similarity.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceengine.align import align_face
-from faceengine.engine import FaceEngine, primary_face_index
+from faceengine.engine import DEFAULT_DETECTOR_BACKEND, DEFAULT_RECOGNISER_BACKEND, FaceEngine, primary_face_index
 from faceengine.imageio import decode_image_file
-from faceengine.packs import load_pack
+from faceengine.packs import ModelPack, load_pack
 from faceengine.recogniser import dynamic_batch_model, l2_normalise, to_input_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("onnxruntime", "opencv")
+Row = tuple[str, str, float, int]  # stage, runtime, best seconds, items
 
 
 def _faces_dir() -> Path:
@@ -63,12 +67,33 @@ def _time(fn: Callable[[], object], repeat: int) -> float:
     return min(runs)
 
 
-def _letterbox(image: np.ndarray, size: int = 640) -> np.ndarray:
-    scale = size / max(image.shape[:2])
+def _canvas(image: np.ndarray, size: int = 640) -> np.ndarray:
+    scale = min(1.0, size / max(image.shape[:2]))
     resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
     canvas = np.zeros((size, size, 3), np.uint8)
     canvas[: resized.shape[0], : resized.shape[1]] = resized
     return canvas
+
+
+def _raw_sessions(pack: ModelPack, threads: int) -> dict[str, object]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    det_cv = cv2.dnn.readNet(str(pack.file_path(pack.detector)))
+    return {
+        "det_ort": ort.InferenceSession(str(pack.file_path(pack.detector)), options, providers=providers),
+        "det_cv": det_cv,
+        "det_cv_outputs": det_cv.getUnconnectedOutLayersNames(),
+        "rec_ort_fixed": ort.InferenceSession(str(pack.file_path(pack.recogniser)), options, providers=providers),
+        "rec_ort_batch": ort.InferenceSession(
+            dynamic_batch_model(pack.file_path(pack.recogniser)), options, providers=providers
+        ),
+        "rec_cv": cv2.dnn.readNetFromONNX(str(pack.file_path(pack.recogniser))),
+    }
 
 
 def main() -> None:
@@ -78,185 +103,137 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    import onnxruntime as ort
-
     pack = load_pack(_pack_dir())
     threads = args.threads or os.cpu_count() or 1
     paths = _bench_images(args.images)
     images = [decode_image_file(p) for p in paths]
-    boxed = [_letterbox(img) for img in images]  # the detector ONNX graph is fixed at 640×640
-
-    engines = {name: FaceEngine(pack, threads=threads, recogniser_backend=name) for name in ("onnxruntime", "opencv")}
-    engine = engines["onnxruntime"]
-    detections = [engine.detect(img) for img in images]
-    crops = np.stack(
-        [
-            align_face(img, faces[primary_face_index(faces, img.shape) or 0].landmarks)
-            for img, faces in zip(images, detections, strict=True)
-            if faces
-        ]
-    )
-    with_flips = np.concatenate([crops, crops[:, :, ::-1]])
+    canvases = [_canvas(img) for img in images]
+    engines = {
+        (det, rec): FaceEngine(pack, threads=threads, detector_backend=det, recogniser_backend=rec)
+        for det in BACKENDS
+        for rec in BACKENDS
+    }
+    reference = engines[("opencv", "onnxruntime")]
+    chosen = engines[(DEFAULT_DETECTOR_BACKEND, DEFAULT_RECOGNISER_BACKEND)]
+    detections = [reference.detect(img) for img in images]
+    primary = [faces[primary_face_index(faces, img.shape) or 0] for img, faces in zip(images, detections, strict=True)]
+    crops = reference.align_many(images, primary)
+    with_mirrors = np.concatenate([crops, crops[:, :, ::-1]])
+    tensor = to_input_tensor(with_mirrors, rgb=True, mean=0.0, scale=1.0)
     n_faces = sum(len(f) for f in detections)
+    raw = _raw_sessions(pack, threads)
+    rows: list[Row] = []
 
-    rows: list[tuple[str, str, float, float]] = []  # stage, runtime, seconds, items
-
-    # ---- raw sessions -------------------------------------------------------------------------------
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    det_ort = ort.InferenceSession(str(pack.file_path(pack.detector)), options, providers=["CPUExecutionProvider"])
-    det_blobs = [np.ascontiguousarray(b.transpose(2, 0, 1)[None].astype(np.float32)) for b in boxed]
-    rows.append(
-        (
-            "detect 640×640, raw",
-            "onnxruntime",
-            _time(lambda: [det_ort.run(None, {"input": b}) for b in det_blobs], args.repeat),
-            len(boxed),
-        )
-    )
-    det_cv = cv2.dnn.readNet(str(pack.file_path(pack.detector)))
-    out_names = det_cv.getUnconnectedOutLayersNames()
+    blobs = [np.ascontiguousarray(c.transpose(2, 0, 1)[None].astype(np.float32)) for c in canvases]
 
     def raw_cv_detect() -> None:
-        for blob in det_blobs:
-            det_cv.setInput(blob)
-            det_cv.forward(out_names)
+        for blob in blobs:
+            raw["det_cv"].setInput(blob)  # type: ignore[attr-defined]
+            raw["det_cv"].forward(raw["det_cv_outputs"])  # type: ignore[attr-defined]
 
-    rows.append(("detect 640×640, raw", "cv2.dnn", _time(raw_cv_detect, args.repeat), len(boxed)))
-    rows.append(
-        (
-            "detect 640×640, engine",
-            "cv2 FaceDetectorYN",
-            _time(lambda: [engine.detector.detect(b, pad_retry=False) for b in boxed], args.repeat),
-            len(boxed),
-        )
-    )
+    def raw_ort_detect() -> None:
+        for blob in blobs:
+            raw["det_ort"].run(None, {"input": blob})  # type: ignore[attr-defined]
 
-    tensor = to_input_tensor(with_flips, rgb=True, mean=0.0, scale=1.0)
-    rec_ort_fixed = ort.InferenceSession(
-        str(pack.file_path(pack.recogniser)), options, providers=["CPUExecutionProvider"]
-    )
-    rec_ort_dyn = ort.InferenceSession(
-        dynamic_batch_model(pack.file_path(pack.recogniser)), options, providers=["CPUExecutionProvider"]
-    )
-    rows.append(
-        (
-            "embed batch 1, raw",
-            "onnxruntime",
-            _time(
-                lambda: [rec_ort_fixed.run(None, {"data": tensor[i : i + 1]}) for i in range(len(tensor))], args.repeat
-            ),
-            len(tensor),
-        )
-    )
-    rows.append(
-        (
-            "embed batch 32, raw",
-            "onnxruntime",
-            _time(
-                lambda: [rec_ort_dyn.run(None, {"data": tensor[i : i + 32]}) for i in range(0, len(tensor), 32)],
-                args.repeat,
-            ),
-            len(tensor),
-        )
-    )
-    rec_cv = cv2.dnn.readNetFromONNX(str(pack.file_path(pack.recogniser)))
-
-    def raw_cv_embed(batch: int) -> None:
+    def raw_embed(batch: int, runtime: str) -> None:
         for i in range(0, len(tensor), batch):
-            rec_cv.setInput(tensor[i : i + batch])
-            rec_cv.forward()
+            chunk = tensor[i : i + batch]
+            if runtime == "cv2.dnn":
+                raw["rec_cv"].setInput(chunk)  # type: ignore[attr-defined]
+                raw["rec_cv"].forward()  # type: ignore[attr-defined]
+            else:
+                session = raw["rec_ort_fixed"] if batch == 1 else raw["rec_ort_batch"]
+                session.run(None, {"data": chunk})  # type: ignore[attr-defined]
 
-    rows.append(("embed batch 1, raw", "cv2.dnn", _time(lambda: raw_cv_embed(1), args.repeat), len(tensor)))
-    rows.append(("embed batch 32, raw", "cv2.dnn", _time(lambda: raw_cv_embed(32), args.repeat), len(tensor)))
+    def engine_detect(det: str) -> None:
+        for canvas in canvases:
+            engines[(det, "opencv")].detector.detect(canvas, pad_retry=False)
 
-    # ---- engine stages ------------------------------------------------------------------------------
-    for name, eng in engines.items():
-        saved = eng.batch_size
-        for batch in (1, 32):
-            eng.batch_size = batch * 2  # flip-averaging sends each crop and its mirror in one batch
-            rows.append(
-                (
-                    f"embed batch {batch}, engine (flip pairs)",
-                    name,
-                    _time(functools.partial(eng.embed, crops), args.repeat),
-                    len(tensor),
-                )
-            )
-        eng.batch_size = saved
+    def engine_embed(rec: str, batch: int) -> None:
+        engine = engines[("opencv", rec)]
+        engine.batch_size = 2 * batch  # a crop and its mirror share a batch
+        engine.embed(crops)
+
+    rows.append(("detect 640×640, raw", "onnxruntime", _time(raw_ort_detect, args.repeat), len(blobs)))
+    rows.append(("detect 640×640, raw", "cv2.dnn", _time(raw_cv_detect, args.repeat), len(blobs)))
+    for det in BACKENDS:
+        rows.append(
+            ("detect 640×640, engine", det, _time(functools.partial(engine_detect, det), args.repeat), len(blobs))
+        )
+    for batch in (1, 32):
+        for runtime in ("onnxruntime", "cv2.dnn"):
+            seconds = _time(functools.partial(raw_embed, batch, runtime), args.repeat)
+            rows.append((f"embed batch {batch}, raw", runtime, seconds, len(tensor)))
+        for rec in BACKENDS:
+            seconds = _time(functools.partial(engine_embed, rec, batch), args.repeat)
+            rows.append((f"embed batch {batch}, engine", rec, seconds, len(tensor)))
     rows.append(("decode", "Pillow", _time(lambda: [decode_image_file(p) for p in paths], args.repeat), len(paths)))
     rows.append(
-        (
-            "detect (native size)",
-            "cv2 FaceDetectorYN",
-            _time(lambda: [engine.detect(i) for i in images], args.repeat),
-            len(images),
-        )
+        ("detect, native size", "chosen", _time(lambda: [chosen.detect(i) for i in images], args.repeat), len(images))
     )
     rows.append(
-        (
-            "align",
-            "cv2.warpAffine",
-            _time(lambda: [engine.align(i, f) for i, f in zip(images, detections, strict=True)], args.repeat),
-            n_faces,
+        ("align", "cv2.warpAffine", _time(lambda: chosen.align_many(images, primary), args.repeat), len(primary))
+    )
+    end_to_end = _time(lambda: chosen.analyse_many([decode_image_file(p) for p in paths]), args.repeat)
+
+    reference_templates = l2_normalise(
+        np.concatenate(
+            [raw["rec_ort_fixed"].run(None, {"data": tensor[i : i + 1]})[0] for i in range(len(tensor))]  # type: ignore[attr-defined]
         )
     )
-    end_to_end = _time(lambda: engine.analyse_many([decode_image_file(p) for p in paths]), args.repeat)
-
-    # ---- template agreement -------------------------------------------------------------------------
-    sample = with_flips[:64]
-    reference = l2_normalise(
-        np.concatenate([rec_ort_fixed.run(None, {"data": tensor[i : i + 1]})[0] for i in range(len(sample))])
-    )
-    cosines = {
-        name: float((l2_normalise(eng.recogniser.embed(sample)) * reference).sum(axis=1).min())
-        for name, eng in engines.items()
-    }
-    _report(rows, cosines, end_to_end, len(paths), n_faces, pack.key, threads, args.repeat, len(images), len(tensor))
+    half = len(crops)
+    reference_templates = l2_normalise(reference_templates[:half] + reference_templates[half:])
+    agreement = {}
+    for (det, rec), engine in engines.items():
+        faces = [engine.primary_face(img) for img in images]
+        templates = np.stack([f.template for f in faces if f is not None])
+        agreement[f"detector {det}, recogniser {rec}"] = float((templates * reference_templates).sum(axis=1).min())
+    _report(rows, agreement, end_to_end, len(paths), n_faces, pack.key, threads, args.repeat)
 
 
 def _report(
-    rows: list[tuple[str, str, float, float]],
-    cosines: dict[str, float],
+    rows: list[Row],
+    agreement: dict[str, float],
     end_to_end: float,
     n_images: int,
     n_faces: int,
     pack_key: str,
     threads: int,
     repeat: int,
-    n_detect: int,
-    n_embed: int,
 ) -> None:
-    header = f"rfr bench/engine — pack {pack_key}, {threads} thread(s), {n_images} images, {n_faces} faces"
-    print(f"\n{header}, best of {repeat}")
-    print(f"{'stage':<38} {'runtime':<20} {'ms/item':>9} {'items/s':>9}")
+    print(f"\nrfr bench/engine — pack {pack_key}, {threads} thread(s), {n_images} images, {n_faces} faces")
+    print(f"(best of {repeat} runs per row)")
+    print(f"{'stage':<26} {'runtime':<16} {'ms/item':>9} {'items/s':>9}")
     for stage, runtime, seconds, items in rows:
-        print(f"{stage:<38} {runtime:<20} {1000 * seconds / items:>9.2f} {items / seconds:>9.1f}")
-    per_image = 1000 * end_to_end / n_images
+        print(f"{stage:<26} {runtime:<16} {1000 * seconds / items:>9.2f} {items / seconds:>9.1f}")
     print(
-        f"{'end to end (decode→template)':<38} {'engine':<20} {per_image:>9.2f} {n_images / end_to_end:>9.1f}"
-        f"  images/s; {n_faces / end_to_end:.1f} faces/s"
+        f"{'end to end, chosen':<26} {'decode→template':<16} {1000 * end_to_end / n_images:>9.2f}"
+        f" {n_images / end_to_end:>9.1f} images/s, {n_faces / end_to_end:.1f} faces/s"
     )
 
-    def find(stage: str, runtime: str) -> float:
+    def per_item(stage: str, runtime: str) -> float:
         return next(s / n for st, rt, s, n in rows if st == stage and rt == runtime)
 
-    print("\nEngine share of raw speed (raw time ÷ engine time; 1.00 = no overhead):")
-    det_raw = min(find("detect 640×640, raw", "onnxruntime"), find("detect 640×640, raw", "cv2.dnn"))
-    det_engine = find("detect 640×640, engine", "cv2 FaceDetectorYN")
-    print(f"  detection 640×640: {det_raw / det_engine:.2f} of the faster raw runtime")
+    print("\nEngine share of the faster raw runtime (raw time ÷ engine time; 1.00 = no overhead):")
+    det_raw = min(per_item("detect 640×640, raw", r) for r in ("onnxruntime", "cv2.dnn"))
+    for det in BACKENDS:
+        print(f"  detection,        engine on {det:<11}: {det_raw / per_item('detect 640×640, engine', det):.2f}")
     for batch in (1, 32):
-        raw_best = min(find(f"embed batch {batch}, raw", "onnxruntime"), find(f"embed batch {batch}, raw", "cv2.dnn"))
-        for name in cosines:
-            share = raw_best / find(f"embed batch {batch}, engine (flip pairs)", name)
-            print(f"  embedding batch {batch:>2}, {name:<11}: {share:.2f} of the faster raw runtime")
-    pipeline_raw = det_raw * n_detect + find("embed batch 32, raw", "onnxruntime") * n_embed
-    pipeline_engine = det_engine * n_detect + find("embed batch 32, engine (flip pairs)", "onnxruntime") * n_embed
-    print(f"  detect + embed (batch 32), onnxruntime recogniser: {pipeline_raw / pipeline_engine:.2f}")
-    print("\nTemplate agreement with the raw onnxruntime session (minimum cosine over 64 crops):")
-    for name, cosine in cosines.items():
-        print(f"  {name:<11}: {cosine:.6f}")
+        raw_best = min(per_item(f"embed batch {batch}, raw", r) for r in ("onnxruntime", "cv2.dnn"))
+        for rec in BACKENDS:
+            share = raw_best / per_item(f"embed batch {batch}, engine", rec)
+            print(f"  embed batch {batch:>2},   engine on {rec:<11}: {share:.2f}")
+    chosen_time = per_item("detect 640×640, engine", DEFAULT_DETECTOR_BACKEND) + 2 * per_item(
+        "embed batch 32, engine", DEFAULT_RECOGNISER_BACKEND
+    )
+    raw_time = det_raw + 2 * min(per_item("embed batch 32, raw", r) for r in ("onnxruntime", "cv2.dnn"))
+    print(
+        f"  detect + embed, chosen (detector {DEFAULT_DETECTOR_BACKEND}, recogniser {DEFAULT_RECOGNISER_BACKEND}):"
+        f" {raw_time / chosen_time:.2f}"
+    )
+    print("\nTemplates against the reference path (minimum cosine over all bench faces):")
+    for name, cosine in agreement.items():
+        print(f"  {name:<44} {cosine:.6f}")
 
 
 if __name__ == "__main__":

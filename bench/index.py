@@ -5,13 +5,13 @@
 Galleries hold the real templates of the shared data set (CelebA + LFW, embedded with the engine and
 cached under var/bench/) plus SYNTHETIC DISTRACTORS drawn from a Gaussian fitted to the real templates'
 mean and covariance, then L2-normalised. Each real identity enrols its first image with a face; its other
-images are the mated probes. Everything runs against a scratch SQLite database under var/bench/run/ (the
+images are the mated probes. Everything runs against a scratch SQLite database under var/bench/run-<sizes>/ (the
 environment's DATABASE_URL and REDIS_URL are ignored), through the same code the product uses:
 
 * "service" = search.selectors.search_galleries (index version check, FAISS search, database check of every
   hit, ranking), "index" = search.index get_index().search alone, "raw" = faiss `index.search` on the very
   same in-memory FAISS index object. Latencies are single-query, interleaved service/index/raw per probe.
-* Approximate = HNSW (M=32, efConstruction=40) over flat float32 storage, searched with a shortlist
+* Approximate = HNSW (M=32, efConstruction=100, efSearch=512) over flat float32 storage, searched with a shortlist
   (max(2K, K+64)) whose exact scores are sorted: mate-hit rate = of the mated probes whose mate the exact
   search returns in the top K, the fraction the approximate search returns too; recall@K = mean overlap of
   the two top-K lists (information: distractor order matters little to an investigator).
@@ -44,8 +44,9 @@ def _faces_dir() -> Path:
     return Path(os.environ.get("RFR_FACES_DATA") or ROOT.parent / "shared" / "data" / "faces")
 
 
-def _setup_django() -> None:
-    run_dir = BENCH_DIR / "run"
+def _setup_django(tag: str) -> None:
+    # One scratch folder per size list, so runs of different sizes can go side by side.
+    run_dir = BENCH_DIR / f"run-{tag}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -125,9 +126,7 @@ def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def _insert_gallery(
-    size: int, real: np.ndarray, real_labels: list[str], pack_key: str
-) -> tuple[int, np.ndarray]:
+def _insert_gallery(size: int, real: np.ndarray, real_labels: list[str], pack_key: str) -> tuple[int, np.ndarray]:
     """A gallery with `size` template rows (real first); returns the gallery id and the template ids."""
     from django.db import connection, transaction
     from django.utils import timezone
@@ -187,9 +186,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return 1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def _latencies(
-    gallery_id: int, pack_key: str, probes: np.ndarray, raw_k: int
-) -> dict[str, tuple[float, float]]:
+def _latencies(gallery_id: int, pack_key: str, probes: np.ndarray, raw_k: int) -> dict[str, tuple[float, float]]:
     from search.index import get_index
     from search.selectors import search_galleries
 
@@ -214,7 +211,13 @@ def _latencies(
 
 
 def bench_size(
-    size: int, labels: list[str], templates: np.ndarray, has_face: np.ndarray, pack_key: str, queries: int
+    size: int,
+    labels: list[str],
+    templates: np.ndarray,
+    has_face: np.ndarray,
+    pack_key: str,
+    queries: int,
+    ef_sweep: list[int],
 ) -> list[dict[str, Any]]:
     from search.index import get_index
     from search.indexfiles import HNSW_EF_SEARCH, set_ef_search
@@ -298,6 +301,20 @@ def bench_size(
             "exact_mate_rate": float(mate_in_exact.mean()),
         }
     )
+    for ef in ef_sweep:
+        samples = []
+        for probe in timing_probes:
+            start = time.perf_counter()
+            get_index().search(gallery_id, pack_key, probe[None, :], K, ef_search=ef)
+            samples.append(time.perf_counter() - start)
+        swept = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K, ef_search=ef)[1][0] for p in probes])
+        hit = (swept == probe_mates[:, None]).any(axis=1)
+        p50, p95 = _percentiles(samples)
+        print(
+            f"  size {size:,} HNSW efSearch {ef:>5}: index p50/p95 {p50:.2f}/{p95:.2f} ms, "
+            f"mate-hit {100 * float(hit[mate_in_exact].mean()):.2f}% of {int(mate_in_exact.sum())}",
+            flush=True,
+        )
     del loaded
     get_index().clear()
     Gallery.objects.filter(pk=gallery_id).delete()
@@ -319,9 +336,7 @@ def enrolment_throughput(engine: Any, sample: int) -> dict[str, float]:
     raw = len(rows) / (time.perf_counter() - started)
     gallery = services.gallery_create(name="bench-enrol", kind=Gallery.Kind.CUSTODY)
     faces = _faces_dir()
-    entries = [
-        services.EnrolmentEntry(path=str(path), subject_ref=label, attributes={}) for label, path in rows
-    ]
+    entries = [services.EnrolmentEntry(path=str(path), subject_ref=label, attributes={}) for label, path in rows]
     run = services.enrolment_run_create(gallery=gallery, images_dir=faces, entries=entries, source="bench")
     started = time.perf_counter()
     run = services.enrolment_run_execute(run=run, in_process=True, progress=False)
@@ -330,40 +345,44 @@ def enrolment_throughput(engine: Any, sample: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=200, help="probes timed per size and mode")
     parser.add_argument(
-        "--enrol-sample", type=int, default=300, help="images for the enrolment rate (0: all)"
+        "--enrol-sample", type=int, default=300, help="images for the enrolment rate (0: all, -1: skip)"
     )
+    parser.add_argument("--ef-sweep", default="256,512,1024", help="extra HNSW efSearch values to report")
     args = parser.parse_args(argv)
-    _setup_django()
+    _setup_django(args.sizes.replace(",", "-"))
     from search.pipeline import active_engine
 
     engine = active_engine()
     labels, templates, has_face = real_templates(engine)
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    print(
-        f"model pack {engine.pack.key}; {int(has_face.sum())} real templates from "
-        f"{len(labels)} CelebA + LFW images"
-    )
+    ef_sweep = [int(s) for s in args.ef_sweep.split(",") if s]
+    print(f"model pack {engine.pack.key}; {int(has_face.sum())} real templates from {len(labels)} CelebA + LFW images")
     print(
         "Galleries: one real template per identity + SYNTHETIC distractors drawn from a Gaussian fitted "
         "to the real templates' mean and covariance, L2-normalised."
     )
     rows: list[dict[str, Any]] = []
-    for size in sizes:
-        rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries))
-        _print_table(rows)
-    if args.enrol_sample >= 0:
-        rates = enrolment_throughput(engine, args.enrol_sample)
-        print(
-            f"\nEnrolment of {rates['images']} shared images ({rates['enrolled']} enrolled): "
-            f"{rates['enrol']:.1f} images/s; engine alone (decode + analyse) {rates['raw']:.1f} images/s "
-            f"({100 * rates['enrol'] / rates['raw']:.0f}% of raw)"
-        )
+    try:
+        for size in sizes:
+            print(f"[size {size:,}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores]", flush=True)
+            rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, ef_sweep))
+            _print_table(rows)
+        if args.enrol_sample >= 0:
+            rates = enrolment_throughput(engine, args.enrol_sample)
+            print(
+                f"\nEnrolment of {rates['images']} shared images ({rates['enrolled']} enrolled): "
+                f"{rates['enrol']:.1f} images/s; engine alone (decode + analyse) {rates['raw']:.1f} images/s "
+                f"({100 * rates['enrol'] / rates['raw']:.0f}% of raw)"
+            )
+    finally:
+        from django.conf import settings
+
+        # The scratch database and snapshots run to gigabytes at 1M; only the template cache is kept.
+        shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """Case workbench latency: "upload to candidates on screen" for a 1080p single-face image, 10k-subject gallery.
 
     .venv/bin/python -m bench.workbench [--runs 10] [--subjects 10000] [--shape embedded|production|both]
-                                        [--probe PATH] [--profile FILE]
+                                        [--real 600] [--probe PATH] [--profile FILE]
 
 Each run goes through the real views with Django's test Client, as a browser would:
 
@@ -12,14 +12,16 @@ Each run goes through the real views with Django's test Client, as a browser wou
 5. list page  GET /searches/{id}/ (the rendered candidate list, audited as a view)
 
 "total" is the sum, the figure the 2 s target is about. The first run (engine and index loaded cold) is
-reported on its own line and left out of p50/p95. The browser's progress polling (first check after 300 ms,
-then 700 ms, ...) comes on top in the production shape; the table measures the server side.
+reported on its own ("cold") and left out of p50/p95 (production: once each worker process has had its
+first task). "...with the page's polling" adds what a browser waits for its
+progress bar's next poll (static/js/workbench.js: 0.15 s, then 0.25 s growing 1.5x) while work is running.
 
-The gallery: one real template per CelebA + LFW identity (embedded with the engine and cached by
-bench.index under var/bench/), filled up to --subjects with SYNTHETIC templates (bench.index.distractors: a
-Gaussian fitted to the real templates' mean and covariance, L2-normalised), one subject and one template
-each, inserted as rows and indexed by search.index's rebuild. The probe is a mated search: the second
-CelebA photo of an enrolled identity, upscaled onto a 1920x1080 canvas (or --probe PATH, any image).
+The gallery: one real template per CelebA + LFW identity (embedded with the engine; bench.index's cache
+under var/bench/ when it is there, else the first --real shared images), filled up to --subjects with
+SYNTHETIC templates (bench.index.distractors: a Gaussian fitted to the real templates' mean and
+covariance, L2-normalised), one subject and one template each, inserted as rows and indexed by
+search.index's rebuild. The probe is a mated search: the second CelebA photo of an enrolled identity,
+upscaled onto a 1920x1080 canvas (or --probe PATH, any image).
 
 Shapes, each in a child process with its own settings and data directory under var/bench/workbench/:
 * embedded    SQLite, Celery eager (the default install); DATABASE_URL and REDIS_URL are ignored.
@@ -52,7 +54,8 @@ PG_DB = "rfr_bench_workbench"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 TARGET_S = 2.0
 POLL_S = 0.02
-STAGES = ("upload", "processed", "search", "searched", "list_page")
+# static/js/workbench.js's progress polling
+BROWSER_FIRST_POLL_S, BROWSER_NEXT_POLL_S, BROWSER_POLL_GROWTH = 0.15, 0.25, 1.5
 
 
 # -- child: one shape ---------------------------------------------------------------------------------------
@@ -88,17 +91,49 @@ def _setup(shape: str) -> dict[str, str]:
     return env
 
 
-def _gallery_build(subjects: int) -> tuple[int, dict[str, Any], np.ndarray]:
+def _real_templates(engine: Any, limit: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """bench.index's cached templates of every shared image when it has run; otherwise the first two images
+    of identities in order until `limit` images are embedded (a few minutes less on a busy machine)."""
+    from bench.index import BENCH_DIR, _primary_template, _shared_images, real_templates
+
+    cache = BENCH_DIR / f"templates-{engine.pack.key.replace('@', '_').replace('/', '_')}.npz"
+    if cache.is_file() or limit <= 0:
+        return real_templates(engine)
+    rows: list[tuple[str, Path]] = []
+    seen: dict[str, int] = {}
+    for label, path in _shared_images():
+        if seen.get(label, 0) < 2:
+            seen[label] = seen.get(label, 0) + 1
+            rows.append((label, path))
+        if len(rows) >= limit:
+            break
+    labels = [label for label, _ in rows]
+    sample_cache = WORK_DIR / f"{cache.stem}-first-{limit}.npz"
+    if sample_cache.is_file():
+        data = np.load(sample_cache)
+        if [str(x) for x in data["labels"]] == labels:
+            return labels, data["templates"], data["has_face"]
+    templates = np.zeros((len(rows), engine.pack.embedding_dim), np.float32)
+    has_face = np.zeros(len(rows), bool)
+    for i, (_, path) in enumerate(rows):
+        template = _primary_template(engine, path)
+        if template is not None:
+            templates[i], has_face[i] = template, True
+    np.savez(sample_cache, labels=np.array(labels), templates=templates, has_face=has_face)
+    return labels, templates, has_face
+
+
+def _gallery_build(subjects: int, real_limit: int) -> tuple[int, dict[str, Any], np.ndarray]:
     """The gallery; returns its id, facts about it, and the probe template row to make the probe from."""
     from django.db import transaction
 
-    from bench.index import _shared_images, distractors, real_templates
+    from bench.index import distractors
     from search.index import gallery_index_rebuild
     from search.models import Gallery, GalleryImage, IndexState, Subject, Template
     from search.pipeline import active_engine
 
     engine = active_engine()
-    labels, templates, has_face = real_templates(engine)
+    labels, templates, has_face = _real_templates(engine, real_limit)
     first: dict[str, int] = {}
     second: dict[str, int] = {}
     for i, label in enumerate(labels):
@@ -150,7 +185,7 @@ def _gallery_build(subjects: int) -> tuple[int, dict[str, Any], np.ndarray]:
     started = time.perf_counter()
     counts = gallery_index_rebuild(gallery=gallery)
     built = time.perf_counter() - started
-    probe_path = dict(enumerate(_shared_images()))[second[mated]][1]
+    probe_path = _image_path(labels, second[mated])
     facts = {
         "subjects": len(refs),
         "real": len(real_labels),
@@ -164,18 +199,36 @@ def _gallery_build(subjects: int) -> tuple[int, dict[str, Any], np.ndarray]:
     return gallery.pk, facts, vectors
 
 
+def _image_path(labels: list[str], row: int) -> Path:
+    from bench.index import _shared_images
+
+    rows = _shared_images()
+    if len(rows) == len(labels):
+        return rows[row][1]
+    seen: dict[str, int] = {}
+    picked = []
+    for label, path in rows:  # the same walk as _real_templates' sample
+        if seen.get(label, 0) < 2:
+            seen[label] = seen.get(label, 0) + 1
+            picked.append(path)
+    return picked[row]
+
+
 def _probe_1080p(source: Path) -> bytes:
-    """The photo upscaled into the middle of a 1920x1080 frame over a blurred, stretched copy of itself."""
+    """The photo upscaled to 432 px high (a face of roughly 200-250 px, as on a good CCTV still) and placed
+    off-centre on a 1920x1080 frame of textured grey, saved as a JPEG; a 1080p image is used as it is."""
     import cv2
 
     image = cv2.imread(str(source), cv2.IMREAD_COLOR)
     assert image is not None, source
     if image.shape[:2] == (1080, 1920):
         return source.read_bytes()
-    canvas = cv2.GaussianBlur(cv2.resize(image, (1920, 1080)), (0, 0), 25)
-    scale = 900 / image.shape[0]
-    inner = cv2.resize(image, (round(image.shape[1] * scale), 900), interpolation=cv2.INTER_CUBIC)
-    top, left = (1080 - inner.shape[0]) // 2, (1920 - inner.shape[1]) // 2
+    rng = np.random.default_rng(0)
+    noise = np.clip(110 + rng.normal(0, 12, (1080, 1920, 3)), 0, 255).astype(np.uint8)
+    canvas = cv2.GaussianBlur(noise, (0, 0), 3)
+    scale = 432 / image.shape[0]
+    inner = cv2.resize(image, (round(image.shape[1] * scale), 432), interpolation=cv2.INTER_CUBIC)
+    top, left = 380, 1100
     canvas[top : top + inner.shape[0], left : left + inner.shape[1]] = inner
     ok, buffer = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
@@ -203,12 +256,29 @@ def _case_and_client() -> tuple[Any, Any]:
     return case, client
 
 
-def _poll(client: Any, url: str) -> dict[str, Any]:
+def _wait(model: Any, pk: int) -> tuple[str, bool]:
+    """Wait for a probe or search to finish; (status, whether it was still running at the first look).
+
+    Polls the row itself (a one-column query), not the status page: twenty requests a second through the
+    whole middleware stack would take CPU from the worker being measured on a 2-core machine.
+    """
+    waited = False
     while True:
-        body = client.get(url).json()
-        if body["status"] in {"done", "failed"}:
-            return body
+        status = model.objects.filter(pk=pk).values_list("status", flat=True).get()
+        if status in {"done", "failed"}:
+            return status, waited
+        waited = True
         time.sleep(POLL_S)
+
+
+def _browser_tick(seconds: float) -> float:
+    """When static/js/workbench.js first sees a result ready after `seconds`: it polls at 0.15 s, then after
+    0.25 s, growing by 1.5x up to 3 s (and then reloads the page)."""
+    at, delay = BROWSER_FIRST_POLL_S, BROWSER_NEXT_POLL_S
+    while at < seconds:
+        at += delay
+        delay = min(delay * BROWSER_POLL_GROWTH, 3.0)
+    return at
 
 
 def _one_run(client: Any, case_id: int, gallery_id: int, probe: bytes) -> dict[str, Any]:
@@ -227,11 +297,14 @@ def _one_run(client: Any, case_id: int, gallery_id: int, probe: bytes) -> dict[s
     assert response.status_code == 201, response.content
     probe_id = response.json()["id"]
     times["upload"] = time.perf_counter() - started
+    from cases.models import Candidate, Probe, Search
+
     mark = time.perf_counter()
-    _poll(client, f"/probes/{probe_id}/status.json")
+    _, probe_waited = _wait(Probe, probe_id)
     times["processed"] = time.perf_counter() - mark
     faces = client.get(f"/api/probes/{probe_id}/").json()["faces"]
     assert faces, "no face found in the probe"
+    faces.sort(key=lambda f: -f["box"][2] * f["box"][3])  # the investigator picks the main face
     mark = time.perf_counter()
     response = client.post(
         f"/api/faces/{faces[0]['id']}/searches/",
@@ -242,39 +315,81 @@ def _one_run(client: Any, case_id: int, gallery_id: int, probe: bytes) -> dict[s
     search_id = response.json()["id"]
     times["search"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    status = _poll(client, f"/searches/{search_id}/status.json")
-    assert status["status"] == "done", status
+    status, search_waited = _wait(Search, search_id)
+    assert status == "done", status
     times["searched"] = time.perf_counter() - mark
     mark = time.perf_counter()
     page = client.get(f"/searches/{search_id}/")
-    assert page.status_code == 200 and b"Review candidate 1<" in page.content, "no candidate on the page"
+    assert page.status_code == 200, page.status_code
     times["list_page"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - started
-    from cases.models import Candidate
+    # The same run as a person in a browser sees it: a page still running shows a progress bar whose polls
+    # (static/js/workbench.js) notice the result only at their next tick.
+    times["browser"] = times["total"]
+    for stage, waited in (("processed", probe_waited), ("searched", search_waited)):
+        if waited:
+            times["browser"] += _browser_tick(times[stage]) - times[stage]
+    listed = list(Candidate.objects.filter(search_id=search_id).order_by("rank").values_list("subject_ref", "score"))
+    # The page lists what the search stored: a row per candidate.
+    assert page.content.count(b"Review candidate ") == len(listed), "the page does not list every candidate"
+    return {
+        "times": times,
+        "faces": len(faces),
+        "candidates": len(listed),
+        "top": listed[0] if listed else None,
+        "face_box": faces[0]["box"],
+    }
 
-    top = Candidate.objects.filter(search_id=search_id).order_by("rank").first()
-    return {"times": times, "faces": len(faces), "top_ref": top.subject_ref if top else None}
+
+WORKER_PROCESSES = 2  # as `make worker`
 
 
 def _worker_start(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
+    """A Celery worker as deployed (prefork), answering pings before the first run is timed."""
+    from rfr.celery import app
+
     log = open(data_dir / "worker.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "celery"), "-A", "rfr", "worker", "--concurrency=2", "--loglevel=WARNING"],
+    worker = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "celery"),
+            "-A",
+            "rfr",
+            "worker",
+            f"--concurrency={WORKER_PROCESSES}",
+            "--loglevel=WARNING",
+        ],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 180
+    while not app.control.ping(timeout=1.0):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Celery worker did not start; see {data_dir / 'worker.log'}")
+    return worker
 
 
-def child(shape: str, runs: int, subjects: int, probe_path: str | None, profile: str | None) -> dict[str, Any]:
+def child(
+    shape: str, runs: int, subjects: int, real: int, probe_path: str | None, profile: str | None
+) -> dict[str, Any]:
     env = _setup(shape)
-    gallery_id, facts, _ = _gallery_build(subjects)
+    gallery_id, facts, _ = _gallery_build(subjects, real)
+    # Forget the engine and index this process used to build the gallery: the cold run starts as a freshly
+    # started server does.
+    from faceengine.engine import reset_engines
+    from search.index import get_index
+
+    reset_engines()
+    get_index().clear()
     probe = _probe_1080p(Path(probe_path) if probe_path else Path(facts["probe_source"]))
     case, client = _case_and_client()
     worker = _worker_start(env, WORK_DIR / shape) if shape == "production" else None
     try:
         cold = _one_run(client, case.pk, gallery_id, probe)
+        if worker is not None:  # each worker process loads the engine and the index at its first task
+            for _ in range(WORKER_PROCESSES - 1):
+                _one_run(client, case.pk, gallery_id, probe)
         profiler = cProfile.Profile() if profile else None
         results = []
         for _ in range(runs):
@@ -291,12 +406,16 @@ def child(shape: str, runs: int, subjects: int, probe_path: str | None, profile:
             worker.wait(timeout=30)
     import cv2
 
-    height, width = cv2.imdecode(np.frombuffer(probe, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+    decoded = cv2.imdecode(np.frombuffer(probe, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None
+    height, width = decoded.shape[:2]
     return {
         "shape": shape,
         "gallery": facts,
         "probe": {"bytes": len(probe), "width": width, "height": height, "faces": cold["faces"]},
-        "top_ref": cold["top_ref"],
+        "candidates": cold["candidates"],
+        "top": cold["top"],
+        "face_box": cold["face_box"],
         "cold": cold["times"],
         "runs": [r["times"] for r in results],
     }
@@ -307,7 +426,7 @@ def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if q == 50:
         return statistics.median(ordered)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -318,7 +437,8 @@ def _table(results: list[dict[str, Any]]) -> str:
             f"\n[{result['shape']}] gallery {g['subjects']:,} subjects ({g['real']:,} real CelebA+LFW, "
             f"{g['synthetic']:,} synthetic; {g['indexed']:,} indexed; insert {g['insert_s']:.1f} s, index "
             f"build {g['index_s']:.1f} s); probe {p['width']}x{p['height']} JPEG {p['bytes'] / 1024:.0f} KiB, "
-            f"{p['faces']} face(s); rank 1: {result['top_ref']} (mate: {g['mated_ref']})",
+            f"{p['faces']} face(s), box {[round(v) for v in result['face_box']]}; {result['candidates']} "
+            f"candidates at the default threshold, rank 1: {result['top']} (the mate is {g['mated_ref']})",
             file=out,
         )
     header = f"{'shape':<11} {'stage':<28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'cold ms':>8}"
@@ -330,6 +450,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         "searched": "4 ...until search done",
         "list_page": "5 candidate list page",
         "total": "TOTAL upload -> on screen",
+        "browser": "...with the page's polling",
     }
     for result in results:
         for stage, label in names.items():
@@ -343,8 +464,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         totals = [run["total"] for run in result["runs"]]
         verdict = "MET" if _pct(totals, 95) <= TARGET_S else "MISSED"
         print(
-            f"{result['shape']:<11} target p95 <= {TARGET_S:.0f} s: {verdict} "
-            f"(n={len(totals)}; p95 = nearest rank)",
+            f"{result['shape']:<11} target p95 <= {TARGET_S:.0f} s: {verdict} (n={len(totals)}; p95 = nearest rank)",
             file=out,
         )
     return out.getvalue()
@@ -355,19 +475,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--subjects", type=int, default=10_000)
     parser.add_argument("--shape", choices=["embedded", "production", "both"], default="both")
+    parser.add_argument(
+        "--real",
+        type=int,
+        default=600,
+        help="shared images to embed when bench.index's template cache is absent (0: embed them all)",
+    )
     parser.add_argument("--probe", help="an image to upload instead of the mated 1080p composite")
     parser.add_argument("--profile", help="(with one shape) write cProfile stats of the timed runs here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = child(args.shape, args.runs, args.subjects, args.probe, args.profile)
+        result = child(args.shape, args.runs, args.subjects, args.real, args.probe, args.profile)
         sys.stdout.write("RESULT " + json.dumps(result) + "\n")
         return
     shapes = ["embedded", "production"] if args.shape == "both" else [args.shape]
     results = []
     for shape in shapes:
         command = [sys.executable, "-m", "bench.workbench", "--child", "--shape", shape, "--runs", str(args.runs)]
-        command += ["--subjects", str(args.subjects)]
+        command += ["--subjects", str(args.subjects), "--real", str(args.real)]
         if args.probe:
             command += ["--probe", args.probe]
         if args.profile:

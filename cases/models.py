@@ -9,9 +9,7 @@ from django.db import models
 class Team(models.Model):
     name = models.CharField(max_length=120, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
-    supervisors = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True
-    )
+    supervisors = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True)
 
     class Meta:
         ordering = ["name"]

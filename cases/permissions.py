@@ -79,9 +79,7 @@ def case_team_permissions_sync(case: Case) -> None:
 
 def case_members(case: Case) -> list[Any]:
     """Users added to the case (explicit user permission), the owner excluded, by username."""
-    users = get_users_with_perms(
-        case, with_superusers=False, with_group_users=False, only_with_perms_in=["view_case"]
-    )
+    users = get_users_with_perms(case, with_superusers=False, with_group_users=False, only_with_perms_in=["view_case"])
     members: list[Any] = [u for u in users if getattr(u, "pk", None) != case.owner_id]
     return sorted(members, key=lambda u: u.get_username())
 

@@ -21,7 +21,7 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 
 import faceengine
 from cases import workbench_selectors as selectors
-from cases.models import POSSIBLE_MATCH_WORDING, Decision, Search
+from cases.models import POSSIBLE_MATCH_WORDING, Search
 from cases.workbench_api import candidate_label
 
 PROBE_PREVIEW_MAX_SIDE = 900
@@ -47,9 +47,7 @@ def _probe_with_box(search: Search) -> np.ndarray | None:
     if scale < 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     x, y, w, h = (v * scale for v in search.face.box)
-    cv2.rectangle(
-        image, (int(x), int(y)), (int(x + w), int(y + h)), (0, 200, 0), max(2, int(image.shape[1] / 300))
-    )
+    cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), (0, 200, 0), max(2, int(image.shape[1] / 300)))
     return image
 
 
@@ -86,9 +84,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             [[Paragraph(f"<b>{_text(k)}</b>", small), Paragraph(_text(v), small)] for k, v in rows],
             colWidths=[45 * mm, 125 * mm],
         )
-        table.setStyle(
-            TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)])
-        )
+        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
         return table
 
     def when(value: Any) -> str:
@@ -153,19 +149,18 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     ]
     candidates = list(selectors.candidates_of_search(search=search))
     rows: list[list[Any]] = [
-        [
-            Paragraph(f"<b>{h}</b>", small)
-            for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")
-        ]
+        [Paragraph(f"<b>{h}</b>", small) for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")]
     ]
     for candidate in candidates:
-        decisions: list[Decision] = list(candidate.decisions.all())
+        decisions, withheld = selectors.decisions_visible_to(candidate=candidate, viewer=generated_by)
         decided = "<br/>".join(
             f"{_text(d.get_stage_display())}: {_text(d.get_decision_display())}"
             f" by {_text(d.reviewer.get_username())} at {_text(when(d.created_at))}."
             f" Rationale: {_text(d.rationale)}"
             for d in decisions
         )
+        if withheld:  # the second reviewer must not read the first assessment before giving their own
+            decided = "<br/>".join(filter(None, [decided, _text(selectors.WITHHELD_TEXT)]))
         rows.append(
             [
                 Paragraph(str(candidate.rank), small),
@@ -186,14 +181,11 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             ]
         )
     )
-    story.append(
-        table if candidates else Paragraph("No gallery face scored at or above the threshold.", small)
-    )
+    story.append(table if candidates else Paragraph("No gallery face scored at or above the threshold.", small))
     story += [
         Spacer(1, 4 * mm),
         Paragraph(
-            f"Report generated {_text(now.strftime('%Y-%m-%d %H:%M:%S %Z'))}"
-            f" by {_text(generated_by.get_username())}.",
+            f"Report generated {_text(now.strftime('%Y-%m-%d %H:%M:%S %Z'))} by {_text(generated_by.get_username())}.",
             small,
         ),
     ]

@@ -114,9 +114,7 @@ def case_member_remove(
 def case_close(
     *, case: Case, closed_by: AbstractBaseUser, reason: str = "", request: HttpRequest | None = None
 ) -> Case:
-    is_supervisor = (
-        case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=closed_by.pk).exists()
-    )
+    is_supervisor = case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=closed_by.pk).exists()
     if case.owner_id != closed_by.pk and not is_supervisor:
         raise PermissionDenied("Only the case owner or a supervisor of its team can close the case.")
     with transaction.atomic():

@@ -16,6 +16,7 @@ from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
 from cases.permissions import case_members, team_supervisors
 from cases.selectors import case_audit_events, case_get_for_user, cases_visible_to
 from cases.services import case_close, case_create, case_member_add, case_member_remove
+from cases.workbench_selectors import audit_events_withhold_pending_reviews
 
 
 def _errors(exc: ValidationError) -> str:
@@ -110,4 +111,6 @@ def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_timeline(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     page = Paginator(case_audit_events(case=case), 50).get_page(request.GET.get("page"))
+    # A first assessment awaiting its second review is not shown to the (possible) second reviewer.
+    page.object_list = audit_events_withhold_pending_reviews(events=page.object_list, viewer=request.user)
     return render(request, "cases/case_timeline.html", {"case": case, "page": page})

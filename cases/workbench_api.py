@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -127,9 +127,7 @@ class ProbeSerializer(serializers.ModelSerializer):
         return None
 
     def get_no_face_found(self, probe: Probe) -> bool:
-        return (
-            probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
-        )
+        return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
 
     def get_image_url(self, probe: Probe) -> str:
         return reverse("workbench:probe-image", args=[probe.pk])
@@ -179,7 +177,13 @@ class CandidateSerializer(serializers.ModelSerializer):
     gallery = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()  # type: ignore[assignment]
     released = serializers.BooleanField(read_only=True)
-    decisions = DecisionSerializer(many=True, read_only=True)
+    decisions = serializers.SerializerMethodField(
+        help_text="The decisions the requesting user may read: while a possible match awaits its second review,"
+        " only the first assessment's author sees it (the second review is independent)."
+    )
+    decisions_withheld = serializers.SerializerMethodField(
+        help_text="How many decisions are withheld from the requesting user until the second review."
+    )
 
     class Meta:
         model = Candidate
@@ -193,7 +197,19 @@ class CandidateSerializer(serializers.ModelSerializer):
             "released",
             "label",
             "decisions",
+            "decisions_withheld",
         ]
+
+    def _visible(self, candidate: Candidate) -> tuple[list[Decision], int]:
+        # No viewer in the context means nobody in particular: pending first assessments stay withheld.
+        return selectors.decisions_visible_to(candidate=candidate, viewer=self.context.get("viewer"))
+
+    @extend_schema_field(DecisionSerializer(many=True))
+    def get_decisions(self, candidate: Candidate) -> list[dict[str, Any]]:
+        return DecisionSerializer(self._visible(candidate)[0], many=True).data  # type: ignore[return-value]
+
+    def get_decisions_withheld(self, candidate: Candidate) -> int:
+        return self._visible(candidate)[1]
 
     def get_gallery(self, candidate: Candidate) -> dict[str, Any]:
         return {"id": candidate.gallery_id, "name": candidate.gallery_name}
@@ -248,7 +264,9 @@ class SearchWithCandidatesSerializer(SearchSerializer):
     def get_candidates(self, search: Search) -> list[dict[str, Any]]:
         if search.status != Search.Status.DONE:
             return []
-        return CandidateSerializer(selectors.candidates_of_search(search=search), many=True).data  # type: ignore[return-value]
+        return CandidateSerializer(  # type: ignore[return-value]
+            selectors.candidates_of_search(search=search), many=True, context=self.context
+        ).data
 
 
 ErrorSerializer = inline_serializer(
@@ -386,7 +404,7 @@ class SearchAPI(WorkbenchAPIView):
                 request=_django_request(request),
                 via="api",
             )
-        return Response(SearchWithCandidatesSerializer(search).data)
+        return Response(SearchWithCandidatesSerializer(search, context={"viewer": request.user}).data)
 
 
 class SearchStatusAPI(WorkbenchAPIView):
@@ -424,4 +442,6 @@ class CandidateDecisionsAPI(WorkbenchAPIView):
             request=_django_request(request),
         )
         candidate = Candidate.objects.prefetch_related("decisions__reviewer").get(pk=candidate.pk)
-        return Response(CandidateSerializer(candidate).data, status=status.HTTP_201_CREATED)
+        return Response(
+            CandidateSerializer(candidate, context={"viewer": request.user}).data, status=status.HTTP_201_CREATED
+        )

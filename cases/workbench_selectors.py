@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,8 @@ from django.http import Http404
 from django.utils import timezone
 
 import faceengine
-from cases.models import Candidate, Case, Probe, ProbeFace, Search
+from audit.models import AuditEvent
+from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search
 
 VIEW = "cases.view_case"
 SEARCH = "cases.search_case"
@@ -44,11 +46,7 @@ def face_get_for_user(*, user: User, face_id: int, perm: str = VIEW) -> ProbeFac
 
 
 def search_get_for_user(*, user: User, search_id: int, perm: str = VIEW) -> Search:
-    search = (
-        Search.objects.select_related("case", "face", "face__probe", "requested_by")
-        .filter(pk=search_id)
-        .first()
-    )
+    search = Search.objects.select_related("case", "face", "face__probe", "requested_by").filter(pk=search_id).first()
     if search is None:
         raise Http404("No such search.")
     search.case = _case_check(user=user, case_id=search.case_id, perm=perm)
@@ -113,3 +111,51 @@ def candidate_aligned_crop(*, candidate: Candidate) -> np.ndarray | None:
     except (FileNotFoundError, faceengine.ImageRejected):
         return None
     return align_face(image, np.asarray(template.landmarks, dtype=np.float32))
+
+
+# --- Independence of the second review ---------------------------------------------------------------------
+# While a possible match awaits its second review, the first assessment's verdict and rationale are shown
+# to their author only: whoever gives the second review must reach their own view without them. Once the
+# second review is recorded (or the first assessment needs none), every decision is shown to everyone on
+# the case. The same rule applies to the pages, the API, the PDF report and the case timeline.
+
+WITHHELD_TEXT = (
+    "A first assessment has been recorded. Its verdict and rationale are withheld until the independent"
+    " second review is recorded, so that the second reviewer decides without them."
+)
+
+
+def decisions_visible_to(
+    *, candidate: Candidate, viewer: User | None, decisions: Sequence[Decision] | None = None
+) -> tuple[list[Decision], int]:
+    """The candidate's decisions `viewer` may read now, and how many are withheld from them."""
+    decisions = list(candidate.decisions.all()) if decisions is None else list(decisions)
+    if candidate.outcome != Candidate.Outcome.POSSIBLE_MATCH:
+        return decisions, 0
+    viewer_id = getattr(viewer, "pk", None)
+    visible = [d for d in decisions if viewer_id is not None and d.reviewer_id == viewer_id]
+    return visible, len(decisions) - len(visible)
+
+
+def audit_events_withhold_pending_reviews(*, events: Iterable[AuditEvent], viewer: User) -> list[AuditEvent]:
+    """Audit events for display, with the details of first assessments still awaiting their second review
+    replaced (in memory only; audit rows are never changed) unless `viewer` wrote them."""
+    events = list(events)
+    first_ids: dict[int, int] = {}
+    for event in events:
+        if event.action == "candidate.decided" and (event.detail or {}).get("stage") == Decision.Stage.FIRST:
+            first_ids[event.pk] = int(event.detail.get("candidate_id") or 0)
+    if not first_ids:
+        return events
+    pending = set(
+        Candidate.objects.filter(pk__in=set(first_ids.values()), outcome=Candidate.Outcome.POSSIBLE_MATCH).values_list(
+            "pk", flat=True
+        )
+    )
+    viewer_id = getattr(viewer, "pk", None)
+    for event in events:
+        candidate_id = first_ids.get(event.pk)
+        if candidate_id in pending and (viewer_id is None or event.actor_id != viewer_id):
+            kept = {k: event.detail[k] for k in ("candidate_id", "search_id", "rank", "stage") if k in event.detail}
+            event.detail = {**kept, "withheld": WITHHELD_TEXT}
+    return events

@@ -93,8 +93,7 @@ def probe_upload(
     if not lawfully_held:
         raise WorkbenchError(
             "lawful_statement_required",
-            "Confirm that the image is lawfully held before uploading it;"
-            " rfr searches lawfully held images only.",
+            "Confirm that the image is lawfully held before uploading it; rfr searches lawfully held images only.",
         )
     try:
         # Decoding here means a wrong-type or corrupt file is refused at once, with nothing stored.
@@ -251,9 +250,7 @@ def probe_process(*, probe_id: int) -> None:
         probe.processed_at = timezone.now()
         probe.error_code = "" if faces else "no_face"
         probe.error_message = "" if faces else NO_FACE_MESSAGE
-        probe.save(
-            update_fields=["status", "progress", "pack_key", "processed_at", "error_code", "error_message"]
-        )
+        probe.save(update_fields=["status", "progress", "pack_key", "processed_at", "error_code", "error_message"])
         audit_event_record(
             action="probe.processed",
             actor=probe.uploaded_by,
@@ -336,9 +333,7 @@ def _galleries_resolve(gallery_ids: Sequence[Any]) -> list[Any]:
     galleries = list(Gallery.objects.filter(pk__in=wanted).order_by("name"))
     missing = sorted(set(wanted) - {g.pk for g in galleries})
     if missing:
-        raise WorkbenchError(
-            "unknown_gallery", f"There is no gallery with id {', '.join(map(str, missing))}."
-        )
+        raise WorkbenchError("unknown_gallery", f"There is no gallery with id {', '.join(map(str, missing))}.")
     return galleries
 
 
@@ -370,8 +365,7 @@ def search_request(
     if not justification:
         raise WorkbenchError(
             "justification_required",
-            "Say why this search is necessary and proportionate;"
-            " the justification is recorded and disclosed.",
+            "Say why this search is necessary and proportionate; the justification is recorded and disclosed.",
         )
     small_face_reason = (small_face_reason or "").strip()
     if "very_small" in face.warnings and not small_face_reason:
@@ -639,3 +633,81 @@ def search_report_download_record(
             request=request,
             detail={"report_sha256": sha256},
         )
+
+
+# --- Retention -------------------------------------------------------------------------------------------
+
+
+def case_retention_purge(*, case_id: int, now: datetime | None = None) -> dict[str, Any] | None:
+    """Delete a closed case's probes, faces, searches, candidates (with their decisions) and stored files once
+    it has been closed longer than RFR_CASE_RETENTION_DAYS, leaving the case row and the audit trail.
+
+    One transaction per case, with its audit event (counts and reason only, never biometric data). Returns
+    the event's detail, or None when the case is not (or no longer) due or holds nothing to delete, so a
+    second run, or a run racing another, changes nothing. Files go once the transaction has committed.
+    """
+    from cases.workbench_selectors import cases_past_retention
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Re-checked under the row lock: a case reopened since it was listed is not purged.
+        case = cases_past_retention(now=now).select_for_update().filter(pk=case_id).first()
+        if case is None:
+            return None
+        probes = list(Probe.objects.filter(case=case).values_list("pk", "original"))
+        faces = list(ProbeFace.objects.filter(probe__case=case).values_list("pk", "aligned_crop"))
+        searches = Search.objects.filter(case=case)
+        candidates = Candidate.objects.filter(search__case=case)
+        counts = {
+            "probes": len(probes),
+            "faces": len(faces),
+            "searches": searches.count(),
+            "candidates": candidates.count(),
+            "decisions": Decision.objects.filter(candidate__search__case=case).count(),
+        }
+        if not any(counts.values()):
+            return None
+        files = [name for _, name in probes + faces if name]
+        # Children first: searches protect their face, faces and searches protect probes and the case.
+        candidates.delete()  # decisions cascade with their candidate; their audit events stay
+        searches.delete()
+        ProbeFace.objects.filter(probe__case=case).delete()
+        Probe.objects.filter(case=case).delete()
+        days = int(settings.RFR_CASE_RETENTION_DAYS)
+        assert case.closed_at is not None  # cases_past_retention selects closed cases with a closing time
+        detail: dict[str, Any] = {
+            "deleted": counts,
+            "files_deleted": len(files),
+            "reason": (
+                f"retention: case closed on {case.closed_at.date().isoformat()}, more than {days} days"
+                f" before {now.date().isoformat()} (RFR_CASE_RETENTION_DAYS={days})"
+            ),
+            "kept": "the case record and its audit trail, including every decision's audit event",
+        }
+        audit_event_record(action="case.retention_purged", target=case, case_id=case.pk, detail=detail, actor=None)
+        transaction.on_commit(lambda: _stored_files_delete(files))
+    logger.info("retention purge of case %s: %s", case_id, counts)
+    return detail
+
+
+def _stored_files_delete(names: Sequence[str]) -> None:
+    storage = Probe._meta.get_field("original").storage
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:  # the record is gone either way; a stray file is logged for the operator to remove
+            logger.exception("could not delete stored probe file %s", name)
+
+
+def cases_purge_expired(*, now: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """Purge every case due under the retention rule; returns the audit detail per purged case id."""
+    from cases.workbench_selectors import cases_past_retention
+
+    now = now or timezone.now()
+    due = list(cases_past_retention(now=now).order_by("pk").values_list("pk", flat=True))
+    purged: dict[int, dict[str, Any]] = {}
+    for case_id in due:
+        detail = case_retention_purge(case_id=case_id, now=now)
+        if detail is not None:
+            purged[case_id] = detail
+    return purged

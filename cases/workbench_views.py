@@ -101,9 +101,7 @@ def _parse_capture_time(raw: str) -> datetime | None:
         return None
     value = parse_datetime(raw)
     if value is None:
-        raise WorkbenchError(
-            "invalid_capture_time", "Give the capture time as a date and time, or leave it blank."
-        )
+        raise WorkbenchError("invalid_capture_time", "Give the capture time as a date and time, or leave it blank.")
     return make_aware(value) if is_naive(value) else value
 
 
@@ -311,9 +309,7 @@ def search_status(request: HttpRequest, search_id: int) -> JsonResponse:
             "status": search.status,
             "status_text": search.get_status_display(),
             "progress": search.progress,
-            "error": {"code": search.error_code, "message": search.error_message}
-            if search.error_code
-            else None,
+            "error": {"code": search.error_code, "message": search.error_message} if search.error_code else None,
         }
     )
 
@@ -335,9 +331,7 @@ def search_report(request: HttpRequest, search_id: int) -> HttpResponse:
         request=request,
     )
     response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = (
-        f'attachment; filename="rfr-case-{search.case_id}-search-{search.pk}.pdf"'
-    )
+    response["Content-Disposition"] = f'attachment; filename="rfr-case-{search.case_id}-search-{search.pk}.pdf"'
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -367,6 +361,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
     position = siblings.index(candidate.pk)
     decisions = list(candidate.decisions.select_related("reviewer"))
     user_decided = any(d.reviewer_id == request.user.pk for d in decisions)
+    shown, withheld = selectors.decisions_visible_to(candidate=candidate, viewer=request.user, decisions=decisions)
     awaiting_second = candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH
     return render(
         request,
@@ -377,11 +372,12 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "face": search.face,
             "candidate": candidate,
             "label": candidate_label(candidate),
-            "decisions": decisions,
+            "decisions": shown,
+            "withheld": withheld,
+            "withheld_text": selectors.WITHHELD_TEXT,
             "verdicts": Decision.Verdict.choices,
             "can_decide": not user_decided and (not decisions or awaiting_second),
-            "needs_second_reviewer": awaiting_second
-            and not services.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
+            "needs_second_reviewer": awaiting_second and not services.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
             "awaiting_second": awaiting_second,
             "gallery_image_held": _gallery_template(candidate) is not None,
             "previous_id": siblings[position - 1] if position > 0 else None,

@@ -24,6 +24,84 @@ class DetectedFace:
         }
 
 
+def dynamic_size_model(model_path: Path) -> bytes:
+    """YuNet with symbolic height and width: its reshapes use -1 and its upsampling uses scales, so only the
+    declared input and output shapes pin it to 640×640. Weights are untouched."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    (image_input,) = model.graph.input
+    dims = image_input.type.tensor_type.shape.dim
+    for index, name in ((2, "height"), (3, "width")):
+        dims[index].ClearField("dim_value")
+        dims[index].dim_param = name
+    for output in model.graph.output:
+        anchors = output.type.tensor_type.shape.dim[1]
+        anchors.ClearField("dim_value")
+        anchors.dim_param = f"{output.name}_anchors"
+    return bytes(model.SerializeToString())
+
+
+class YuNetOnnxRuntime:
+    """YuNet on onnxruntime with OpenCV's post-processing (face_detect.cpp) re-implemented in NumPy."""
+
+    strides = (8, 16, 32)
+
+    def __init__(self, model_path: Path, *, score_threshold: float, nms_threshold: float, top_k: int, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(
+            dynamic_size_model(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._outputs = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in self.strides]
+        self._score_threshold, self._nms_threshold, self._top_k = score_threshold, nms_threshold, top_k
+
+    def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
+        height, width = image_bgr.shape[:2]
+        pad_h, pad_w = -(-height // 32) * 32, -(-width // 32) * 32
+        blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
+        blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
+        results = dict(zip(self._outputs, self._session.run(self._outputs, {"input": blob}), strict=True))
+        rows = []
+        for stride in self.strides:
+            cols = pad_w // stride
+            cls = np.clip(results[f"cls_{stride}"].reshape(-1), 0.0, 1.0)
+            obj = np.clip(results[f"obj_{stride}"].reshape(-1), 0.0, 1.0)
+            score = np.sqrt(cls * obj)
+            keep = np.nonzero(score >= self._score_threshold)[0]
+            if not len(keep):
+                continue
+            bbox = results[f"bbox_{stride}"].reshape(-1, 4)[keep]
+            kps = results[f"kps_{stride}"].reshape(-1, 10)[keep]
+            col = (keep % cols).astype(np.float32)[:, None]
+            row = (keep // cols).astype(np.float32)[:, None]
+            centre_x = (col[:, 0] + bbox[:, 0]) * stride
+            centre_y = (row[:, 0] + bbox[:, 1]) * stride
+            w, h = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
+            landmarks = np.empty((len(keep), 10), dtype=np.float32)
+            landmarks[:, 0::2] = (kps[:, 0::2] + col) * stride
+            landmarks[:, 1::2] = (kps[:, 1::2] + row) * stride
+            rows.append(
+                np.column_stack([centre_x - w / 2, centre_y - h / 2, w, h, landmarks, score[keep]]).astype(np.float32)
+            )
+        if not rows:
+            return np.zeros((0, 15), dtype=np.float32)
+        faces = np.concatenate(rows)
+        if len(faces) > 1:
+            boxes = [[int(x), int(y), int(w), int(h)] for x, y, w, h in faces[:, :4]]
+            keep_idx = cv2.dnn.NMSBoxes(
+                boxes, faces[:, 14].tolist(), self._score_threshold, self._nms_threshold, top_k=self._top_k
+            )
+            faces = faces[np.asarray(keep_idx, dtype=np.int64).reshape(-1)]
+        return faces
+
+
 class YuNetDetector:
     """Runs YuNet through OpenCV's FaceDetectorYN, which reshapes the network to each image's size.
 
@@ -43,6 +121,8 @@ class YuNetDetector:
         top_k: int = 5000,
         max_side: int = 2048,
         large_face_side: int = 448,
+        backend: str = "opencv",
+        threads: int = 0,
     ) -> None:
         self._model_path = str(model_path)
         self._score_threshold = score_threshold
@@ -51,9 +131,18 @@ class YuNetDetector:
         self.max_side = max_side
         self.large_face_side = large_face_side
         self._lock = threading.Lock()  # FaceDetectorYN holds per-size state: one caller at a time
-        self._detector = cv2.FaceDetectorYN.create(
-            self._model_path, "", (320, 320), score_threshold, nms_threshold, top_k
-        )
+        self.backend = backend
+        self._input_size = (320, 320)
+        if backend == "onnxruntime":
+            self._ort = YuNetOnnxRuntime(
+                model_path, score_threshold=score_threshold, nms_threshold=nms_threshold, top_k=top_k, threads=threads
+            )
+        elif backend == "opencv":
+            self._detector = cv2.FaceDetectorYN.create(
+                self._model_path, "", self._input_size, score_threshold, nms_threshold, top_k
+            )
+        else:
+            raise ValueError(f"Unknown detector backend {backend!r}; use 'opencv' or 'onnxruntime'.")
 
     def detect(self, image_bgr: np.ndarray, *, pad_retry: bool = True) -> list[DetectedFace]:
         faces = self._detect_scaled(image_bgr)
@@ -120,9 +209,13 @@ class YuNetDetector:
                 and f.box[0] + f.box[2] / 2 < width and f.box[1] + f.box[3] / 2 < height]  # fmt: skip
 
     def _run(self, image_bgr: np.ndarray) -> np.ndarray:
+        if self.backend == "onnxruntime":
+            return self._ort(image_bgr)
         height, width = image_bgr.shape[:2]
         with self._lock:
-            self._detector.setInputSize((width, height))
+            if self._input_size != (width, height):  # re-planning the network for a new size is costly
+                self._detector.setInputSize((width, height))
+                self._input_size = (width, height)
             _, faces = self._detector.detect(image_bgr)
         if faces is None:
             return np.zeros((0, 15), dtype=np.float32)

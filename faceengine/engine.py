@@ -18,6 +18,12 @@ from faceengine.quality import FaceQuality, assess_quality
 from faceengine.recogniser import OnnxRuntimeRecogniser, OpenCvDnnRecogniser, Recogniser, l2_normalise
 
 RECOGNISER_BACKENDS = ("onnxruntime", "opencv")
+DETECTOR_BACKENDS = ("onnxruntime", "opencv")
+# Chosen per model by bench/engine on the 2-core reference machine (docs/evaluation.md): onnxruntime runs
+# YuNet faster than cv2.dnn, cv2.dnn runs SFace faster than onnxruntime, and both choices leave the
+# templates unchanged (cosine ≥ 0.9999 against the reference path).
+DEFAULT_DETECTOR_BACKEND = "onnxruntime"
+DEFAULT_RECOGNISER_BACKEND = "opencv"
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class FaceEngine:
         pack: ModelPack,
         *,
         threads: int = 0,
-        recogniser_backend: str = "onnxruntime",
+        detector_backend: str = DEFAULT_DETECTOR_BACKEND,
+        recogniser_backend: str = DEFAULT_RECOGNISER_BACKEND,
         flip_average: bool = True,
         batch_size: int = 32,
         detect_max_side: int = 2048,
@@ -72,11 +79,14 @@ class FaceEngine:
             )
         if recogniser_backend not in RECOGNISER_BACKENDS:
             raise ValueError(f"recogniser_backend must be one of {RECOGNISER_BACKENDS}")
+        if detector_backend not in DETECTOR_BACKENDS:
+            raise ValueError(f"detector_backend must be one of {DETECTOR_BACKENDS}")
         self.pack = pack
         self.threads = threads or _default_threads()
         self.flip_average = flip_average
         self.batch_size = batch_size
         self.recogniser_backend = recogniser_backend
+        self.detector_backend = detector_backend
         self._set_opencv_threads(self.threads)
         det_opts = pack.detector.options
         self.detector = YuNetDetector(
@@ -84,6 +94,8 @@ class FaceEngine:
             score_threshold=float(det_opts.get("score_threshold", 0.6)),
             nms_threshold=float(det_opts.get("nms_threshold", 0.3)),
             max_side=detect_max_side,
+            backend=detector_backend,
+            threads=self.threads,
         )
         rec_opts = pack.recogniser.options
         normalisation = rec_opts.get("input_mean_scale", [0.0, 1.0])
@@ -114,6 +126,11 @@ class FaceEngine:
         if not faces:
             return np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8)
         return np.stack([align_face(image_bgr, face.landmarks) for face in faces])
+
+    @staticmethod
+    def align_many(images_bgr: Sequence[np.ndarray], faces: Sequence[DetectedFace]) -> np.ndarray:
+        """One aligned crop per (image, face) pair."""
+        return np.stack([align_face(image, face.landmarks) for image, face in zip(images_bgr, faces, strict=True)])
 
     def embed(self, crops_bgr: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) aligned crops → (N, D) unit templates, run in batches of `batch_size`."""
@@ -240,16 +257,27 @@ def primary_face_index(faces: Sequence[DetectedFace], image_shape: tuple[int, ..
 
 
 _engine_lock = threading.Lock()
-_engines: dict[tuple[str, int, str], FaceEngine] = {}
+_engines: dict[tuple[str, int, str, str], FaceEngine] = {}
 
 
-def get_engine(pack_dir: Path, *, threads: int = 0, recogniser_backend: str = "onnxruntime") -> FaceEngine:
+def get_engine(
+    pack_dir: Path,
+    *,
+    threads: int = 0,
+    detector_backend: str = DEFAULT_DETECTOR_BACKEND,
+    recogniser_backend: str = DEFAULT_RECOGNISER_BACKEND,
+) -> FaceEngine:
     """The process's engine for a pack, created on first use; the pack is verified once, at load."""
-    key = (str(Path(pack_dir).resolve()), threads, recogniser_backend)
+    key = (str(Path(pack_dir).resolve()), threads, detector_backend, recogniser_backend)
     with _engine_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = FaceEngine(load_pack(Path(pack_dir)), threads=threads, recogniser_backend=recogniser_backend)
+            engine = FaceEngine(
+                load_pack(Path(pack_dir)),
+                threads=threads,
+                detector_backend=detector_backend,
+                recogniser_backend=recogniser_backend,
+            )
             _engines[key] = engine
         return engine
 

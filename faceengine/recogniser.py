@@ -70,6 +70,8 @@ class OnnxRuntimeRecogniser:
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # Spinning idle threads steal the core from a second worker process on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             dynamic_batch_model(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -184,7 +184,7 @@ RFR_MODEL_PACK = env_str("RFR_MODEL_PACK", "opencv-yunet2023mar-sface2021dec")
 RFR_ENGINE_THREADS = env_int("RFR_ENGINE_THREADS", 0 if CELERY_TASK_ALWAYS_EAGER else 1, minimum=0, maximum=64)
 RFR_MAX_IMAGE_PIXELS = env_int("RFR_MAX_IMAGE_PIXELS", 60_000_000, minimum=10_000)
 RFR_MAX_IMAGE_SIDE = env_int("RFR_MAX_IMAGE_SIDE", 16_384, minimum=64)
-RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.36, minimum=-1.0, maximum=1.0)
+RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)
 # Case workbench: how long a closed case's probes and results are kept, and who may give the second review.
 RFR_CASE_RETENTION_DAYS = env_int("RFR_CASE_RETENTION_DAYS", 6 * 365, minimum=0)
 RFR_SECOND_REVIEWER_GROUPS = env_list("RFR_SECOND_REVIEWER_GROUPS", ["supervisor", "reviewer"])

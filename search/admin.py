@@ -109,9 +109,7 @@ class GalleryImageAdmin(admin.ModelAdmin):
             return
         obj.pk = enrolled.pk
 
-    def response_add(
-        self, request: HttpRequest, obj: GalleryImage, post_url_continue: str | None = None
-    ) -> Any:
+    def response_add(self, request: HttpRequest, obj: GalleryImage, post_url_continue: str | None = None) -> Any:
         if obj.pk is None:
             from django.http import HttpResponseRedirect
 

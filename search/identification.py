@@ -41,9 +41,7 @@ FPIR_POINTS = {"fnir_at_fpir_1e-2": 1e-2, "fnir_at_fpir_1e-3": 1e-3}
 
 def natural_key(value: str) -> tuple[tuple[int, int | str], ...]:
     """Digit runs compare as numbers, the rest as lower-case text."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", value) if part
-    )
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", value) if part)
 
 
 @dataclass
@@ -166,9 +164,7 @@ def run_identification(*, identities_csv: Path, images_dir: Path, group_by: str 
 
     nonmated_tops = [s.top_score for s in searches if not s.mated]
     thresholds = (
-        {key: threshold_at_fpir(nonmated_tops, fpir) for key, fpir in FPIR_POINTS.items()}
-        if nonmated_tops
-        else {}
+        {key: threshold_at_fpir(nonmated_tops, fpir) for key, fpir in FPIR_POINTS.items()} if nonmated_tops else {}
     )
     overall = _rates(searches, thresholds)
     result: dict[str, Any] = {
@@ -187,9 +183,7 @@ def run_identification(*, identities_csv: Path, images_dir: Path, group_by: str 
         grouped: dict[str, list[_Search]] = defaultdict(list)
         for search in searches:
             grouped[search.group].append(search)
-        result["groups"] = {
-            group or "(blank)": _rates(items, thresholds) for group, items in sorted(grouped.items())
-        }
+        result["groups"] = {group or "(blank)": _rates(items, thresholds) for group, items in sorted(grouped.items())}
     return result
 
 

@@ -211,9 +211,7 @@ class GalleryIndexes:
     @staticmethod
     def _build_from_database(gallery_id: int, pack_key: str) -> LoadedIndex:
         with _consistent_read():
-            state = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).select_related(
-                "gallery"
-            )
+            state = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).select_related("gallery")
             row = state.get()
             ids, vectors = _all_vectors(gallery_id, pack_key)
         dim = vectors.shape[1] if len(ids) else 0
@@ -271,9 +269,7 @@ class GalleryIndexes:
     def rebuild(self, gallery_id: int, pack_key: str) -> LoadedIndex | None:
         """Start a new epoch from the database: every process drops what it holds and reloads."""
         with transaction.atomic():
-            updated = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).update(
-                epoch=uuid.uuid4()
-            )
+            updated = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).update(epoch=uuid.uuid4())
         if not updated:
             return None
         return self.fresh(gallery_id, pack_key)
@@ -334,9 +330,7 @@ def _fetch_vectors(template_ids: list[int], dim: int) -> tuple[np.ndarray, np.nd
     ids: list[int] = []
     chunks: list[bytes] = []
     for start in range(0, len(template_ids), BUILD_CHUNK):
-        rows = Template.objects.filter(pk__in=template_ids[start : start + BUILD_CHUNK]).values_list(
-            "pk", "embedding"
-        )
+        rows = Template.objects.filter(pk__in=template_ids[start : start + BUILD_CHUNK]).values_list("pk", "embedding")
         for pk, embedding in rows:
             ids.append(pk)
             chunks.append(bytes(embedding))
@@ -344,9 +338,7 @@ def _fetch_vectors(template_ids: list[int], dim: int) -> tuple[np.ndarray, np.nd
     if vectors is not None and vectors.shape[1] != dim and dim:
         raise ValueError(f"stored templates have {vectors.shape[1]} dimensions, the index {dim}")
     return np.asarray(ids, dtype=np.int64), (
-        np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors is not None
-        else np.zeros((0, dim), np.float32)
+        np.ascontiguousarray(vectors, dtype=np.float32) if vectors is not None else np.zeros((0, dim), np.float32)
     )
 
 
@@ -378,9 +370,7 @@ def get_index() -> GalleryIndexes:
 
 def index_pack_keys(gallery_id: int) -> list[str]:
     return list(
-        IndexState.objects.filter(gallery_id=gallery_id)
-        .order_by("pack_key")
-        .values_list("pack_key", flat=True)
+        IndexState.objects.filter(gallery_id=gallery_id).order_by("pack_key").values_list("pack_key", flat=True)
     )
 
 

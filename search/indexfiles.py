@@ -21,8 +21,9 @@ MAGIC = b"RFRIDX1\n"
 EXACT = "exact"
 APPROXIMATE = "approximate"
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 128
+# Tuned with bench.index on CelebA + LFW templates among Gaussian distractors (docs/galleries-and-index.md).
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = 512
 
 
 @dataclass

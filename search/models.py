@@ -86,9 +86,7 @@ class GalleryImage(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        constraints = [
-            models.UniqueConstraint(fields=["gallery", "sha256"], name="image_unique_sha_per_gallery")
-        ]
+        constraints = [models.UniqueConstraint(fields=["gallery", "sha256"], name="image_unique_sha_per_gallery")]
 
     def __str__(self) -> str:
         return self.original_filename or self.sha256[:12]
@@ -197,9 +195,7 @@ class EnrolmentItem(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     message = models.CharField(max_length=500, blank=True)
-    image = models.ForeignKey(
-        GalleryImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    image = models.ForeignKey(GalleryImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["pk"]

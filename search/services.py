@@ -47,6 +47,7 @@ Actor = AbstractBaseUser | AnonymousUser | None
 # A second face must be at most this fraction of the primary face's area for the primary to "dominate".
 SECONDARY_FACE_MAX_AREA_RATIO = 0.4
 ENROL_BATCH_SIZE = 16
+STALL_WARNING_SECONDS = 120
 SUBJECT_COLUMNS = ("subject_ref", "identity")
 
 
@@ -178,9 +179,7 @@ def _commit_enrolment(
                 quality=face.quality.to_dict(),
                 embedding=np.asarray(face.template, dtype="<f4").tobytes(),
             )
-            index_changes_record(
-                gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, IndexChange.Op.ADD)]
-            )
+            index_changes_record(gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, IndexChange.Op.ADD)])
             if item is not None:
                 item.status = EnrolmentItem.Status.ENROLLED
                 item.image = image
@@ -253,9 +252,7 @@ def enrolment_entries_read(*, images_dir: Path, subjects_csv: Path) -> list[Enro
         columns = reader.fieldnames or []
         subject_column = next((c for c in SUBJECT_COLUMNS if c in columns), None)
         if "file" not in columns or subject_column is None:
-            raise ValueError(
-                f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column"
-            )
+            raise ValueError(f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column")
         extra = [c for c in columns if c not in {"file", subject_column}]
         entries = []
         for row in reader:
@@ -394,9 +391,7 @@ def enrolment_run_execute(
     """Work through the run's pending items, in this process or on Celery workers, then audit the result."""
     from tqdm import tqdm
 
-    pending = list(
-        run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True)
-    )
+    pending = list(run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True))
     total = run.items.count()
     done_before = total - len(pending)
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
@@ -420,9 +415,18 @@ def enrolment_run_execute(
         else:
             _enqueue_batches(batches)
             remaining = len(pending)
+            last_progress = time.monotonic()
+            warned = False
             while remaining:
                 time.sleep(poll_seconds)
                 now_remaining = run.items.filter(status=EnrolmentItem.Status.PENDING).count()
+                if now_remaining < remaining:
+                    last_progress = time.monotonic()
+                elif not warned and time.monotonic() - last_progress > STALL_WARNING_SECONDS:
+                    # Work is kept in the queue and the items table; the wait can be interrupted and the
+                    # command run again later without losing anything.
+                    bar.write(f"No progress for {STALL_WARNING_SECONDS} s: is a Celery worker running?")
+                    warned = True
                 bar.update(remaining - now_remaining)
                 remaining = now_remaining
     finally:
@@ -487,9 +491,7 @@ def _require_reason(reason: str) -> str:
     return reason[:1000]
 
 
-def subject_delete(
-    *, subject: Subject, reason: str, actor: Actor = None, request: HttpRequest | None = None
-) -> dict:
+def subject_delete(*, subject: Subject, reason: str, actor: Actor = None, request: HttpRequest | None = None) -> dict:
     """Delete a subject, its images, files and templates; effective for searches as soon as it commits."""
     reason = _require_reason(reason)
     with transaction.atomic():
@@ -504,9 +506,7 @@ def subject_delete(
             "templates_deleted": templates,
             "reason": reason,
         }
-        audit_event_record(
-            action="gallery.subject_delete", actor=actor, target=subject, request=request, detail=detail
-        )
+        audit_event_record(action="gallery.subject_delete", actor=actor, target=subject, request=request, detail=detail)
         subject.delete()
     return detail
 
@@ -527,15 +527,11 @@ def gallery_image_delete(
             "templates_deleted": templates,
             "reason": reason,
         }
-        audit_event_record(
-            action="gallery.image_delete", actor=actor, target=image, request=request, detail=detail
-        )
+        audit_event_record(action="gallery.image_delete", actor=actor, target=image, request=request, detail=detail)
     return detail
 
 
-def gallery_purge_expired(
-    *, gallery: Gallery | None = None, actor: Actor = None, now: Any = None
-) -> dict[str, int]:
+def gallery_purge_expired(*, gallery: Gallery | None = None, actor: Actor = None, now: Any = None) -> dict[str, int]:
     """Apply retention rules: delete images older than their gallery's retention_days (by capture date,
     or enrolment date where none was given), and subjects left with no images. Returns counts per gallery."""
     now = now or timezone.now()

@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+
+pytest.register_assert_rewrite("tests.workbench_support")
+
+from django.conf import settings  # noqa: E402
 
 FACES_ENV = "RFR_FACES_DATA"
 

@@ -117,9 +117,7 @@ def test_demo_setup_from_research_data_twice(gallery_env: Path, faces_dir: Path)
     faces = engine.analyse(image)
     main = primary_face_index([f.detection for f in faces], image.shape)
     assert main is not None
-    hits = search_galleries(
-        template=faces[main].template, pack_key=engine.pack.key, gallery_ids=[gallery.pk], top_k=3
-    )
+    hits = search_galleries(template=faces[main].template, pack_key=engine.pack.key, gallery_ids=[gallery.pk], top_k=3)
     assert hits and hits[0].subject_ref == f"DEMO-CELEBA-{probe.parent.name}"
 
     # The printed passwords work; the investigator sees the demo case on the dashboard, investigator2 does not.

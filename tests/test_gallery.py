@@ -39,9 +39,7 @@ def _probe_template(path: Path) -> np.ndarray:
 
 def _enrol(gallery: Gallery, images_dir: Path, csv_path: Path) -> dict[str, int]:
     entries = services.enrolment_entries_read(images_dir=images_dir, subjects_csv=csv_path)
-    run = services.enrolment_run_create(
-        gallery=gallery, images_dir=images_dir, entries=entries, source="test"
-    )
+    run = services.enrolment_run_create(gallery=gallery, images_dir=images_dir, entries=entries, source="test")
     return services.enrolment_run_execute(run=run, in_process=True, progress=False).counts
 
 
@@ -52,9 +50,7 @@ def _create(name: str = "custody test", **kwargs: Any) -> Gallery:
 def test_enrolled_identity_found_at_rank_one(gallery_env: Path, faces_dir: Path, tmp_path: Path) -> None:
     identities = dict(list(celeba_identities(faces_dir).items())[:ENROLLED_IDENTITIES])
     images_dir = faces_dir / "celeba" / "images"
-    csv_path = write_subjects_csv(
-        tmp_path / "subjects.csv", [(files[0], ref) for ref, files in identities.items()]
-    )
+    csv_path = write_subjects_csv(tmp_path / "subjects.csv", [(files[0], ref) for ref, files in identities.items()])
     gallery = _create()
     counts = _enrol(gallery, images_dir, csv_path)
     assert counts["enrolled"] + counts["failed"] == ENROLLED_IDENTITIES
@@ -149,8 +145,7 @@ def test_deleted_subject_never_appears_again(gallery_env: Path, faces_dir: Path,
     event = AuditEvent.objects.get(action="gallery.subject_delete")
     assert event.detail["reason"] == "acquitted: record to be deleted"
     assert (
-        event.detail["external_ref"] == victim_ref
-        and event.detail["templates_deleted"] == detail["templates_deleted"]
+        event.detail["external_ref"] == victim_ref and event.detail["templates_deleted"] == detail["templates_deleted"]
     )
     assert not {"embedding", "template", "image"} & set(event.detail)
 
@@ -164,9 +159,7 @@ def test_deleted_subject_never_appears_again(gallery_env: Path, faces_dir: Path,
         services.subject_delete(subject=Subject.objects.filter(gallery=gallery).earliest("pk"), reason="  ")
 
 
-def test_remove_subject_command_and_retention_purge(
-    gallery_env: Path, faces_dir: Path, tmp_path: Path
-) -> None:
+def test_remove_subject_command_and_retention_purge(gallery_env: Path, faces_dir: Path, tmp_path: Path) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -199,9 +192,7 @@ def test_search_arguments_ties_and_pack_isolation(gallery_env: Path) -> None:
     vector[0] = 1.0
     template_ids = []
     for number, pack_key in enumerate(["pack-a", "pack-a", "pack-a", "pack-b"]):
-        image = GalleryImage.objects.create(
-            gallery=gallery, subject=subject, sha256=f"{number:064d}", file="x.jpg"
-        )
+        image = GalleryImage.objects.create(gallery=gallery, subject=subject, sha256=f"{number:064d}", file="x.jpg")
         template = Template.objects.create(
             gallery=gallery,
             subject=subject,
@@ -211,16 +202,12 @@ def test_search_arguments_ties_and_pack_isolation(gallery_env: Path) -> None:
             landmarks=[],
             embedding=vector.tobytes(),
         )
-        services.index_changes_record(
-            gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, "add")]
-        )
+        services.index_changes_record(gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, "add")])
         template_ids.append(template.pk)
     hits = search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], top_k=10)
     assert [h.template_id for h in hits] == template_ids[:3]  # equal scores: template id ascending
     assert {h.pack_key for h in hits} == {"pack-a"}
-    assert (
-        search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], threshold=1.01) == []
-    )
+    assert search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], threshold=1.01) == []
     with pytest.raises(ValueError, match="500"):
         search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], top_k=501)
     with pytest.raises(ValueError, match="Unknown gallery"):

@@ -53,9 +53,7 @@ def test_identification_on_a_celeba_subset(faces_dir: Path, tmp_path: Path) -> N
             for file in reversed(files[:3]):
                 writer.writerow([file, identity, sex[identity]])
 
-    result = run_identification(
-        identities_csv=csv_path, images_dir=faces_dir / "celeba" / "images", group_by="sex"
-    )
+    result = run_identification(identities_csv=csv_path, images_dir=faces_dir / "celeba" / "images", group_by="sex")
     assert set(result) == KEYS
     kept_out = [identities[4], identities[9]]  # every fifth identity in natural order
     enrolled = [entry for entry in identities if entry not in kept_out]

@@ -45,9 +45,7 @@ def _add(gallery: Gallery, vectors: np.ndarray, prefix: str) -> list[int]:
                 landmarks=[],
                 embedding=vector.astype("<f4").tobytes(),
             )
-            services.index_changes_record(
-                gallery_id=gallery.pk, pack_key=PACK, changes=[(template.pk, "add")]
-            )
+            services.index_changes_record(gallery_id=gallery.pk, pack_key=PACK, changes=[(template.pk, "add")])
         ids.append(template.pk)
     return ids
 

@@ -108,8 +108,7 @@ class Command(BaseCommand):
     def _guide(self, result: demo.DemoGallery | None, case_id: int) -> None:
         lines = [
             "",
-            "What to try (DEMO data only: results are possible matches — intelligence only, not an "
-            "identification):",
+            "What to try (DEMO data only: results are possible matches — intelligence only, not an identification):",
             f"  1. Open {URL}/ and sign in as demo-investigator.",
             f"  2. Open case {demo.DEMO_CASE_REFERENCE}: {URL}/cases/{case_id}/workbench/",
         ]

@@ -35,9 +35,7 @@ class Command(BaseCommand):
         create.add_argument("--retention-days", type=int, default=None)
         create.add_argument("--index-mode", choices=Gallery.IndexMode.values, default=Gallery.IndexMode.EXACT)
         sub.add_parser("list", help="List galleries with their sizes.")
-        enrol = sub.add_parser(
-            "enrol", help="Enrol a folder of images listed in a CSV (file,subject_ref|identity)."
-        )
+        enrol = sub.add_parser("enrol", help="Enrol a folder of images listed in a CSV (file,subject_ref|identity).")
         enrol.add_argument("gallery")
         enrol.add_argument("--images", required=True, type=Path)
         enrol.add_argument("--subjects", required=True, type=Path)
@@ -75,9 +73,7 @@ class Command(BaseCommand):
             index_mode=options["index_mode"],
             actor=actor,
         )
-        self.stdout.write(
-            f"Created gallery {gallery.pk} {gallery.name!r} ({gallery.kind}, {gallery.index_mode})."
-        )
+        self.stdout.write(f"Created gallery {gallery.pk} {gallery.name!r} ({gallery.kind}, {gallery.index_mode}).")
 
     def _list(self, options: dict[str, Any], actor: Any) -> None:
         self.stdout.write(f"{'id':>4}  {'name':<30} {'kind':<16} {'index':<12} {'subjects':>9} {'images':>9}")
@@ -133,9 +129,7 @@ class Command(BaseCommand):
         if image is None:
             raise CommandError(f"No gallery image {options['image_id']}.")
         detail = services.gallery_image_delete(image=image, reason=options["reason"], actor=actor)
-        self.stdout.write(
-            f"Deleted image {detail['gallery_image_id']} ({detail['templates_deleted']} templates)."
-        )
+        self.stdout.write(f"Deleted image {detail['gallery_image_id']} ({detail['templates_deleted']} templates).")
 
     def _purge(self, options: dict[str, Any], actor: Any) -> None:
         gallery = _gallery(options["gallery"]) if options["gallery"] else None

@@ -26,9 +26,7 @@ class Command(BaseCommand):
             for state in IndexState.objects.select_related("gallery").order_by("gallery__name", "pack_key"):
                 header = snapshot_read_header(snapshot_path(state.gallery_id, state.pack_key))
                 on_disk = f"v{header.version}" if header and str(header.epoch) == str(state.epoch) else "none"
-                self.stdout.write(
-                    f"{state.gallery.name}  {state.pack_key}  db v{state.version}  snapshot {on_disk}"
-                )
+                self.stdout.write(f"{state.gallery.name}  {state.pack_key}  db v{state.version}  snapshot {on_disk}")
             return
         galleries = Gallery.objects.all()
         if options["gallery"]:

@@ -39,10 +39,10 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Installed and verified {pack.key} at {pack.path}"))
 
     def _install(self, root: Path, options: dict[str, Any]) -> None:
-        if options["insightface"]:
-            pack = install_insightface_pack(options["path"], root, replace=options["replace"])
+        if options.get("insightface"):
+            pack = install_insightface_pack(options["path"], root, replace=bool(options.get("replace")))
         else:
-            pack = install_pack(options["path"], root, replace=options["replace"])
+            pack = install_pack(options["path"], root, replace=bool(options.get("replace")))
         self.stdout.write(self.style.SUCCESS(f"Installed and verified {pack.key} at {pack.path}"))
         if pack.name != settings.RFR_MODEL_PACK:
             self.stdout.write(
