@@ -102,7 +102,12 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "rfr.sqlite3",
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # WAL lets readers run beside the one writer; NORMAL sync is durable across application crashes.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 
@@ -175,6 +180,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "rfr"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Retention purges, run by `celery -A rfr beat` beside the workers (production shape).
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-cases": {"task": "cases.purge_expired", "schedule": 24 * 60 * 60},
+    "purge-expired-gallery-images": {
+        "task": "search.tasks.gallery_purge_expired_task",
+        "schedule": 24 * 60 * 60,
+    },
+}
 
 # Face engine and model packs.
 RFR_MODEL_PACK_DIR = env_path("RFR_MODEL_PACK_DIR", DATA_DIR / "modelpacks")
@@ -197,6 +210,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("RFR_LOG_LEVEL", "INFO")},
+    "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
 
 os.makedirs(DATA_DIR, exist_ok=True)

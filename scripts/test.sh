@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
+if [ ! -f tests/e2e/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null 2>&1; then
+  echo "== installing axe-core for the browser accessibility checks"
+  (cd tests/e2e && npm ci --silent --no-audit --no-fund)
+fi
+
 echo "== lint: ruff and mypy"
 $BIN/ruff check .
 $BIN/ruff format --check .
