@@ -21,9 +21,7 @@ class TokenRequestSerializer(AuthTokenSerializer):
     otp_token = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=12)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(
-            attrs
-        )  # authenticate(): failures and lockouts are recorded by accounts.signals
+        attrs = super().validate(attrs)  # authenticate(): failures and lockouts are recorded by accounts.signals
         user = attrs["user"]
         device = user_totp_device(user)
         request = self.context.get("request")
@@ -34,9 +32,7 @@ class TokenRequestSerializer(AuthTokenSerializer):
                     {"otp_token": ["Enter the current 6-digit code from your authenticator app."]}
                 )
         elif admin_totp_required(user):
-            raise PermissionDenied(
-                "Admins must set up an authenticator app (TOTP) on the web before using the API."
-            )
+            raise PermissionDenied("Admins must set up an authenticator app (TOTP) on the web before using the API.")
         return attrs
 
 
@@ -49,7 +45,5 @@ class ObtainTokenView(ObtainAuthToken):
         user = serializer.validated_data["user"]
         with transaction.atomic():
             token, created = Token.objects.get_or_create(user=user)
-            login_success_record(
-                user=user, request=request, action="auth.token_obtained", detail={"new": created}
-            )
+            login_success_record(user=user, request=request, action="auth.token_obtained", detail={"new": created})
         return Response({"token": token.key})

@@ -85,8 +85,6 @@ def role_model_permissions_sync(**kwargs: Any) -> None:
         group, _ = Group.objects.get_or_create(name=role)
         for code in codes:
             app_label, codename = code.split(".", 1)
-            permission = Permission.objects.filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
             if permission is not None:
                 group.permissions.add(permission)

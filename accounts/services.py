@@ -73,9 +73,7 @@ def login_success_record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     with transaction.atomic():
-        LoginFailure.objects.filter(
-            username=login_key(user.get_username()), ip_address=request_ip(request)
-        ).delete()
+        LoginFailure.objects.filter(username=login_key(user.get_username()), ip_address=request_ip(request)).delete()
         audit_event_record(action=action, actor=user, target=user, request=request, detail=detail or {})
 
 
@@ -93,9 +91,7 @@ def user_role_grant(
         if role == ADMIN:
             get_user_model().objects.filter(pk=user.pk).update(is_staff=True)  # the admin site needs staff
             user.is_staff = True  # type: ignore[attr-defined]
-        audit_event_record(
-            action="role.granted", actor=granted_by, target=user, request=request, detail={"role": role}
-        )
+        audit_event_record(action="role.granted", actor=granted_by, target=user, request=request, detail={"role": role})
 
 
 def user_role_revoke(
@@ -110,9 +106,7 @@ def user_role_revoke(
         if role == ADMIN and not getattr(user, "is_superuser", False):
             get_user_model().objects.filter(pk=user.pk).update(is_staff=False)
             user.is_staff = False  # type: ignore[attr-defined]
-        audit_event_record(
-            action="role.revoked", actor=revoked_by, target=user, request=request, detail={"role": role}
-        )
+        audit_event_record(action="role.revoked", actor=revoked_by, target=user, request=request, detail={"role": role})
 
 
 def team_member_add(

@@ -22,9 +22,7 @@ def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
 @receiver(user_logged_out, dispatch_uid="accounts.audit_logout")
 def audit_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     with transaction.atomic():
-        audit_event_record(
-            action="auth.logout", actor=user, target=user if user is not None else None, request=request
-        )
+        audit_event_record(action="auth.logout", actor=user, target=user if user is not None else None, request=request)
 
 
 @receiver(user_login_failed, dispatch_uid="accounts.audit_login_failed")
@@ -34,6 +32,4 @@ def audit_login_failed(
     # Django has already replaced the password in `credentials`; only the attempted username is used.
     username = credentials.get("username")
     locked = login_lockout_active(username=username, request=request) is not None
-    login_failure_record(
-        username=username, request=request, reason="locked_out" if locked else "bad_credentials"
-    )
+    login_failure_record(username=username, request=request, reason="locked_out" if locked else "bad_credentials")

@@ -49,9 +49,7 @@ def audit_events_filter(
         events = events.filter(case_id=case_id)
     if action:
         # "case." matches every case action; "case.created" exactly that one.
-        events = (
-            events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
-        )
+        events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
     tz = timezone.get_current_timezone()
     if date_from is not None:
         events = events.filter(created_at__gte=dt.datetime.combine(date_from, dt.time.min, tzinfo=tz))

@@ -30,9 +30,7 @@ GENESIS_HASH = "0" * 64
 _PG_CHAIN_LOCK = 72_657_201
 # Keys that would carry biometric data, checked at every depth of `detail` (counts such as "images": 3 are
 # fine). Bytes are refused outright, and so is any long run of floats, which can only be a vector.
-_FORBIDDEN_DETAIL_KEYS = frozenset(
-    {"embedding", "embeddings", "template", "image", "pixels", "vector", "vectors"}
-)
+_FORBIDDEN_DETAIL_KEYS = frozenset({"embedding", "embeddings", "template", "image", "pixels", "vector", "vectors"})
 _MAX_FLOAT_RUN = 32
 _MAX_ACTION = AuditEvent._meta.get_field("action").max_length or 64
 _MAX_TARGET = AuditEvent._meta.get_field("target_id").max_length or 64
@@ -78,9 +76,7 @@ def _check_no_biometrics(value: Any, path: str = "detail") -> None:
     if isinstance(value, dict):
         leaked = _FORBIDDEN_DETAIL_KEYS & {str(k).lower() for k in value}
         if leaked:
-            raise ValueError(
-                f"Biometric data must not enter the audit log (keys {sorted(leaked)} in {path})."
-            )
+            raise ValueError(f"Biometric data must not enter the audit log (keys {sorted(leaked)} in {path}).")
         for key, item in value.items():
             _check_no_biometrics(item, f"{path}.{key}")
     elif isinstance(value, list | tuple):

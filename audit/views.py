@@ -45,9 +45,7 @@ def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any]:
     if not audit_view_allowed(user=request.user):
         raise PermissionDenied("The audit trail is open to supervisors and admins.")
     form = AuditFilterForm(request.GET or None)
-    events = audit_events_filter(
-        audit_events_visible_to(user=request.user), **form.filters() if request.GET else {}
-    )
+    events = audit_events_filter(audit_events_visible_to(user=request.user), **form.filters() if request.GET else {})
     return form, events
 
 
@@ -95,9 +93,7 @@ def _csv_rows(events: Any) -> Iterator[str]:
 @login_required
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     form, events = _filtered(request)
-    filters = (
-        {k: (str(v) if v is not None else None) for k, v in form.filters().items()} if request.GET else {}
-    )
+    filters = {k: (str(v) if v is not None else None) for k, v in form.filters().items()} if request.GET else {}
     with transaction.atomic():
         # The export is recorded before it is produced; the rows it will hold are the ones up to this event.
         last_seq = events.values_list("seq", flat=True).first() or 0

@@ -218,6 +218,7 @@ def bench_size(
     pack_key: str,
     queries: int,
     ef_sweep: list[int],
+    modes: set[str],
 ) -> list[dict[str, Any]]:
     from search.index import get_index
     from search.indexfiles import HNSW_EF_SEARCH, set_ef_search
@@ -244,6 +245,8 @@ def bench_size(
 
     results = []
     # Exact.
+    from search.index import snapshot_path
+
     get_index().clear()
     gc.collect()
     rss = _rss_mb()
@@ -263,12 +266,18 @@ def bench_size(
             "insert_s": insert_seconds,
             "build_s": build,
             "memory_mb": memory,
+            "index_mb": snapshot_path(gallery_id, pack_key).stat().st_size / 2**20,
             **exact_lat,
             "mate_hit": None,
             "recall": None,
             "exact_mate_rate": float(mate_in_exact.mean()),
         }
     )
+    if "approximate" not in modes:
+        del loaded
+        get_index().clear()
+        Gallery.objects.filter(pk=gallery_id).delete()
+        return results
     # Approximate.
     Gallery.objects.filter(pk=gallery_id).update(index_mode=Gallery.IndexMode.APPROXIMATE)
     del loaded
@@ -294,6 +303,7 @@ def bench_size(
             "insert_s": insert_seconds,
             "build_s": build,
             "memory_mb": memory,
+            "index_mb": snapshot_path(gallery_id, pack_key).stat().st_size / 2**20,
             **approx_lat,
             "mate_hit": float(mate_in_approx[mate_in_exact].mean()) if mate_in_exact.any() else None,
             "mate_hit_n": int(mate_in_exact.sum()),
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--enrol-sample", type=int, default=300, help="images for the enrolment rate (0: all, -1: skip)"
     )
+    parser.add_argument("--modes", default="exact,approximate", help="approximate needs exact (reference)")
     parser.add_argument("--ef-sweep", default="256,512,1024", help="extra HNSW efSearch values to report")
     args = parser.parse_args(argv)
     _setup_django(args.sizes.replace(",", "-"))
@@ -360,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     labels, templates, has_face = real_templates(engine)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     ef_sweep = [int(s) for s in args.ef_sweep.split(",") if s]
+    modes = set(args.modes.split(","))
     print(f"model pack {engine.pack.key}; {int(has_face.sum())} real templates from {len(labels)} CelebA + LFW images")
     print(
         "Galleries: one real template per identity + SYNTHETIC distractors drawn from a Gaussian fitted "
@@ -369,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for size in sizes:
             print(f"[size {size:,}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores]", flush=True)
-            rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, ef_sweep))
+            rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, ef_sweep, modes))
             _print_table(rows)
         if args.enrol_sample >= 0:
             rates = enrolment_throughput(engine, args.enrol_sample)
@@ -387,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'size':>9} {'mode':<12} {'insert s':>8} {'build s':>8} {'mem MB':>7} "
+        f"\n{'size':>9} {'mode':<12} {'insert s':>8} {'build s':>8} {'index MB':>8} {'RSS+ MB':>7} "
         f"{'service p50/p95 ms':>19} {'index p50/p95':>14} {'raw p50/p95':>13} {'p95 ratio':>9} "
         f"{'mate-hit':>9} {'recall@50':>9}"
     )
@@ -396,7 +408,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         recall = "—" if row["recall"] is None else f"{100 * row['recall']:.1f}%"
         print(
             f"{row['size']:>9,} {row['mode']:<12} {row['insert_s']:>8.1f} {row['build_s']:>8.1f} "
-            f"{row['memory_mb']:>7.0f} {row['service'][0]:>9.2f}/{row['service'][1]:<9.2f} "
+            f"{row['index_mb']:>8.0f} {row['memory_mb']:>7.0f} {row['service'][0]:>9.2f}/{row['service'][1]:<9.2f} "
             f"{row['index'][0]:>6.2f}/{row['index'][1]:<7.2f} {row['raw'][0]:>6.2f}/{row['raw'][1]:<6.2f} "
             f"{row['service'][1] / row['raw'][1]:>9.2f} {mate:>9} {recall:>9}"
         )

@@ -27,7 +27,7 @@ if [ -n "${CI:-}" ] && { [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; 
   echo "CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; .ci/run starts them." >&2
   exit 1
 fi
-echo "== tests on ${DATABASE_URL:+PostgreSQL ($DATABASE_URL)}${DATABASE_URL:-SQLite (embedded default)}, broker: ${REDIS_URL:-none (eager tasks)}"
+echo "== tests on ${DATABASE_URL:-SQLite (embedded default)}, broker: ${REDIS_URL:-none (eager tasks)}"
 $BIN/pytest "$@"
 
 echo "== tests of the embedded default (SQLite, eager tasks)"

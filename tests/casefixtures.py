@@ -27,9 +27,7 @@ ROLES = ("owner", "member", "supervisor", "other_sup", "admin", "outsider")
 def make_user(username: str, *, role: str | None = INVESTIGATOR, superuser: bool = False) -> Any:
     User = get_user_model()
     if superuser:
-        user = User.objects.create_superuser(
-            username=username, password=PASSWORD, email=f"{username}@example.org"
-        )
+        user = User.objects.create_superuser(username=username, password=PASSWORD, email=f"{username}@example.org")
     else:
         user = User.objects.create_user(username=username, password=PASSWORD)
     if role is not None:

@@ -12,6 +12,8 @@ pytest.register_assert_rewrite("tests.workbench_support")
 
 from django.conf import settings  # noqa: E402
 
+from faceengine import FaceEngine  # noqa: E402
+
 FACES_ENV = "RFR_FACES_DATA"
 
 
@@ -49,7 +51,7 @@ def pack_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(pack_dir: Path):  # type: ignore[no-untyped-def]
+def engine(pack_dir: Path) -> FaceEngine:
     from faceengine import get_engine
 
     return get_engine(pack_dir, threads=settings.RFR_ENGINE_THREADS)

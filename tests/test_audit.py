@@ -22,7 +22,7 @@ from cases.services import case_close, case_create, case_member_add, case_member
 from tests.casefixtures import CaseWorld, build_case_world, make_user
 
 TABLE = AuditEvent._meta.db_table
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +51,7 @@ def _tamper(sql: str, params: list[Any] | None = None) -> None:
 
 def _record_some(n: int = 5) -> list[AuditEvent]:
     return [
-        audit_event_record(
-            action="test.event", target_type="thing", target_id=i, detail={"i": i, "ratio": 0.5}
-        )
+        audit_event_record(action="test.event", target_type="thing", target_id=i, detail={"i": i, "ratio": 0.5})
         for i in range(n)
     ]
 
@@ -224,9 +222,7 @@ def test_postgres_triggers_are_installed_and_enabled() -> None:
 def test_rolled_back_change_leaves_no_event() -> None:
     owner = make_user("owner")
     with pytest.raises(RuntimeError), transaction.atomic():
-        case_create(
-            owner=owner, reference="R/1", title="t", purpose="suspect", offence_category="", legal_basis="b"
-        )
+        case_create(owner=owner, reference="R/1", title="t", purpose="suspect", offence_category="", legal_basis="b")
         raise RuntimeError("the surrounding work failed")
     assert not Case.objects.exists()
     assert not AuditEvent.objects.filter(action="case.created").exists()
@@ -238,9 +234,7 @@ def test_failed_service_writes_neither_change_nor_event(world: CaseWorld) -> Non
 
     before = AuditEvent.objects.count()
     with pytest.raises(ValidationError):
-        case_member_add(
-            case=world.case, user=world.users["member"], added_by=world.users["owner"]
-        )  # already in
+        case_member_add(case=world.case, user=world.users["member"], added_by=world.users["owner"])  # already in
     assert AuditEvent.objects.count() == before
 
 
@@ -251,9 +245,7 @@ def test_each_case_action_is_audited(world: CaseWorld) -> None:
     added = AuditEvent.objects.get(action="case.member_added", case_id=case.pk)
     assert added.detail["user_id"] == users["member"].pk
     case_member_remove(case=case, user=users["member"], removed_by=users["owner"])
-    assert (
-        AuditEvent.objects.get(action="case.member_removed", case_id=case.pk).detail["username"] == "member"
-    )
+    assert AuditEvent.objects.get(action="case.member_removed", case_id=case.pk).detail["username"] == "member"
     case_close(case=case, closed_by=users["supervisor"], reason="no further lines")
     closed = AuditEvent.objects.get(action="case.closed", case_id=case.pk)
     assert closed.actor_id == users["supervisor"].pk and closed.detail == {"reason": "no further lines"}
@@ -299,9 +291,7 @@ def test_biometric_data_is_refused(detail: dict[str, Any]) -> None:
 
 
 def test_counts_and_ids_are_allowed_in_detail() -> None:
-    event = audit_event_record(
-        action="test.ok", detail={"images": 3, "gallery_image_id": 7, "top": [0.9, 0.8]}
-    )
+    event = audit_event_record(action="test.ok", detail={"images": 3, "gallery_image_id": 7, "top": [0.9, 0.8]})
     assert "images" in canonical_content(event)
 
 
@@ -316,10 +306,7 @@ def test_admin_is_read_only(world: CaseWorld) -> None:
     assert client.get(reverse("admin:audit_auditevent_changelist")).status_code == 200
     assert client.get(reverse("admin:audit_auditevent_change", args=[event.pk])).status_code == 200
     assert client.get(reverse("admin:audit_auditevent_add")).status_code == 403
-    assert (
-        client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code
-        == 403
-    )
+    assert client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     client.post(reverse("admin:audit_auditevent_change", args=[event.pk]), {"action": "x"})
     assert AuditEvent.objects.get(pk=event.pk).action == event.action
 

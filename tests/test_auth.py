@@ -19,7 +19,7 @@ from audit.services import canonical_content
 from audit.verify import audit_chain_verify
 from tests.casefixtures import PASSWORD, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 IP = "192.0.2.10"
 
 

@@ -28,7 +28,7 @@ from tests.test_gallery_support import gallery_env
 
 __all__ = ["gallery_env"]
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 IDENTITIES = 5
 PASSWORD_ROW = re.compile(r"^\| (demo-[a-z0-9-]+)\s+([A-Za-z0-9]{16})\s", re.MULTILINE)
 UPLOAD_LINE = re.compile(r"Upload (\S+)")

@@ -21,7 +21,7 @@ from tests.test_gallery_support import celeba_identities, gallery_env, write_sub
 
 __all__ = ["gallery_env"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
 
 ENROLLED_IDENTITIES = 30
 

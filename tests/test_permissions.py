@@ -212,9 +212,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
         ),
     ],
     "workbench:api-search": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
-    "workbench:api-search-status": [
-        Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)
-    ],
+    "workbench:api-search-status": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
     "workbench:api-candidate-decisions": [
         Row(
             viewers(owner=201, member=201, supervisor=201),
@@ -263,11 +261,7 @@ def case_scoped_urls() -> dict[str, str]:
             continue
         plain = route.lstrip("^")
         params = _params(route)
-        if (
-            "case_id" in params
-            or plain.startswith(("cases/", "api/cases/"))
-            or any(_ID_PARAM.match(p) for p in params)
-        ):
+        if "case_id" in params or plain.startswith(("cases/", "api/cases/")) or any(_ID_PARAM.match(p) for p in params):
             scoped[name] = route
     return scoped
 
@@ -299,9 +293,7 @@ def test_outsiders_get_404_on_every_object_url_in_the_matrix() -> None:
             continue
         for row in rows:
             for role in ("outsider", "other_sup", "admin"):
-                assert row.expect[role] == 404, (
-                    f"{name} {row.method}: {role} must get 404, row says {row.expect[role]}"
-                )
+                assert row.expect[role] == 404, f"{name} {row.method}: {role} must get 404, row says {row.expect[role]}"
 
 
 @pytest.fixture(autouse=True)
@@ -351,9 +343,7 @@ def test_permission_matrix(world: CaseWorld, name: str, index: int) -> None:
                 if got != row.expect[role]:
                     failures.append(f"{role}: {row.method} {url} -> {got}, expected {row.expect[role]}")
                 elif row.json and got >= 400:
-                    assert response["Content-Type"].startswith("application/json"), (
-                        f"{role}: {url} error not JSON"
-                    )
+                    assert response["Content-Type"].startswith("application/json"), f"{role}: {url} error not JSON"
                 if row.lists_case and got == 200:
                     shown = world.case.reference in response.content.decode()
                     if shown != (role in VIEWERS):

@@ -24,7 +24,7 @@ from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Probe, ProbeFa
 from cases.services import case_close
 from tests.workbench_support import _png, client_for, upload
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 pytest_plugins = ["tests.workbench_support"]
 
 # --- Probes ------------------------------------------------------------------------------------------------
@@ -144,9 +144,7 @@ def test_a_face_the_detector_missed_is_found_inside_a_drawn_box(
     x, y, w, h = first.box
     ProbeFace.objects.filter(probe_id=probe_id).delete()
 
-    response = client.post(
-        f"/api/probes/{probe_id}/faces/", {"box": [x - 5, y - 5, w + 10, h + 10]}, format="json"
-    )
+    response = client.post(f"/api/probes/{probe_id}/faces/", {"box": [x - 5, y - 5, w + 10, h + 10]}, format="json")
     assert response.status_code == 201, response.json()
     face = response.json()
     assert face["origin"] == "drawn"
@@ -241,9 +239,7 @@ def test_search_needs_a_justification(
         format="json",
     )
     assert blank.status_code == 400 and blank.json()["error"] == "justification_required"
-    none = client.post(
-        f"/api/faces/{face_id}/searches/", {"galleries": [], "justification": "x"}, format="json"
-    )
+    none = client.post(f"/api/faces/{face_id}/searches/", {"galleries": [], "justification": "x"}, format="json")
     assert none.status_code == 400 and none.json()["error"] == "galleries_required"
     assert not Search.objects.exists()
 
@@ -291,10 +287,7 @@ def test_mated_search_returns_the_identity_and_records_who_why_and_how(
     requested = AuditEvent.objects.get(action="search.requested", target_id=str(search_id))
     assert requested.actor_id == people["investigator"].pk
     assert requested.detail["justification"] == "CCTV of the robbery, camera 3"
-    assert (
-        requested.detail["threshold"] == body["threshold"]
-        and requested.detail["pack_key"] == body["pack_key"]
-    )
+    assert requested.detail["threshold"] == body["threshold"] and requested.detail["pack_key"] == body["pack_key"]
 
 
 def test_possible_match_is_released_only_after_an_independent_supervisor_agrees(
@@ -321,9 +314,7 @@ def test_possible_match_is_released_only_after_an_independent_supervisor_agrees(
     bad = investigator.post(url, {"decision": "identified", "rationale": "x"}, format="json")
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_decision"
 
-    first = investigator.post(
-        url, {"decision": "possible_match", "rationale": "Same ear shape"}, format="json"
-    )
+    first = investigator.post(url, {"decision": "possible_match", "rationale": "Same ear shape"}, format="json")
     assert first.status_code == 201, first.json()
     assert first.json()["released"] is False
     assert first.json()["label"].startswith(POSSIBLE_MATCH_WORDING)
@@ -345,9 +336,7 @@ def test_possible_match_is_released_only_after_an_independent_supervisor_agrees(
     assert second.json()["released"] is True
     assert POSSIBLE_MATCH_WORDING in second.json()["label"]
     assert [d["stage"] for d in second.json()["decisions"]] == ["first", "second"]
-    third = client_for(people["supervisor"]).post(
-        url, {"decision": "not_a_match", "rationale": "x"}, format="json"
-    )
+    third = client_for(people["supervisor"]).post(url, {"decision": "not_a_match", "rationale": "x"}, format="json")
     assert third.status_code == 409
     listed = investigator.get(f"/api/searches/{search_id}/").json()["candidates"]
     assert next(c for c in listed if c["id"] == candidate.pk)["released"] is True
@@ -373,17 +362,11 @@ def test_a_non_match_needs_no_second_review_and_a_disagreeing_reviewer_blocks_re
     ).json()["id"]
     first, second = Candidate.objects.filter(search_id=search_id).order_by("rank")[:2]
     supervisor = client_for(people["supervisor"])
-    investigator.post(
-        f"/api/candidates/{first.pk}/decisions/", {"decision": "not_a_match", "rationale": "Nose"}
-    )
-    review = supervisor.post(
-        f"/api/candidates/{first.pk}/decisions/", {"decision": "not_a_match", "rationale": "y"}
-    )
+    investigator.post(f"/api/candidates/{first.pk}/decisions/", {"decision": "not_a_match", "rationale": "Nose"})
+    review = supervisor.post(f"/api/candidates/{first.pk}/decisions/", {"decision": "not_a_match", "rationale": "y"})
     assert review.status_code == 409 and review.json()["error"] == "review_not_needed"
 
-    investigator.post(
-        f"/api/candidates/{second.pk}/decisions/", {"decision": "possible_match", "rationale": "Eyes"}
-    )
+    investigator.post(f"/api/candidates/{second.pk}/decisions/", {"decision": "possible_match", "rationale": "Eyes"})
     disagree = supervisor.post(
         f"/api/candidates/{second.pk}/decisions/", {"decision": "not_a_match", "rationale": "Different chin"}
     )

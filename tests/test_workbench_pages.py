@@ -83,9 +83,7 @@ def test_upload_search_review_and_report_in_the_browser_pages(
     assert crop.status_code == 200 and crop["Content-Type"] == "image/png"
     form = investigator.get(f"/faces/{face.pk}/search/")
     assert form.status_code == 200 and f'value="{gallery_obj.pk}"'.encode() in form.content
-    refused = investigator.post(
-        f"/faces/{face.pk}/search/", {"galleries": [gallery_obj.pk], "justification": ""}
-    )
+    refused = investigator.post(f"/faces/{face.pk}/search/", {"galleries": [gallery_obj.pk], "justification": ""})
     assert refused.status_code == 400 and b"necessary and proportionate" in refused.content
     assert not Search.objects.exists()
 
@@ -115,9 +113,7 @@ def test_upload_search_review_and_report_in_the_browser_pages(
     assert investigator.get(f"/candidates/{candidate.pk}/crop.png")["Content-Type"] == "image/png"
     assert AuditEvent.objects.filter(action="candidate.viewed", target_id=str(candidate.pk)).exists()
 
-    investigator.post(
-        f"/candidates/{candidate.pk}/decide/", {"decision": "possible_match", "rationale": "Same scar"}
-    )
+    investigator.post(f"/candidates/{candidate.pk}/decide/", {"decision": "possible_match", "rationale": "Same scar"})
     candidate.refresh_from_db()
     assert candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH and not candidate.released
     again = investigator.post(
@@ -130,9 +126,7 @@ def test_upload_search_review_and_report_in_the_browser_pages(
     supervisor = login(people["supervisor"])
     page = supervisor.get(f"/candidates/{candidate.pk}/")
     assert b"independent second review" in page.content
-    supervisor.post(
-        f"/candidates/{candidate.pk}/decide/", {"decision": "possible_match", "rationale": "Agree"}
-    )
+    supervisor.post(f"/candidates/{candidate.pk}/decide/", {"decision": "possible_match", "rationale": "Agree"})
     candidate.refresh_from_db()
     assert candidate.released
 
@@ -177,9 +171,7 @@ def test_one_bad_file_in_a_batch_loses_nothing_else(
                 "images": [
                     SimpleUploadedFile("t1.jpg", (insightface_images / "t1.jpg").read_bytes()),
                     SimpleUploadedFile("notes.txt", b"just some text"),
-                    SimpleUploadedFile(
-                        "hanks.png", (insightface_images / "Tom_Hanks_54745.png").read_bytes()
-                    ),
+                    SimpleUploadedFile("hanks.png", (insightface_images / "Tom_Hanks_54745.png").read_bytes()),
                 ],
                 "source": "social_media",
                 "lawfully_held": "on",

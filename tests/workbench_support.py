@@ -92,9 +92,7 @@ def _celeba_identities(faces_dir: Path) -> dict[str, list[Path]]:
     with (faces_dir / "celeba" / "identities.csv").open() as handle:
         for row in csv.DictReader(handle):
             by_identity.setdefault(row["identity"], []).append(faces_dir / "celeba" / "images" / row["file"])
-    return {
-        identity: sorted(paths) for identity, paths in sorted(by_identity.items(), key=lambda kv: int(kv[0]))
-    }
+    return {identity: sorted(paths) for identity, paths in sorted(by_identity.items(), key=lambda kv: int(kv[0]))}
 
 
 @pytest.fixture

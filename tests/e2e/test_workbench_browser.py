@@ -90,9 +90,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> str:
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, (
-            f"server exited early (code {process.returncode}); see test-artifacts/e2e-logs"
-        )
+        assert process.poll() is None, f"server exited early (code {process.returncode}); see test-artifacts/e2e-logs"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -182,16 +180,12 @@ class Browser:
 
     def axe(self) -> None:
         self.page.add_script_tag(path=str(AXE))
-        result = self.page.evaluate(
-            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS
-        )
+        result = self.page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS)
         problems = [
             f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
             for v in result["violations"]
         ]
-        assert not problems, f"axe-core found WCAG 2.1 AA problems on {self.page.url}:\n" + "\n".join(
-            problems
-        )
+        assert not problems, f"axe-core found WCAG 2.1 AA problems on {self.page.url}:\n" + "\n".join(problems)
 
     def login(self, username: str) -> None:
         self.go("/accounts/login/")
@@ -209,9 +203,7 @@ def test_workbench_flow_in_a_real_browser(stack: dict[str, Any], insightface_ima
     assert seed.get("probe"), f"seeding found no probe photo: {seed}"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        investigator_context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, accept_downloads=True
-        )
+        investigator_context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         ivy = Browser(investigator_context.new_page(), stack["base"])
         ivy.page.set_default_timeout(30_000)
 
