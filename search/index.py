@@ -241,7 +241,12 @@ class GalleryIndexes:
         with open(path.with_suffix(".lock"), "a") as lock_file, loaded.lock:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             existing = snapshot_read_header(path)
-            if existing is not None and existing.epoch == loaded.epoch and existing.version >= loaded.version:
+            if (
+                existing is not None
+                and existing.epoch == loaded.epoch
+                and existing.mode == loaded.mode
+                and existing.version >= loaded.version
+            ):
                 loaded.changes_since_snapshot = 0
                 return False
             header = SnapshotHeader(

@@ -123,3 +123,16 @@ def test_rebuild_command(gallery_env: Path) -> None:
     status = StringIO()
     call_command("index", "status", stdout=status)
     assert "db v5" in status.getvalue() and "snapshot v5" in status.getvalue()
+
+
+def test_switching_index_mode_rebuilds_and_persists_the_new_mode(gallery_env: Path) -> None:
+    gallery = services.gallery_create(name="switch", kind=Gallery.Kind.CUSTODY)
+    vectors = _unit_vectors(20, seed=6)
+    ids = _add(gallery, vectors, "m")
+    assert get_index().fresh(gallery.pk, PACK).mode == "exact"  # type: ignore[union-attr]
+    Gallery.objects.filter(pk=gallery.pk).update(index_mode=Gallery.IndexMode.APPROXIMATE)
+    assert get_index().fresh(gallery.pk, PACK).mode == "approximate"  # type: ignore[union-attr]
+    header = snapshot_read_header(snapshot_path(gallery.pk, PACK))
+    assert header is not None and header.mode == "approximate"
+    _, found = GalleryIndexes().search(gallery.pk, PACK, vectors, 1)  # a new process loads that snapshot
+    assert found[:, 0].tolist() == ids
