@@ -13,7 +13,8 @@ import numpy as np
 SMALL_SPAN_PX = 40.0
 VERY_SMALL_SPAN_PX = 20.0
 BLUR_VARIANCE_MIN = 60.0
-TURNED_AWAY_YAW_DEG = 35.0
+TURNED_AWAY_YAW_DEG = 30.0
+NOSE_DEPTH_RATIO = 1.2
 TILTED_ROLL_DEG = 30.0
 LOW_SCORE = 0.75
 
@@ -44,11 +45,13 @@ def assess_quality(landmarks: np.ndarray, aligned_bgr: np.ndarray, detector_scor
     inter_eye = float(np.hypot(*eye_vector))
     span = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1])))
     roll = math.degrees(math.atan2(eye_vector[1], eye_vector[0]))
-    # Yaw from how far the nose sits off the eye midpoint, measured along the eye line (roll removed).
+    # Yaw from how far the nose tip sits off the eye midpoint along the eye line (roll removed). Turning by θ
+    # moves the tip by depth·sin θ while the eyes close up to their distance·cos θ; with the nose tip about
+    # 0.6 eye-distances in front of the eyes the ratio below is 1.2·tan θ.
     if inter_eye > 1e-6:
         unit = eye_vector / inter_eye
-        offset = float(np.dot(nose - (left_eye + right_eye) / 2.0, unit)) / (inter_eye / 2.0)
-        yaw = math.degrees(math.asin(max(-1.0, min(1.0, offset))))
+        ratio = float(np.dot(nose - (left_eye + right_eye) / 2.0, unit)) / (inter_eye / 2.0)
+        yaw = math.degrees(math.atan(ratio / NOSE_DEPTH_RATIO))
     else:
         yaw = 90.0
     grey = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)

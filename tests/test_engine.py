@@ -224,3 +224,23 @@ def test_each_accepted_format_decodes_to_the_same_faces(engine: FaceEngine, insi
 def test_a_png_with_alpha_decodes_onto_white(faces_dir: Path) -> None:
     image = decode_image_file(faces_dir / "wild" / "face_recognition" / "tests" / "test_images" / "32bit.png")
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+
+
+def test_yaw_and_roll_follow_the_landmarks() -> None:
+    from faceengine.align import ARCFACE_TEMPLATE_112
+    from faceengine.quality import assess_quality
+
+    crop = np.full((112, 112, 3), 128, np.uint8)
+    frontal = assess_quality(ARCFACE_TEMPLATE_112 * 2, crop, 0.95)
+    assert abs(frontal.yaw_deg) < 5 and abs(frontal.roll_deg) < 2
+    assert frontal.inter_eye_px == pytest.approx(2 * (73.5318 - 38.2946), abs=0.5)
+    turned = ARCFACE_TEMPLATE_112 * 2
+    turned[2, 0] += 30  # nose tip well towards one eye: head turned
+    assert assess_quality(turned, crop, 0.95).yaw_deg > 25
+    assert "turned_away" in assess_quality(turned, crop, 0.95).warnings
+    angle = np.radians(40)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    tilted = assess_quality(ARCFACE_TEMPLATE_112 @ rotation.T, crop, 0.95)
+    assert tilted.roll_deg == pytest.approx(40, abs=1)
+    assert "tilted" in tilted.warnings
+    assert "blurred" in frontal.warnings  # a flat grey crop has no detail at all
