@@ -67,6 +67,8 @@ def test_metrics_on_known_scores() -> None:
     assert threshold == pytest.approx(0.15)
     assert ((scores >= threshold) == same).mean() == pytest.approx(7 / 8)
     tar, at = tar_at_far(scores, same, 0.25)  # one impostor in four may pass: accept above the second highest
-    assert at == pytest.approx(0.1) and tar == pytest.approx(0.75)
+    assert at == pytest.approx(0.1) and tar == pytest.approx(1.0)
+    tar, at = tar_at_far(scores, same, 0.1)  # none may pass: accept above the highest impostor
+    assert at == pytest.approx(0.6) and tar == pytest.approx(0.75)
     eer, _ = equal_error_rate(scores, same)
     assert eer == pytest.approx(0.25)
