@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -85,6 +86,7 @@ class CaseListCreateAPI(ListAPIView):
     def get_queryset(self) -> Any:
         return cases_visible_to(user=self.request.user).order_by("-created_at", "-id")
 
+    @extend_schema(request=CaseCreateSerializer, responses={201: CaseSerializer})
     def post(self, request: Request) -> Response:
         incoming = CaseCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -96,6 +98,7 @@ class CaseListCreateAPI(ListAPIView):
 
 
 class CaseDetailAPI(APIView):
+    @extend_schema(responses=CaseSerializer)
     def get(self, request: Request, case_id: int) -> Response:
         case = case_get_for_user(user=request.user, case_id=case_id)
         return Response(CaseSerializer(case).data)
