@@ -177,6 +177,12 @@ CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task leaves the message for another worker
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A message taken by a worker that then dies (kill -9, power loss) is handed out again after this many
+# seconds. Tasks are idempotent (they re-fetch by primary key and skip finished work), so a redelivery of a
+# task that was merely slow costs time, not correctness.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("RFR_TASK_VISIBILITY_TIMEOUT", 600, minimum=1),
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "rfr"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

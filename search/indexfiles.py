@@ -20,10 +20,17 @@ import numpy as np
 MAGIC = b"RFRIDX1\n"
 EXACT = "exact"
 APPROXIMATE = "approximate"
-HNSW_M = 32
-# Tuned with bench.index on CelebA + LFW templates among Gaussian distractors (docs/galleries-and-index.md).
-HNSW_EF_CONSTRUCTION = 100
-HNSW_EF_SEARCH = 512
+# Approximate mode: 4-bit product quantisation scanned with SIMD ("fast scan") over the whole gallery, then an
+# exact re-rank of the best PQ candidates from the float32 vectors the index also stores (IndexRefineFlat).
+# Tuned with bench.index on CelebA + LFW templates among 1M Gaussian distractors (docs/galleries-and-index.md).
+PQ_BITS = 4
+# PQ candidates re-ranked exactly per shortlist slot (the shortlist is max(2K, K+64), so ~2,300 at K=50).
+REFINE_FACTOR = 20
+# Below this many templates an approximate gallery keeps flat (exact) storage: PQ needs training vectors,
+# and exact search is as fast as the approximate one there. A gallery that grows past it is converted
+# (trained on its own vectors) at the next catch-up, rebuild or load.
+APPROX_MIN_TEMPLATES = 20_000
+PQ_TRAIN_SAMPLE = 200_000
 
 
 @dataclass
@@ -38,31 +45,69 @@ class SnapshotHeader:
     tombstones: list[int] = field(default_factory=list)
 
 
+def pq_subquantizers(dim: int) -> int:
+    """Two dimensions per 4-bit sub-quantiser (32 bytes per 128-d template); one where dim is odd."""
+    return dim // 2 if dim % 2 == 0 else dim
+
+
 def new_faiss_index(mode: str, dim: int) -> faiss.Index:
-    """Exact: IndexIDMap2 over IndexFlatIP. Approximate: IndexIDMap2 over HNSW (inner product, flat
-    storage)."""
-    if mode == EXACT:
-        inner: faiss.Index = faiss.IndexFlatIP(dim)
-    elif mode == APPROXIMATE:
-        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        inner.hnsw.efSearch = HNSW_EF_SEARCH
-    else:
+    """IndexIDMap2 over IndexFlatIP: exact mode, and approximate galleries below APPROX_MIN_TEMPLATES."""
+    if mode not in (EXACT, APPROXIMATE):
         raise ValueError(f"unknown index mode {mode!r}")
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _new_pq_index(dim: int, training: np.ndarray) -> faiss.Index:
+    inner = faiss.index_factory(dim, f"PQ{pq_subquantizers(dim)}x{PQ_BITS}fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+    if len(training) > PQ_TRAIN_SAMPLE:
+        rows = np.sort(np.random.default_rng(0).choice(len(training), PQ_TRAIN_SAMPLE, replace=False))
+        training = training[rows]
+    inner.train(np.ascontiguousarray(training, dtype=np.float32))
+    faiss.downcast_index(inner).k_factor = REFINE_FACTOR
     return faiss.IndexIDMap2(inner)
 
 
 def build_faiss_index(mode: str, dim: int, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
-    index = new_faiss_index(mode, dim)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if mode == APPROXIMATE and len(ids) >= APPROX_MIN_TEMPLATES:
+        index = _new_pq_index(dim, vectors)
+    else:
+        index = new_faiss_index(mode, dim)
     if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
     return index
 
 
-def set_ef_search(index: faiss.Index, ef: int) -> None:
+def is_flat(index: faiss.Index) -> bool:
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-    if isinstance(inner, faiss.IndexHNSW):
-        inner.hnsw.efSearch = ef
+    return isinstance(inner, faiss.IndexFlat)
+
+
+def layout_current(mode: str, index: faiss.Index) -> bool:
+    """Whether a loaded index has the layout this code builds for the mode (old HNSW snapshots do not)."""
+    if not isinstance(index, faiss.IndexIDMap2):
+        return False
+    inner = faiss.downcast_index(index.index)
+    if mode == APPROXIMATE and isinstance(inner, faiss.IndexRefineFlat):
+        return isinstance(faiss.downcast_index(inner.base_index), faiss.IndexPQFastScan)
+    return isinstance(inner, faiss.IndexFlatIP)
+
+
+def upgrade_if_grown(mode: str, index: faiss.Index) -> faiss.Index | None:
+    """An approximate gallery's flat index that has grown past APPROX_MIN_TEMPLATES, rebuilt as PQ + re-rank
+    from its own vectors and ids (None: nothing to do)."""
+    if mode != APPROXIMATE or index.ntotal < APPROX_MIN_TEMPLATES or not is_flat(index):
+        return None
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    vectors = index.index.reconstruct_n(0, index.ntotal)
+    return build_faiss_index(mode, int(index.d), ids, vectors)
+
+
+def set_refine(index: faiss.Index, k_factor: float) -> None:
+    """PQ candidates re-ranked exactly per requested result (approximate layout only)."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+    if isinstance(inner, faiss.IndexRefine):
+        inner.k_factor = float(k_factor)
 
 
 def snapshot_write(path: Path, header: SnapshotHeader, index: faiss.Index) -> None:
