@@ -246,24 +246,32 @@ def install_pack(source: Path, root: Path, *, replace: bool = False) -> ModelPac
         raise PackNotFound(f"{source} does not exist.")
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".install-") as tmp:
-        staging = Path(tmp) / "pack"
-        if source.is_dir():
-            shutil.copytree(source, staging)
-        elif zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                _safe_extract(archive, staging)
-        else:
-            raise PackManifestError(f"{source} is neither a folder nor a zip file.")
-        staging = _pack_root(staging)
+        staging = _pack_root(_unpack(source, Path(tmp) / "pack"))
         pack = load_pack(staging)  # verifies every hash before anything is installed
-        target = root / pack.name
-        if target.exists():
-            if not replace:
-                raise PackManifestError(
-                    f"A pack named {pack.name} is already installed at {target}. Use --replace to overwrite it."
-                )
-            shutil.rmtree(target)
-        staging.rename(target)
+        return _move_into_place(staging, root / pack.name, replace=replace)
+
+
+def _unpack(source: Path, dest: Path) -> Path:
+    """Copy a folder, or safely extract a zip, to dest."""
+    if source.is_dir():
+        shutil.copytree(source, dest)
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            _safe_extract(archive, dest)
+    else:
+        raise PackManifestError(f"{source} is neither a folder nor a zip file.")
+    return dest
+
+
+def _move_into_place(staging: Path, target: Path, *, replace: bool) -> ModelPack:
+    """Rename a verified staging folder to its final name: readers see no pack or a whole one."""
+    if target.exists():
+        if not replace:
+            raise PackManifestError(
+                f"A pack named {target.name} is already installed at {target}. Use --replace to overwrite it."
+            )
+        shutil.rmtree(target)
+    staging.rename(target)
     return load_pack(target)
 
 
@@ -310,14 +318,7 @@ def install_insightface_pack(source: Path, root: Path, *, replace: bool = False)
     source = Path(source)
     detector_pack = load_pack(root / DEFAULT_PACK_NAME)
     with tempfile.TemporaryDirectory(dir=root, prefix=".insightface-") as tmp:
-        unpacked = Path(tmp) / "source"
-        if source.is_dir():
-            shutil.copytree(source, unpacked)
-        elif zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                _safe_extract(archive, unpacked)
-        else:
-            raise PackNotFound(f"{source} is neither a folder nor a zip file.")
+        unpacked = _unpack(source, Path(tmp) / "source")
         candidates = [p for name in INSIGHTFACE_RECOGNISERS for p in unpacked.rglob(name)]
         if not candidates:
             raise PackManifestError(
@@ -358,10 +359,4 @@ def install_insightface_pack(source: Path, root: Path, *, replace: bool = False)
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         load_pack(staging)
-        target = root / name
-        if target.exists():
-            if not replace:
-                raise PackManifestError(f"A pack named {name} is already installed. Use --replace to overwrite it.")
-            shutil.rmtree(target)
-        staging.rename(target)
-    return load_pack(target)
+        return _move_into_place(staging, root / name, replace=replace)

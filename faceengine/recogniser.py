@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -51,19 +51,28 @@ def dynamic_batch_model(model_path: Path) -> bytes:
     return bytes(model.SerializeToString())
 
 
-class OnnxRuntimeRecogniser:
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        embedding_dim: int,
-        threads: int,
-        rgb: bool = True,
-        mean: float = 0.0,
-        scale: float = 1.0,
-    ) -> None:
+class _NetworkRecogniser:
+    """Shared input preparation; subclasses run the network on a prepared (N, 3, 112, 112) tensor."""
+
+    def __init__(self, *, embedding_dim: int, rgb: bool = True, mean: float = 0.0, scale: float = 1.0) -> None:
+        self.embedding_dim = embedding_dim
+        self._rgb, self._mean, self._scale = rgb, mean, scale
+
+    def embed(self, crops_bgr: np.ndarray) -> np.ndarray:
+        if len(crops_bgr) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        tensor = to_input_tensor(crops_bgr, rgb=self._rgb, mean=self._mean, scale=self._scale)
+        return np.asarray(self._forward(tensor), dtype=np.float32).reshape(len(crops_bgr), -1)
+
+    def _forward(self, tensor: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxRuntimeRecogniser(_NetworkRecogniser):
+    def __init__(self, model_path: Path, *, threads: int, **inputs: Any) -> None:
         import onnxruntime as ort
 
+        super().__init__(**inputs)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -76,40 +85,21 @@ class OnnxRuntimeRecogniser:
             dynamic_batch_model(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input_name = self._session.get_inputs()[0].name
-        self.embedding_dim = embedding_dim
-        self._rgb, self._mean, self._scale = rgb, mean, scale
 
-    def embed(self, crops_bgr: np.ndarray) -> np.ndarray:
-        if len(crops_bgr) == 0:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        tensor = to_input_tensor(crops_bgr, rgb=self._rgb, mean=self._mean, scale=self._scale)
+    def _forward(self, tensor: np.ndarray) -> np.ndarray:
         (output,) = self._session.run(None, {self._input_name: tensor})
-        return np.asarray(output, dtype=np.float32).reshape(len(crops_bgr), -1)
+        return np.asarray(output)
 
 
-class OpenCvDnnRecogniser:
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        embedding_dim: int,
-        threads: int,
-        rgb: bool = True,
-        mean: float = 0.0,
-        scale: float = 1.0,
-    ) -> None:
+class OpenCvDnnRecogniser(_NetworkRecogniser):
+    def __init__(self, model_path: Path, *, threads: int, **inputs: Any) -> None:
+        super().__init__(**inputs)
         self._net = cv2.dnn.readNetFromONNX(str(model_path))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a cv2.dnn Net holds its input: one caller at a time
         if threads > 0:
             cv2.setNumThreads(threads)
-        self.embedding_dim = embedding_dim
-        self._rgb, self._mean, self._scale = rgb, mean, scale
 
-    def embed(self, crops_bgr: np.ndarray) -> np.ndarray:
-        if len(crops_bgr) == 0:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        tensor = to_input_tensor(crops_bgr, rgb=self._rgb, mean=self._mean, scale=self._scale)
+    def _forward(self, tensor: np.ndarray) -> np.ndarray:
         with self._lock:
             self._net.setInput(tensor)
-            output = self._net.forward()
-        return np.asarray(output, dtype=np.float32).reshape(len(crops_bgr), -1)
+            return np.asarray(self._net.forward())
