@@ -1,6 +1,7 @@
 """Gallery search at scale: build time, memory and K=50 latency, exact and approximate, against raw FAISS.
 
     .venv/bin/python -m bench.index [--sizes 100000,1000000] [--queries 200] [--enrol-sample 300]
+        [--modes exact,approximate] [--refine-sweep 2,5,10]
 
 Galleries hold the real templates of the shared data set (CelebA + LFW, embedded with the engine and
 cached under var/bench/) plus SYNTHETIC DISTRACTORS drawn from a Gaussian fitted to the real templates'
@@ -11,8 +12,9 @@ environment's DATABASE_URL and REDIS_URL are ignored), through the same code the
 * "service" = search.selectors.search_galleries (index version check, FAISS search, database check of every
   hit, ranking), "index" = search.index get_index().search alone, "raw" = faiss `index.search` on the very
   same in-memory FAISS index object. Latencies are single-query, interleaved service/index/raw per probe.
-* Approximate = HNSW (M=32, efConstruction=100, efSearch=512) over flat float32 storage, searched with a shortlist
-  (max(2K, K+64)) whose exact scores are sorted: mate-hit rate = of the mated probes whose mate the exact
+* Approximate = 4-bit PQ fast scan (dim/2 sub-quantisers) over the whole gallery, whose best
+  REFINE_FACTOR x shortlist (max(2K, K+64)) candidates are re-scored exactly from the stored float32 vectors
+  and sorted: mate-hit rate = of the mated probes whose mate the exact
   search returns in the top K, the fraction the approximate search returns too; recall@K = mean overlap of
   the two top-K lists (information: distractor order matters little to an investigator).
 * Enrolment throughput: `gallery enrol` machinery (hash, decode, detect, embed, one transaction per image
@@ -217,11 +219,11 @@ def bench_size(
     has_face: np.ndarray,
     pack_key: str,
     queries: int,
-    ef_sweep: list[int],
+    refine_sweep: list[float],
     modes: set[str],
 ) -> list[dict[str, Any]]:
     from search.index import get_index
-    from search.indexfiles import HNSW_EF_SEARCH, set_ef_search
+    from search.indexfiles import REFINE_FACTOR, set_refine
     from search.models import Gallery
 
     gallery_rows: dict[str, int] = {}
@@ -291,7 +293,7 @@ def bench_size(
     memory = _rss_mb() - rss
     assert loaded is not None
     shortlist = max(2 * K, K + 64)
-    set_ef_search(loaded.index, max(HNSW_EF_SEARCH, shortlist))
+    set_refine(loaded.index, REFINE_FACTOR)
     approx_lat = _latencies(gallery_id, pack_key, timing_probes, shortlist)
     approx_ids = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K)[1][0] for p in probes])
     mate_in_approx = (approx_ids == probe_mates[:, None]).any(axis=1)
@@ -311,17 +313,17 @@ def bench_size(
             "exact_mate_rate": float(mate_in_exact.mean()),
         }
     )
-    for ef in ef_sweep:
+    for refine in refine_sweep:
         samples = []
         for probe in timing_probes:
             start = time.perf_counter()
-            get_index().search(gallery_id, pack_key, probe[None, :], K, ef_search=ef)
+            get_index().search(gallery_id, pack_key, probe[None, :], K, refine=refine)
             samples.append(time.perf_counter() - start)
-        swept = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K, ef_search=ef)[1][0] for p in probes])
+        swept = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K, refine=refine)[1][0] for p in probes])
         hit = (swept == probe_mates[:, None]).any(axis=1)
         p50, p95 = _percentiles(samples)
         print(
-            f"  size {size:,} HNSW efSearch {ef:>5}: index p50/p95 {p50:.2f}/{p95:.2f} ms, "
+            f"  size {size:,} refine factor {refine:>4g}: index p50/p95 {p50:.2f}/{p95:.2f} ms, "
             f"mate-hit {100 * float(hit[mate_in_exact].mean()):.2f}% of {int(mate_in_exact.sum())}",
             flush=True,
         )
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         "--enrol-sample", type=int, default=300, help="images for the enrolment rate (0: all, -1: skip)"
     )
     parser.add_argument("--modes", default="exact,approximate", help="approximate needs exact (reference)")
-    parser.add_argument("--ef-sweep", default="256,512,1024", help="extra HNSW efSearch values to report")
+    parser.add_argument("--refine-sweep", default="2,5,10", help="extra re-rank factors to report (x shortlist)")
     args = parser.parse_args(argv)
     _setup_django(args.sizes.replace(",", "-"))
     from search.pipeline import active_engine
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = active_engine()
     labels, templates, has_face = real_templates(engine)
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    ef_sweep = [int(s) for s in args.ef_sweep.split(",") if s]
+    refine_sweep = [float(s) for s in args.refine_sweep.split(",") if s]
     modes = set(args.modes.split(","))
     print(f"model pack {engine.pack.key}; {int(has_face.sum())} real templates from {len(labels)} CelebA + LFW images")
     print(
@@ -381,7 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for size in sizes:
             print(f"[size {size:,}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores]", flush=True)
-            rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, ef_sweep, modes))
+            rows.extend(
+                bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, refine_sweep, modes)
+            )
             _print_table(rows)
         if args.enrol_sample >= 0:
             rates = enrolment_throughput(engine, args.enrol_sample)

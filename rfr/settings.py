@@ -201,6 +201,8 @@ RFR_MODEL_PACK = env_str("RFR_MODEL_PACK", "opencv-yunet2023mar-sface2021dec")
 # One worker process per core, each with one inference thread, keeps two workers on two cores from
 # oversubscribing; a process that runs alone (web in embedded mode, management commands) may use more.
 RFR_ENGINE_THREADS = env_int("RFR_ENGINE_THREADS", 0 if CELERY_TASK_ALWAYS_EAGER else 1, minimum=0, maximum=64)
+# FAISS threads per process for gallery search: single queries run fastest on one (bench/index).
+RFR_SEARCH_THREADS = env_int("RFR_SEARCH_THREADS", 1, minimum=1, maximum=64)
 RFR_MAX_IMAGE_PIXELS = env_int("RFR_MAX_IMAGE_PIXELS", 60_000_000, minimum=10_000)
 RFR_MAX_IMAGE_SIDE = env_int("RFR_MAX_IMAGE_SIDE", 16_384, minimum=64)
 RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)

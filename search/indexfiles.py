@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -63,7 +64,8 @@ def _new_pq_index(dim: int, training: np.ndarray) -> faiss.Index:
         rows = np.sort(np.random.default_rng(0).choice(len(training), PQ_TRAIN_SAMPLE, replace=False))
         training = training[rows]
     inner.train(np.ascontiguousarray(training, dtype=np.float32))
-    faiss.downcast_index(inner).k_factor = REFINE_FACTOR
+    refine: Any = faiss.downcast_index(inner)
+    refine.k_factor = REFINE_FACTOR
     return faiss.IndexIDMap2(inner)
 
 
@@ -98,8 +100,9 @@ def upgrade_if_grown(mode: str, index: faiss.Index) -> faiss.Index | None:
     from its own vectors and ids (None: nothing to do)."""
     if mode != APPROXIMATE or index.ntotal < APPROX_MIN_TEMPLATES or not is_flat(index):
         return None
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    vectors = index.index.reconstruct_n(0, index.ntotal)
+    mapped: Any = index  # IndexIDMap2 over IndexFlatIP (is_flat)
+    ids = faiss.vector_to_array(mapped.id_map).astype(np.int64)
+    vectors = mapped.index.reconstruct_n(0, mapped.ntotal)
     return build_faiss_index(mode, int(index.d), ids, vectors)
 
 

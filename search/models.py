@@ -24,7 +24,7 @@ class Gallery(models.Model):
 
     class IndexMode(models.TextChoices):
         EXACT = "exact", "Exact (flat inner product)"
-        APPROXIMATE = "approximate", "Approximate (HNSW with exact re-rank)"
+        APPROXIMATE = "approximate", "Approximate (PQ fast scan with exact re-rank)"
 
     name = models.CharField(max_length=120, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)

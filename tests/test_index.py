@@ -136,3 +136,34 @@ def test_switching_index_mode_rebuilds_and_persists_the_new_mode(gallery_env: Pa
     assert header is not None and header.mode == "approximate"
     _, found = GalleryIndexes().search(gallery.pk, PACK, vectors, 1)  # a new process loads that snapshot
     assert found[:, 0].tolist() == ids
+
+
+def test_approximate_gallery_switches_to_pq_when_it_grows(gallery_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below APPROX_MIN_TEMPLATES the index is flat; past it, PQ fast scan + exact re-rank (same results)."""
+    import faiss
+
+    from search import indexfiles
+
+    monkeypatch.setattr(indexfiles, "APPROX_MIN_TEMPLATES", 400)
+    vectors = _unit_vectors(600, seed=7)
+    gallery = services.gallery_create(name="grow", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
+    ids = _add(gallery, vectors[:300], "p")
+    loaded = get_index().fresh(gallery.pk, PACK)
+    assert loaded is not None and indexfiles.is_flat(loaded.index)
+    ids += _add(gallery, vectors[300:], "q")
+    services.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[5]), reason="test")
+    scores, found = get_index().search(gallery.pk, PACK, vectors, 3)
+    loaded = get_index().fresh(gallery.pk, PACK)
+    assert loaded is not None and not indexfiles.is_flat(loaded.index)  # trained at catch-up
+    assert isinstance(faiss.downcast_index(loaded.index.index), faiss.IndexRefineFlat)
+    assert np.delete(found[:, 0], 5).tolist() == ids[:5] + ids[6:]  # each live template finds itself
+    assert found[5, 0] != ids[5] and ids[5] not in found  # the deleted template is a tombstone
+    exact = vectors @ vectors.T
+    exact[:, 5] = -np.inf
+    assert np.allclose(scores, -np.sort(-exact, axis=1)[:, :3], atol=1e-5)  # exact re-rank of the shortlist
+    # A new process loads the trained snapshot, and a rebuild trains it again from the database.
+    get_index().save(gallery.pk, PACK)
+    other = GalleryIndexes().fresh(gallery.pk, PACK)
+    assert other is not None and not indexfiles.is_flat(other.index) and other.size == 599
+    rebuilt = get_index().rebuild(gallery.pk, PACK)
+    assert rebuilt is not None and not indexfiles.is_flat(rebuilt.index) and rebuilt.size == 599
