@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import connection
 
 from search.index import get_index
-from search.models import Gallery, Template
+from search.models import Gallery, Subject, Template
 
 TOP_K_DEFAULT = 50
 TOP_K_MAX = 500
@@ -72,30 +73,48 @@ def search_galleries(
         if threshold is not None:
             candidates = [c for c in candidates if c[0] >= threshold]
         candidates.sort(key=lambda c: (-c[0], c[1]))
-        rows = {
-            row["pk"]: row
-            for row in Template.objects.filter(
-                pk__in=[tid for _, tid in candidates], pack_key=pack_key, gallery_id__in=unique_ids
-            ).values("pk", "subject_id", "subject__external_ref", "gallery_id", "image_id")
-        }
+        rows = _live_templates([tid for _, tid in candidates], pack_key, unique_ids)
         live = [(score, tid) for score, tid in candidates if tid in rows]
         if len(live) >= top_k or exhausted or fetch >= TOP_K_MAX * 8:
             break
         fetch *= 2
     hits = []
     for rank, (score, tid) in enumerate(live[:top_k], start=1):
-        row = rows[tid]
+        subject_id, subject_ref, gallery_id, image_id = rows[tid]
         hits.append(
             SearchHit(
                 template_id=tid,
-                subject_id=row["subject_id"],
-                subject_ref=row["subject__external_ref"],
-                gallery_id=row["gallery_id"],
-                gallery_name=galleries[row["gallery_id"]],
-                image_id=row["image_id"],
+                subject_id=subject_id,
+                subject_ref=subject_ref,
+                gallery_id=gallery_id,
+                gallery_name=galleries[gallery_id],
+                image_id=image_id,
                 score=float(score),
                 pack_key=pack_key,
                 rank=rank,
             )
         )
     return hits
+
+
+def _live_templates(
+    template_ids: list[int], pack_key: str, gallery_ids: list[int]
+) -> dict[int, tuple[int, str, int, int]]:
+    """template id → (subject id, subject ref, gallery id, image id) for the hits that still exist.
+
+    Written as one parameterised SQL statement: it runs on every search, and building the equivalent ORM
+    query cost more than running it.
+    """
+    if not template_ids:
+        return {}
+    template_table, subject_table = Template._meta.db_table, Subject._meta.db_table
+    id_marks = ", ".join(["%s"] * len(template_ids))
+    gallery_marks = ", ".join(["%s"] * len(gallery_ids))
+    sql = (
+        f"SELECT t.id, t.subject_id, s.external_ref, t.gallery_id, t.image_id"
+        f" FROM {template_table} t JOIN {subject_table} s ON s.id = t.subject_id"
+        f" WHERE t.id IN ({id_marks}) AND t.pack_key = %s AND t.gallery_id IN ({gallery_marks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*template_ids, pack_key, *gallery_ids])
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in cursor.fetchall()}
