@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.workbench_support")
+pytest.register_assert_rewrite("tests.workbench_support", "tests.gallery_support")
 
 from django.conf import settings  # noqa: E402
 

@@ -24,7 +24,7 @@ from faceengine.engine import primary_face_index
 from search.models import EnrolmentRun, Gallery, GalleryImage, Subject, Template
 from search.pipeline import active_engine
 from search.selectors import search_galleries
-from tests.test_gallery_support import gallery_env
+from tests.gallery_support import gallery_env
 
 __all__ = ["gallery_env"]
 

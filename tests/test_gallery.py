@@ -17,7 +17,7 @@ from search import services
 from search.models import EnrolmentItem, Gallery, GalleryImage, Subject, Template
 from search.pipeline import active_engine
 from search.selectors import search_galleries
-from tests.test_gallery_support import celeba_identities, gallery_env, write_subjects_csv
+from tests.gallery_support import celeba_identities, gallery_env, write_subjects_csv
 
 __all__ = ["gallery_env"]
 

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from audit.models import AuditEvent
 from search import services
 from search.models import Gallery, GalleryImage, Subject, Template
-from tests.test_gallery_support import celeba_identities, gallery_env
+from tests.gallery_support import celeba_identities, gallery_env
 
 __all__ = ["gallery_env"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gallery_support import celeba_identities, write_subjects_csv
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
-from tests.test_gallery_support import celeba_identities, write_subjects_csv
 
 REDIS_DB = 13
 

@@ -12,7 +12,7 @@ from search.index import GalleryIndexes, get_index, snapshot_path
 from search.indexfiles import snapshot_read_header
 from search.models import Gallery, GalleryImage, IndexChange, IndexState, Subject, Template
 from search.selectors import search_galleries
-from tests.test_gallery_support import gallery_env
+from tests.gallery_support import gallery_env
 
 __all__ = ["gallery_env"]
 

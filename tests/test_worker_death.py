@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gallery_support import celeba_identities, write_subjects_csv
 from tests.test_gallery_celery import _redis_url
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
-from tests.test_gallery_support import celeba_identities, write_subjects_csv
 
 DONE_SQL = "SELECT count(*) FROM search_enrolmentitem WHERE status <> 'pending'"
 
