@@ -264,7 +264,7 @@ def _demo_face_crops(image_bytes: bytes) -> list[bytes]:
     import cv2
 
     from faceengine import decode_image
-    from search.pipeline import active_engine, image_limits
+    from rfr.engine import active_engine, image_limits
 
     image = decode_image(image_bytes, image_limits())
     faces = sorted(active_engine().analyse(image), key=lambda face: face.box[0])

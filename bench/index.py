@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refine-sweep", default="2,5,10", help="extra re-rank factors to report (x shortlist)")
     args = parser.parse_args(argv)
     _setup_django(args.sizes.replace(",", "-"))
-    from search.pipeline import active_engine
+    from rfr.engine import active_engine
 
     engine = active_engine()
     labels, templates, has_face = real_templates(engine)

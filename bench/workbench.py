@@ -130,7 +130,7 @@ def _gallery_build(subjects: int, real_limit: int) -> tuple[int, dict[str, Any],
     from bench.index import distractors
     from search.index import gallery_index_rebuild
     from search.models import Gallery, GalleryImage, IndexState, Subject, Template
-    from search.pipeline import active_engine
+    from rfr.engine import active_engine
 
     engine = active_engine()
     labels, templates, has_face = _real_templates(engine, real_limit)

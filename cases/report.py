@@ -35,7 +35,7 @@ def _png_flowable(image_bgr: np.ndarray, width_mm: float) -> Image:
 
 
 def _probe_with_box(search: Search) -> np.ndarray | None:
-    from search.pipeline import image_limits
+    from rfr.engine import image_limits
 
     probe = search.face.probe
     try:

@@ -22,7 +22,7 @@ _RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 
 
 
 def _engine_load() -> None:
-    from search.pipeline import active_engine
+    from rfr.engine import active_engine
 
     try:
         active_engine()

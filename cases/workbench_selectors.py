@@ -100,7 +100,7 @@ def candidate_gallery_template(*, candidate: Candidate) -> Any:
 def candidate_aligned_crop(*, candidate: Candidate) -> np.ndarray | None:
     """The candidate's face aligned as the probe face was (112x112 BGR), rebuilt from the gallery image."""
     from faceengine.align import align_face
-    from search.pipeline import image_limits
+    from rfr.engine import image_limits
 
     template = candidate_gallery_template(candidate=candidate)
     if template is None:

@@ -84,7 +84,7 @@ def probe_upload(
     request: HttpRequest | None = None,
 ) -> Probe:
     """Store the original unchanged, record it, and queue detection. Bad files are refused before storing."""
-    from search.pipeline import image_limits
+    from rfr.engine import image_limits
 
     case_require_open(case=case, action="adding probe images")
     if source not in Probe.Source.values:
@@ -194,7 +194,7 @@ def _probe_fail(*, probe_id: int, code: str, message: str) -> None:
 
 def probe_process(*, probe_id: int) -> None:
     """Decode, detect, align, embed and assess every face. Safe to run twice: a second run changes nothing."""
-    from search.pipeline import active_engine, image_limits
+    from rfr.engine import active_engine, image_limits
 
     with transaction.atomic():
         probe = Probe.objects.select_for_update().filter(pk=probe_id).first()
@@ -268,7 +268,7 @@ def probe_face_from_region(
     request: HttpRequest | None = None,
 ) -> ProbeFace:
     """Look for a face inside a box a person drew where the detector missed one."""
-    from search.pipeline import active_engine, image_limits
+    from rfr.engine import active_engine, image_limits
 
     if probe.status != Probe.Status.DONE:
         raise WorkbenchError(

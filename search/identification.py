@@ -112,7 +112,7 @@ def threshold_at_fpir(nonmated_top_scores: list[float], fpir: float) -> float:
 
 
 def run_identification(*, identities_csv: Path, images_dir: Path, group_by: str | None) -> dict[str, Any]:
-    from search.pipeline import active_engine, image_limits
+    from rfr.engine import active_engine, image_limits
 
     started = time.perf_counter()
     rows = _read_rows(Path(identities_csv))

@@ -39,7 +39,7 @@ from search.models import (
     Subject,
     Template,
 )
-from search.pipeline import active_engine, image_limits
+from rfr.engine import active_engine, image_limits
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from cases.models import Case, Team
 from faceengine import decode_image_file
 from faceengine.engine import primary_face_index
 from search.models import EnrolmentRun, Gallery, GalleryImage, Subject, Template
-from search.pipeline import active_engine
+from rfr.engine import active_engine
 from search.selectors import search_galleries
 from tests.gallery_support import gallery_env
 

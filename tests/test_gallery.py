@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from faceengine import decode_image_file
 from search import services
 from search.models import EnrolmentItem, Gallery, GalleryImage, Subject, Template
-from search.pipeline import active_engine
+from rfr.engine import active_engine
 from search.selectors import search_galleries
 from tests.gallery_support import celeba_identities, gallery_env, write_subjects_csv
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from faceengine.evaluation import format_verification_report, run_verification
-from search.pipeline import active_engine
+from rfr.engine import active_engine
 
 
 def _progress(done: int, total: int) -> None:
