@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
 from accounts.services import login_failure_record, login_success_record
+from audit.actions import AuditAction
 
 
 class TokenRequestSerializer(AuthTokenSerializer):
@@ -45,5 +46,7 @@ class ObtainTokenView(ObtainAuthToken):
         user = serializer.validated_data["user"]
         with transaction.atomic():
             token, created = Token.objects.get_or_create(user=user)
-            login_success_record(user=user, request=request, action="auth.token_obtained", detail={"new": created})
+            login_success_record(
+                user=user, request=request, action=AuditAction.AUTH_TOKEN_OBTAINED, detail={"new": created}
+            )
         return Response({"token": token.key})

@@ -1,7 +1,9 @@
-"""Sign-in throttling state. Kept in the database so every web process and worker sees the same lockouts."""
+"""Teams, and sign-in throttling state (kept in the database so every web process and worker sees the same
+lockouts)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -30,3 +32,17 @@ class LoginLockout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.ip_address} until {self.locked_until:%Y-%m-%d %H:%M:%S}"
+
+
+class Team(models.Model):
+    """A unit of investigators; its supervisors see the cases of the team (cases.permissions)."""
+
+    name = models.CharField(max_length=120, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    supervisors = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

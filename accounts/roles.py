@@ -1,11 +1,11 @@
 """Roles (Django groups created by migration accounts/0001) and team relationships, read-only helpers.
 
 - investigator: works cases they own or are added to.
-- supervisor: sees the cases of the teams they supervise (cases.Team.supervisors) and the audit trail of
+- supervisor: sees the cases of the teams they supervise (accounts.models.Team.supervisors) and the audit trail of
   those teams' members and cases.
 - admin: manages users, teams, galleries and settings, and sees the whole audit trail, but sees no case
   content unless added to a case (separation of duties: case visibility ignores superuser and model-level
-  permissions, see cases.selectors).
+  permissions, see cases.access).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.db.models import QuerySet
 
-from cases.models import Team
+from accounts.models import Team
 
 INVESTIGATOR = "investigator"
 SUPERVISOR = "supervisor"
@@ -26,16 +26,17 @@ ROLES = (INVESTIGATOR, SUPERVISOR, ADMIN)
 # Model-level permissions each role's group holds. Case access is NEVER given here: it is per object.
 ROLE_MODEL_PERMISSIONS: dict[str, list[str]] = {
     INVESTIGATOR: [],
-    SUPERVISOR: ["audit.view_auditevent", "cases.view_team"],
+    SUPERVISOR: ["audit.view_auditevent", "accounts.view_team"],
     ADMIN: [
         "auth.add_user",
         "auth.change_user",
         "auth.view_user",
         "auth.view_group",
         "audit.view_auditevent",
-        "cases.add_team",
-        "cases.change_team",
-        "cases.view_team",
+        "audit.view_all_auditevent",
+        "accounts.add_team",
+        "accounts.change_team",
+        "accounts.view_team",
         "search.view_gallery",
         "search.add_gallery",
         "search.change_gallery",

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import LoginFailure, LoginLockout
+from accounts.models import LoginFailure, LoginLockout, Team
 from accounts.roles import ADMIN, ROLES
 from accounts.selectors import (
     login_failure_window,
@@ -20,8 +20,9 @@ from accounts.selectors import (
     login_max_failures,
     request_ip,
 )
+from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Team
+from rfr.errors import InvalidInput
 
 
 def login_failure_record(*, username: str | None, request: HttpRequest | None, reason: str) -> bool:
@@ -32,7 +33,7 @@ def login_failure_record(*, username: str | None, request: HttpRequest | None, r
         if login_lockout_active(username=username, request=request) is not None:
             # Attempts during a lockout never reach a password check; they are logged but do not extend it.
             audit_event_record(
-                action="auth.login_failed",
+                action=AuditAction.AUTH_LOGIN_FAILED,
                 actor=None,
                 request=request,
                 detail={"username": key, "reason": "locked_out"},
@@ -40,7 +41,7 @@ def login_failure_record(*, username: str | None, request: HttpRequest | None, r
             return True
         LoginFailure.objects.create(username=key, ip_address=ip)
         audit_event_record(
-            action="auth.login_failed",
+            action=AuditAction.AUTH_LOGIN_FAILED,
             actor=None,
             request=request,
             detail={"username": key, "reason": reason},
@@ -56,7 +57,7 @@ def login_failure_record(*, username: str | None, request: HttpRequest | None, r
             username=key, ip_address=ip, locked_until=timezone.now() + login_lockout_duration()
         )
         audit_event_record(
-            action="auth.lockout",
+            action=AuditAction.AUTH_LOCKOUT,
             actor=None,
             target=lockout,
             request=request,
@@ -69,7 +70,7 @@ def login_success_record(
     *,
     user: AbstractBaseUser,
     request: HttpRequest | None,
-    action: str = "auth.login",
+    action: AuditAction = AuditAction.AUTH_LOGIN,
     detail: dict[str, Any] | None = None,
 ) -> None:
     with transaction.atomic():
@@ -85,13 +86,15 @@ def user_role_grant(
     request: HttpRequest | None = None,
 ) -> None:
     if role not in ROLES:
-        raise ValueError(f"Unknown role {role!r}; roles are {ROLES}.")
+        raise InvalidInput("unknown_role", f"Unknown role {role!r}; roles are {', '.join(ROLES)}.")
     with transaction.atomic():
         user.groups.add(Group.objects.get(name=role))  # type: ignore[attr-defined]
         if role == ADMIN:
             get_user_model().objects.filter(pk=user.pk).update(is_staff=True)  # the admin site needs staff
             user.is_staff = True  # type: ignore[attr-defined]
-        audit_event_record(action="role.granted", actor=granted_by, target=user, request=request, detail={"role": role})
+        audit_event_record(
+            action=AuditAction.ROLE_GRANTED, actor=granted_by, target=user, request=request, detail={"role": role}
+        )
 
 
 def user_role_revoke(
@@ -106,7 +109,9 @@ def user_role_revoke(
         if role == ADMIN and not getattr(user, "is_superuser", False):
             get_user_model().objects.filter(pk=user.pk).update(is_staff=False)
             user.is_staff = False  # type: ignore[attr-defined]
-        audit_event_record(action="role.revoked", actor=revoked_by, target=user, request=request, detail={"role": role})
+        audit_event_record(
+            action=AuditAction.ROLE_REVOKED, actor=revoked_by, target=user, request=request, detail={"role": role}
+        )
 
 
 def team_member_add(
@@ -119,7 +124,7 @@ def team_member_add(
     with transaction.atomic():
         team.members.add(user)  # type: ignore[arg-type]
         audit_event_record(
-            action="team.member_added",
+            action=AuditAction.TEAM_MEMBER_ADDED,
             actor=added_by,
             target=team,
             request=request,
@@ -137,7 +142,7 @@ def team_member_remove(
     with transaction.atomic():
         team.members.remove(user)  # type: ignore[arg-type]
         audit_event_record(
-            action="team.member_removed",
+            action=AuditAction.TEAM_MEMBER_REMOVED,
             actor=removed_by,
             target=team,
             request=request,
@@ -156,7 +161,7 @@ def team_supervisor_add(
     with transaction.atomic():
         team.supervisors.add(user)  # type: ignore[arg-type]  # cases.signals syncs the guardian group
         audit_event_record(
-            action="team.supervisor_added",
+            action=AuditAction.TEAM_SUPERVISOR_ADDED,
             actor=added_by,
             target=team,
             request=request,
@@ -174,9 +179,49 @@ def team_supervisor_remove(
     with transaction.atomic():
         team.supervisors.remove(user)  # type: ignore[arg-type]
         audit_event_record(
-            action="team.supervisor_removed",
+            action=AuditAction.TEAM_SUPERVISOR_REMOVED,
             actor=removed_by,
             target=team,
             request=request,
             detail={"user_id": user.pk},
         )
+
+
+def team_create(*, name: str, created_by: AbstractBaseUser | None, by: str = "") -> Team:
+    """Create a team (or return the existing one of that name, auditing nothing)."""
+    with transaction.atomic():
+        team, created = Team.objects.get_or_create(name=name)
+        if created:
+            detail = {"name": team.name, **({"by": by} if by else {})}
+            audit_event_record(action=AuditAction.TEAM_CREATED, actor=created_by, target=team, detail=detail)
+    return team
+
+
+def user_create(
+    *,
+    username: str,
+    password: str,
+    created_by: AbstractBaseUser | None,
+    first_name: str = "",
+    last_name: str = "",
+    role: str = "",
+    by: str = "",
+) -> AbstractBaseUser:
+    """Create a user account, with its audit event; `role`, if given, is noted (grant it with user_role_grant)."""
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(
+            username=username, password=password, first_name=first_name, last_name=last_name
+        )
+        detail = {"username": username, **({"role": role} if role else {}), **({"by": by} if by else {})}
+        audit_event_record(action=AuditAction.USER_CREATED, actor=created_by, target=user, detail=detail)
+    return user
+
+
+def user_password_set(*, user: AbstractBaseUser, password: str, set_by: AbstractBaseUser | None, by: str = "") -> None:
+    """Set a user's password on someone else's authority (an admin, the demo set-up), audited."""
+    with transaction.atomic():
+        locked = get_user_model().objects.select_for_update().get(pk=user.pk)
+        locked.set_password(password)
+        locked.save(update_fields=["password"])
+        detail = {"username": locked.get_username(), **({"by": by} if by else {})}
+        audit_event_record(action=AuditAction.USER_PASSWORD_RESET, actor=set_by, target=locked, detail=detail)

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from accounts.selectors import login_lockout_active
 from accounts.services import login_failure_record, login_success_record
+from audit.actions import AuditAction
 from audit.services import audit_event_record
 
 
@@ -22,7 +23,9 @@ def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
 @receiver(user_logged_out, dispatch_uid="accounts.audit_logout")
 def audit_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     with transaction.atomic():
-        audit_event_record(action="auth.logout", actor=user, target=user if user is not None else None, request=request)
+        audit_event_record(
+            action=AuditAction.AUTH_LOGOUT, actor=user, target=user if user is not None else None, request=request
+        )
 
 
 @receiver(user_login_failed, dispatch_uid="accounts.audit_login_failed")

@@ -16,6 +16,7 @@ from django_otp.qr import write_qrcode_image
 from accounts.forms import LoginForm, TOTPConfirmForm
 from accounts.otp import totp_token_verify, user_is_otp_verified, user_totp_device
 from accounts.services import login_failure_record
+from audit.actions import AuditAction
 from audit.services import audit_event_record
 
 
@@ -57,7 +58,7 @@ def totp(request: HttpRequest) -> HttpResponse:
                     TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
                     device.confirmed = True
                 audit_event_record(
-                    action="auth.totp_enrolled" if enrolling else "auth.totp_verified",
+                    action=AuditAction.AUTH_TOTP_ENROLLED if enrolling else "auth.totp_verified",
                     actor=request.user,
                     target=request.user,
                     request=request,

@@ -61,6 +61,8 @@ class AuditEvent(models.Model):
         ordering = ["seq"]
         indexes = [models.Index(fields=["target_type", "target_id"])]
         default_permissions = ("view",)  # nobody is ever granted add/change/delete
+        # view_auditevent alone shows the events in the viewer's scope (audit.selectors); this shows them all.
+        permissions = [("view_all_auditevent", "Can view the whole audit trail")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"

@@ -1,37 +1,57 @@
 """Reads of the audit trail, scoped to who is asking.
 
-Admins see every event. Supervisors see events on the cases of the teams they supervise and events by the
-members of those teams (and their own). Everyone else sees only case timelines (cases.selectors).
+Who may read what is held as permissions, so this app needs to know nothing of roles, teams or cases:
+- `audit.view_all_auditevent` (admins): every event;
+- `audit.view_auditevent` (supervisors): their own events, and whatever the registered scopes add — accounts
+  adds the events of the members of the teams they supervise, cases the events on those teams' cases;
+- anyone else: none here (people on a case read its timeline, cases.timeline).
+
+Scopes are registered by the apps that know the relationships (`audit_scope_register`, called from their
+AppConfig.ready), so the dependency points from them to audit, never back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.roles import teams_supervised_by, user_is_admin, user_is_supervisor, users_supervised_by
+from audit.actions import AuditAction
 from audit.models import AuditEvent
-from cases.models import Case
 
 AnyUser = AbstractBaseUser | AnonymousUser
+AuditScope = Callable[[AnyUser], Q]
+
+VIEW_AUDIT = "audit.view_auditevent"
+VIEW_ALL_AUDIT = "audit.view_all_auditevent"
+
+_scopes: dict[str, AuditScope] = {}
+
+
+def audit_scope_register(name: str, scope: AuditScope) -> None:
+    """Add the events `scope(user)` selects to what a holder of audit.view_auditevent may read."""
+    _scopes[name] = scope
 
 
 def audit_view_allowed(*, user: AnyUser) -> bool:
-    return user_is_admin(user) or user_is_supervisor(user)
+    return bool(user.is_authenticated and user.is_active and user.has_perm(VIEW_AUDIT))
 
 
 def audit_events_visible_to(*, user: AnyUser) -> QuerySet[AuditEvent]:
-    if user_is_admin(user):
-        return AuditEvent.objects.all()
-    if not user_is_supervisor(user):
+    if not user.is_authenticated or not user.is_active:
         return AuditEvent.objects.none()
-    team_cases = Case.objects.filter(team__in=teams_supervised_by(user)).values("pk")
-    members = users_supervised_by(user).values("pk")
-    return AuditEvent.objects.filter(Q(case_id__in=team_cases) | Q(actor__in=members) | Q(actor=user.pk))
+    if user.has_perm(VIEW_ALL_AUDIT):
+        return AuditEvent.objects.all()
+    if not user.has_perm(VIEW_AUDIT):
+        return AuditEvent.objects.none()
+    visible = Q(actor=user.pk)
+    for scope in _scopes.values():
+        visible |= scope(user)
+    return AuditEvent.objects.filter(visible)
 
 
 def audit_events_filter(
@@ -61,4 +81,5 @@ def audit_events_filter(
 
 
 def audit_action_choices() -> list[Any]:
-    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
+    """Every action of the vocabulary, for the filter (not only those already recorded)."""
+    return [action.value for action in AuditAction]

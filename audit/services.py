@@ -2,7 +2,7 @@
 
     with transaction.atomic():
         case = Case.objects.create(...)
-        audit_event_record(action="case.created", actor=user, target=case, case_id=case.pk, request=request)
+        audit_event_record(action=AuditAction.CASE_CREATED, actor=user, target=case, case_id=case.pk, request=request)
 
 The event joins the caller's transaction: a rollback removes it together with the change, and a commit
 always carries it. Each row is chained to the previous one by `row_hash = sha256(prev_hash + "\\n" +
@@ -23,6 +23,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
+from audit.actions import AuditAction
 from audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -32,7 +33,6 @@ _PG_CHAIN_LOCK = 72_657_201
 # fine). Bytes are refused outright, and so is any long run of floats, which can only be a vector.
 _FORBIDDEN_DETAIL_KEYS = frozenset({"embedding", "embeddings", "template", "image", "pixels", "vector", "vectors"})
 _MAX_FLOAT_RUN = 32
-_MAX_ACTION = AuditEvent._meta.get_field("action").max_length or 64
 _MAX_TARGET = AuditEvent._meta.get_field("target_id").max_length or 64
 
 
@@ -112,7 +112,7 @@ def client_ip(request: HttpRequest) -> str | None:
 
 def audit_event_record(
     *,
-    action: str,
+    action: AuditAction,
     actor: AbstractBaseUser | AnonymousUser | None = None,
     target: Any = None,
     target_type: str = "",
@@ -126,8 +126,9 @@ def audit_event_record(
     `actor` defaults to the request's authenticated user. With no user (a failed login), put the attempted
     username in `detail["username"]`: it is kept in `actor_username` so the event can be found by name.
     """
-    if not action or len(action) > _MAX_ACTION:
-        raise ValueError(f"Audit action must be 1 to {_MAX_ACTION} characters, got {action!r}.")
+    if not isinstance(action, AuditAction):
+        # A closed vocabulary: a free-text action would slip past filters, docs and reviewers.
+        raise TypeError(f"Audit action must be an audit.actions.AuditAction member, got {action!r}.")
     clean_detail = _normalised_detail(detail)
     if target is not None:
         target_type = target_type or target._meta.label_lower
@@ -146,7 +147,7 @@ def audit_event_record(
             created_at=timezone.now(),
             actor=user,  # type: ignore[misc]
             actor_username=(getattr(user, "username", "") or str(clean_detail.get("username", "")))[:150],
-            action=action,
+            action=action.value,
             target_type=str(target_type)[:_MAX_TARGET],
             target_id=str(target_id)[:_MAX_TARGET],
             case_id=case_id,
@@ -158,3 +159,19 @@ def audit_event_record(
         event.row_hash = compute_row_hash(event.prev_hash, event)
         event.save(force_insert=True)
     return event
+
+
+def audit_export_record(
+    *, user: AbstractBaseUser | AnonymousUser, events: Any, filters: dict[str, Any], request: HttpRequest | None
+) -> int:
+    """Record a CSV export before it is produced; returns the last sequence number it may contain, so the
+    export holds exactly the rows up to this event (later ones, its own included, are not in it)."""
+    with transaction.atomic():
+        last_seq = int(events.values_list("seq", flat=True).first() or 0)
+        audit_event_record(
+            action=AuditAction.AUDIT_EXPORTED,
+            actor=user,
+            request=request,
+            detail={"filters": filters, "rows": events.count(), "up_to_seq": last_seq},
+        )
+    return last_seq

@@ -10,7 +10,6 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -23,7 +22,7 @@ from audit.selectors import (
     audit_events_visible_to,
     audit_view_allowed,
 )
-from audit.services import audit_event_record
+from audit.services import audit_export_record
 
 CSV_COLUMNS = [
     "id",
@@ -94,15 +93,7 @@ def _csv_rows(events: Any) -> Iterator[str]:
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     form, events = _filtered(request)
     filters = {k: (str(v) if v is not None else None) for k, v in form.filters().items()} if request.GET else {}
-    with transaction.atomic():
-        # The export is recorded before it is produced; the rows it will hold are the ones up to this event.
-        last_seq = events.values_list("seq", flat=True).first() or 0
-        audit_event_record(
-            action="audit.exported",
-            actor=request.user,
-            request=request,
-            detail={"filters": filters, "rows": events.count(), "up_to_seq": last_seq},
-        )
+    last_seq = audit_export_record(user=request.user, events=events, filters=filters, request=request)
     response = StreamingHttpResponse(_csv_rows(events.filter(seq__lte=last_seq)), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="rfr-audit-{stamp}.csv"'

@@ -189,8 +189,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def _latencies(gallery_id: int, pack_key: str, probes: np.ndarray, raw_k: int) -> dict[str, tuple[float, float]]:
-    from search.index import get_index
     from search.selectors import search_galleries
+
+    from search.index.live import get_index
 
     index = get_index()
     loaded = index.fresh(gallery_id, pack_key)
@@ -222,8 +223,9 @@ def bench_size(
     refine_sweep: list[float],
     modes: set[str],
 ) -> list[dict[str, Any]]:
-    from search.index import get_index
     from search.indexfiles import REFINE_FACTOR, set_refine
+
+    from search.index.live import get_index
     from search.models import Gallery
 
     gallery_rows: dict[str, int] = {}
@@ -247,7 +249,7 @@ def bench_size(
 
     results = []
     # Exact.
-    from search.index import snapshot_path
+    from search.index.live import snapshot_path
 
     get_index().clear()
     gc.collect()

@@ -128,9 +128,9 @@ def _gallery_build(subjects: int, real_limit: int) -> tuple[int, dict[str, Any],
     from django.db import transaction
 
     from bench.index import distractors
-    from search.index import gallery_index_rebuild
-    from search.models import Gallery, GalleryImage, IndexState, Subject, Template
     from rfr.engine import active_engine
+    from search.index.live import gallery_index_rebuild
+    from search.models import Gallery, GalleryImage, IndexState, Subject, Template
 
     engine = active_engine()
     labels, templates, has_face = _real_templates(engine, real_limit)
@@ -236,11 +236,11 @@ def _probe_1080p(source: Path) -> bytes:
 
 
 def _case_and_client() -> tuple[Any, Any]:
+    from cases.services import case_create
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     from cases.models import Case
-    from cases.services import case_create
 
     user = get_user_model().objects.create_user(username="bench", password="bench-password-not-secret")
     case = case_create(
@@ -378,7 +378,7 @@ def child(
     # Forget the engine and index this process used to build the gallery: the cold run starts as a freshly
     # started server does.
     from faceengine.engine import reset_engines
-    from search.index import get_index
+    from search.index.live import get_index
 
     reset_engines()
     get_index().clear()

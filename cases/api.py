@@ -1,27 +1,50 @@
-"""Case API: GET/POST /api/cases/, GET /api/cases/<id>/, GET /api/cases/<id>/audit/.
+"""The REST API of cases: cases, their probes and faces, searches, candidates and decisions.
 
-Errors are JSON (DRF): 404 {"detail": ...} for a case the caller may not view, 400 with field errors for bad
-input, 403 when not signed in.
+Thin views: each fetches its object through cases.access (404 for outsiders), hands writes to the services,
+and answers with the output serializers beside it; input serializers check shape only, the services the rules.
+Every refusal is JSON of one shape, {"error": code, "message": text[, "fields": {...}]}, written by
+rfr.error_handling for whatever raised it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from django.http import HttpRequest
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Team
 from audit.models import AuditEvent
-from cases.models import Case, Team
-from cases.selectors import case_audit_events, case_get_for_user, cases_visible_to
-from cases.services import case_create
+from cases import probes, review, searches
+from cases.access import (
+    candidate_get_for_user,
+    case_get_for_user,
+    cases_visible_to,
+    face_get_for_user,
+    probe_get_for_user,
+    search_get_for_user,
+)
+from cases.lifecycle import case_create
+from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
+from cases.permissions import SEARCH_CASE
+from cases.presenters import candidate_label, face_warnings, outcome_error
+from cases.timeline import case_audit_events
+from rfr.api_schema import RequiredInSchema
+
+
+def _django_request(request: Request) -> HttpRequest:
+    return request._request
+
+
+# --- Cases --------------------------------------------------------------------------------------------------
 
 
 class CaseSerializer(serializers.ModelSerializer):
@@ -90,10 +113,7 @@ class CaseListCreateAPI(ListAPIView):
     def post(self, request: Request) -> Response:
         incoming = CaseCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            case = case_create(owner=request.user, request=request, **incoming.validated_data)  # type: ignore[arg-type]
-        except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
+        case = case_create(owner=request.user, request=_django_request(request), **incoming.validated_data)  # type: ignore[arg-type]
         return Response(CaseSerializer(case).data, status=201)
 
 
@@ -111,3 +131,370 @@ class CaseAuditAPI(ListAPIView):
     def get_queryset(self) -> Any:
         case = case_get_for_user(user=self.request.user, case_id=self.kwargs["case_id"])
         return case_audit_events(case=case)
+
+
+# --- Probes and faces ---------------------------------------------------------------------------------------
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    warnings = serializers.SerializerMethodField()
+    warning_text = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProbeFace
+        fields = [
+            "id",
+            "index",
+            "origin",
+            "box",
+            "landmarks",
+            "detector_score",
+            "quality",
+            "warnings",
+            "warning_text",
+            "pack_key",
+            "drawn_box",
+            "crop_url",
+        ]
+
+    def get_warnings(self, face: ProbeFace) -> list[str]:
+        return face.warnings
+
+    def get_warning_text(self, face: ProbeFace) -> list[str]:
+        return [text for _, text in face_warnings(face)]
+
+    def get_crop_url(self, face: ProbeFace) -> str:
+        return reverse("cases:face-crop", args=[face.pk])
+
+
+class ProbeSerializer(serializers.ModelSerializer):
+    uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
+    faces = FaceSerializer(many=True, read_only=True)
+    error = serializers.SerializerMethodField()
+    no_face_found = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Probe
+        fields = [
+            "id",
+            "case",
+            "status",
+            "progress",
+            "error",
+            "no_face_found",
+            "source",
+            "description",
+            "captured_at",
+            "lawfully_held",
+            "uploaded_by",
+            "uploaded_at",
+            "original_name",
+            "sha256",
+            "size_bytes",
+            "width",
+            "height",
+            "pack_key",
+            "image_url",
+            "faces",
+        ]
+
+    def get_error(self, probe: Probe) -> dict[str, str] | None:
+        return outcome_error(probe.error_code, probe.error_message)
+
+    def get_no_face_found(self, probe: Probe) -> bool:
+        return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
+
+    def get_image_url(self, probe: Probe) -> str:
+        return reverse("cases:probe-image", args=[probe.pk])
+
+
+class ProbeUploadSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG, WebP, BMP or TIFF; the original is stored unchanged.")
+    source = serializers.ChoiceField(choices=Probe.Source.choices)  # type: ignore[assignment]
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    captured_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    lawfully_held = serializers.BooleanField(
+        help_text="Must be true: the uploader states that the image is lawfully held."
+    )
+
+
+class DrawnBoxSerializer(serializers.Serializer):
+    box = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=4,
+        max_length=4,
+        help_text="[x, y, width, height] in pixels.",
+    )
+
+
+class CaseProbesAPI(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses={200: ProbeSerializer(many=True)})
+    def get(self, request: Request, case_id: int) -> Response:
+        case = case_get_for_user(user=request.user, case_id=case_id)
+        return Response(ProbeSerializer(probes.probes_of_case(case=case), many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": ProbeUploadSerializer},
+        responses={201: ProbeSerializer},
+    )
+    def post(self, request: Request, case_id: int) -> Response:
+        case = case_get_for_user(user=request.user, case_id=case_id, perm=SEARCH_CASE)
+        serializer = ProbeUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["image"]
+        probe = probes.probe_upload(
+            case=case,
+            uploaded_by=request.user,  # type: ignore[arg-type]
+            data=upload.read(),
+            filename=upload.name or "",
+            source=data["source"],
+            description=data["description"],
+            captured_at=data["captured_at"],
+            lawfully_held=data["lawfully_held"],
+            request=_django_request(request),
+        )
+        probe.refresh_from_db()  # in eager mode processing has already run
+        return Response(ProbeSerializer(probe).data, status=status.HTTP_201_CREATED)
+
+
+class ProbeAPI(APIView):
+    @extend_schema(responses={200: ProbeSerializer})
+    def get(self, request: Request, probe_id: int) -> Response:
+        probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+        return Response(ProbeSerializer(probe).data)
+
+
+class ProbeFacesAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=DrawnBoxSerializer,
+        responses={201: FaceSerializer},
+        description="Look for a face inside a box drawn where the detector missed one.",
+    )
+    def post(self, request: Request, probe_id: int) -> Response:
+        probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+        serializer = DrawnBoxSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        face = probes.probe_face_from_region(
+            probe=probe,
+            box=serializer.validated_data["box"],
+            drawn_by=request.user,  # type: ignore[arg-type]
+            request=_django_request(request),
+        )
+        return Response(FaceSerializer(face).data, status=status.HTTP_201_CREATED)
+
+
+# --- Searches, candidates and decisions --------------------------------------------------------------------
+
+
+class SearchCreateSerializer(serializers.Serializer):
+    galleries = serializers.ListField(child=serializers.IntegerField(), allow_empty=True)
+    top_k = serializers.IntegerField(required=False, allow_null=True, default=None)
+    threshold = serializers.FloatField(required=False, allow_null=True, default=None)
+    justification = RequiredInSchema(
+        serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Why this search is necessary and proportionate; recorded and disclosed.",
+        )
+    )
+    small_face_reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.get_username", read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = ["id", "candidate", "reviewer", "stage", "decision", "rationale", "created_at"]
+
+
+class DecisionCreateSerializer(serializers.Serializer):
+    decision = serializers.CharField(help_text="possible_match, not_a_match or inconclusive")
+    rationale = RequiredInSchema(
+        serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="The reasons for the decision; recorded."
+        )
+    )
+
+
+class CandidateSerializer(serializers.ModelSerializer):
+    gallery = serializers.SerializerMethodField()
+    label = serializers.SerializerMethodField()  # type: ignore[assignment]
+    released = serializers.BooleanField(read_only=True)
+    decisions = serializers.SerializerMethodField(
+        help_text="The decisions the requesting user may read: while a possible match awaits its second review,"
+        " only the first assessment's author sees it (the second review is independent)."
+    )
+    decisions_withheld = serializers.SerializerMethodField(
+        help_text="How many decisions are withheld from the requesting user until the second review."
+    )
+
+    class Meta:
+        model = Candidate
+        fields = [
+            "id",
+            "rank",
+            "score",
+            "subject_ref",
+            "gallery",
+            "outcome",
+            "released",
+            "label",
+            "decisions",
+            "decisions_withheld",
+        ]
+
+    def _visible(self, candidate: Candidate) -> tuple[list[Decision], int]:
+        # No viewer in the context means nobody in particular: pending first assessments stay withheld.
+        return review.decisions_visible_to(candidate=candidate, viewer=self.context.get("viewer"))
+
+    @extend_schema_field(DecisionSerializer(many=True))
+    def get_decisions(self, candidate: Candidate) -> list[dict[str, Any]]:
+        return DecisionSerializer(self._visible(candidate)[0], many=True).data  # type: ignore[return-value]
+
+    def get_decisions_withheld(self, candidate: Candidate) -> int:
+        return self._visible(candidate)[1]
+
+    def get_gallery(self, candidate: Candidate) -> dict[str, Any]:
+        return {"id": candidate.gallery_id, "name": candidate.gallery_name}
+
+    def get_label(self, candidate: Candidate) -> str:
+        return candidate_label(candidate)
+
+
+class SearchSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True)
+    probe = serializers.IntegerField(source="face.probe_id", read_only=True)
+    error = serializers.SerializerMethodField()
+    wording = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Search
+        fields = [
+            "id",
+            "case",
+            "probe",
+            "face",
+            "status",
+            "progress",
+            "error",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "galleries",
+            "top_k",
+            "threshold",
+            "threshold_source",
+            "justification",
+            "small_face_reason",
+            "pack_key",
+            "wording",
+        ]
+
+    def get_error(self, search: Search) -> dict[str, str] | None:
+        return outcome_error(search.error_code, search.error_message)
+
+    def get_wording(self, search: Search) -> str:
+        return POSSIBLE_MATCH_WORDING
+
+
+class SearchWithCandidatesSerializer(SearchSerializer):
+    candidates = serializers.SerializerMethodField()
+
+    class Meta(SearchSerializer.Meta):
+        fields = [*SearchSerializer.Meta.fields, "candidates"]
+
+    def get_candidates(self, search: Search) -> list[dict[str, Any]]:
+        if search.status != Search.Status.DONE:
+            return []
+        return CandidateSerializer(  # type: ignore[return-value]
+            searches.candidates_of_search(search=search), many=True, context=self.context
+        ).data
+
+
+class FaceSearchesAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=SearchCreateSerializer,
+        responses={201: SearchSerializer},
+    )
+    def post(self, request: Request, face_id: int) -> Response:
+        face = face_get_for_user(user=request.user, face_id=face_id, perm=SEARCH_CASE)
+        serializer = SearchCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        search = searches.search_request(
+            face=face,
+            requested_by=request.user,  # type: ignore[arg-type]
+            gallery_ids=data["galleries"],
+            top_k=data["top_k"],
+            threshold=data["threshold"],
+            justification=data["justification"],
+            small_face_reason=data["small_face_reason"],
+            request=_django_request(request),
+        )
+        search.refresh_from_db()
+        return Response(SearchSerializer(search).data, status=status.HTTP_201_CREATED)
+
+
+class SearchAPI(APIView):
+    @extend_schema(
+        responses={200: SearchWithCandidatesSerializer},
+        description="The search with its ranked candidates once done. Each view of the list is audited.",
+    )
+    def get(self, request: Request, search_id: int) -> Response:
+        search = search_get_for_user(user=request.user, search_id=search_id)
+        if search.status == Search.Status.DONE:
+            searches.search_candidates_view_record(
+                search=search,
+                viewer=request.user,  # type: ignore[arg-type]
+                request=_django_request(request),
+                via="api",
+            )
+        return Response(SearchWithCandidatesSerializer(search, context={"viewer": request.user}).data)
+
+
+class SearchStatusAPI(APIView):
+    @extend_schema(
+        responses={200: SearchSerializer},
+        description="Progress only, without candidates (not a view of the candidate list), for polling.",
+    )
+    def get(self, request: Request, search_id: int) -> Response:
+        search = search_get_for_user(user=request.user, search_id=search_id)
+        return Response(SearchSerializer(search).data)
+
+
+class CandidateDecisionsAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=DecisionCreateSerializer,
+        responses={
+            201: CandidateSerializer,
+        },
+    )
+    def post(self, request: Request, candidate_id: int) -> Response:
+        candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+        serializer = DecisionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        review.candidate_decision_record(
+            candidate=candidate,
+            reviewer=request.user,  # type: ignore[arg-type]
+            decision=serializer.validated_data["decision"],
+            rationale=serializer.validated_data["rationale"],
+            request=_django_request(request),
+        )
+        candidate = Candidate.objects.prefetch_related("decisions__reviewer").get(pk=candidate.pk)
+        return Response(
+            CandidateSerializer(candidate, context={"viewer": request.user}).data, status=status.HTTP_201_CREATED
+        )

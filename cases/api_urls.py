@@ -1,12 +1,21 @@
-"""Case API routes, mounted at /api/cases/. Further case-scoped API modules mount beside this one and must
-add rows to the permission matrix in tests/test_permissions.py."""
+"""Case API routes, mounted at /api/. Every route reaches its object through its case (404 for outsiders);
+add a row for each new URL to the permission matrix in tests/test_permissions.py."""
 
 from django.urls import path
 
 from cases import api
 
 urlpatterns = [
-    path("", api.CaseListCreateAPI.as_view(), name="api-case-list"),
-    path("<int:case_id>/", api.CaseDetailAPI.as_view(), name="api-case-detail"),
-    path("<int:case_id>/audit/", api.CaseAuditAPI.as_view(), name="api-case-audit"),
+    path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
+    path("cases/<int:case_id>/", api.CaseDetailAPI.as_view(), name="api-case-detail"),
+    path("cases/<int:case_id>/audit/", api.CaseAuditAPI.as_view(), name="api-case-audit"),
+    path("cases/<int:case_id>/probes/", api.CaseProbesAPI.as_view(), name="api-case-probes"),
+    path("probes/<int:probe_id>/", api.ProbeAPI.as_view(), name="api-probe"),
+    path("probes/<int:probe_id>/faces/", api.ProbeFacesAPI.as_view(), name="api-probe-faces"),
+    path("faces/<int:face_id>/searches/", api.FaceSearchesAPI.as_view(), name="api-face-searches"),
+    path("searches/<int:search_id>/", api.SearchAPI.as_view(), name="api-search"),
+    path("searches/<int:search_id>/status/", api.SearchStatusAPI.as_view(), name="api-search-status"),
+    path(
+        "candidates/<int:candidate_id>/decisions/", api.CandidateDecisionsAPI.as_view(), name="api-candidate-decisions"
+    ),
 ]

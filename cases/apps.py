@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models import Q
 
 
 class CasesConfig(AppConfig):
@@ -6,4 +7,14 @@ class CasesConfig(AppConfig):
     verbose_name = "Cases"
 
     def ready(self) -> None:
-        from cases import signals  # noqa: F401  (keeps guardian permissions in step with teams)
+        # Django's one hook for wiring an app once every model is loaded: these modules import models, so they
+        # cannot be imported at the top of apps.py (which Django loads before the models).
+        from audit.selectors import audit_scope_register
+        from cases import (
+            signals,  # noqa: F401  (keeps guardian permissions in step with teams)
+            tasks,  # noqa: F401  (registers the Celery tasks services queue by name)
+        )
+        from cases.access import case_ids_supervised_by
+
+        # A supervisor reads the audit events on the cases of the teams they supervise.
+        audit_scope_register("team-cases", lambda user: Q(case_id__in=case_ids_supervised_by(user=user)))

@@ -5,7 +5,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from cases.models import Case, Team
+from accounts.models import Team
+from cases.models import Case
 
 
 class CaseCreateForm(forms.Form):

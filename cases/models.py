@@ -1,21 +1,14 @@
-"""Teams and cases. Who may see a case is held by django-guardian object permissions (see cases.permissions)."""
+"""Cases and everything under them: probes, faces, searches, candidates, decisions.
+
+Who may see a case is held by django-guardian object permissions (see cases.permissions); teams live in accounts.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-
-class Team(models.Model):
-    name = models.CharField(max_length=120, unique=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
-    supervisors = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="supervised_teams", blank=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
+from accounts.models import Team
 
 
 class Case(models.Model):

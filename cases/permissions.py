@@ -22,7 +22,8 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from guardian.models import GroupObjectPermission
 from guardian.shortcuts import assign_perm, get_users_with_perms, remove_perm
 
-from cases.models import Case, Team
+from accounts.models import Team
+from cases.models import Case
 
 VIEW_CASE = "cases.view_case"
 SEARCH_CASE = "cases.search_case"

@@ -8,7 +8,8 @@ from typing import Any
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
-from cases.models import Case, Team
+from accounts.models import Team
+from cases.models import Case
 from cases.permissions import case_team_permissions_sync, team_supervisors_sync
 
 

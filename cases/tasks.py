@@ -1,7 +1,9 @@
-"""Celery tasks of the case workbench. Thin: they take primary keys and hand over to the services.
+"""Celery tasks of cases. Thin: they take primary keys and hand over to the services, which re-fetch the row,
+exit quietly if it is gone, and skip work already finished (a redelivered message changes nothing).
 
-acks_late is on globally, so a worker that dies mid-task leaves the message for another; the services are
-written so that a second run of finished work changes nothing. Only database connection errors are retried.
+Probe processing runs on the inference queue, searches on the search queue, retention on housekeeping
+(rfr.queues). acks_late is on globally, so a worker that dies mid-task leaves the message for another. Only
+transient database errors are retried.
 """
 
 from __future__ import annotations
@@ -14,16 +16,35 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
-from cases import workbench_services
+from cases.probes import probe_process
+from cases.retention import cases_purge_expired
+from cases.searches import search_run
+from rfr.engine import active_engine
+from rfr.queues import TaskName
 
 logger = logging.getLogger(__name__)
 
-_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": True, "max_retries": 3}
+_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": True, "max_retries": 5}
+
+
+@shared_task(name=TaskName.PROBE_PROCESS.value, **_RETRY)
+def probe_process_task(probe_id: int) -> None:
+    probe_process(probe_id=probe_id)
+
+
+@shared_task(name=TaskName.SEARCH_RUN.value, **_RETRY)
+def search_run_task(search_id: int) -> None:
+    search_run(search_id=search_id)
+
+
+@shared_task(name=TaskName.CASES_PURGE_EXPIRED.value, **_RETRY)
+def cases_purge_expired_task() -> dict[str, int]:
+    """Retention purge of closed cases; scheduled daily by Celery beat. Safe to run twice."""
+    purged = cases_purge_expired()
+    return {str(case_id): sum(detail["deleted"].values()) for case_id, detail in purged.items()}
 
 
 def _engine_load() -> None:
-    from rfr.engine import active_engine
-
     try:
         active_engine()
     except Exception:  # the first task loads it again and reports the fault where a person sees it
@@ -39,20 +60,3 @@ def engine_warm_up(**_: Any) -> None:
     failed; a task arriving meanwhile waits on get_engine's lock for this load instead of starting another.
     """
     threading.Thread(target=_engine_load, name="rfr-engine-warm-up", daemon=True).start()
-
-
-@shared_task(name="cases.probe_process", **_RETRY)
-def probe_process_task(probe_id: int) -> None:
-    workbench_services.probe_process(probe_id=probe_id)
-
-
-@shared_task(name="cases.search_run", **_RETRY)
-def search_run_task(search_id: int) -> None:
-    workbench_services.search_execute(search_id=search_id)
-
-
-@shared_task(name="cases.purge_expired", **_RETRY)
-def cases_purge_expired_task() -> dict[str, int]:
-    """Retention purge of closed cases; schedule with Celery beat (e.g. daily). Safe to run twice."""
-    purged = workbench_services.cases_purge_expired()
-    return {str(case_id): sum(detail["deleted"].values()) for case_id, detail in purged.items()}

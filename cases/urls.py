@@ -1,15 +1,34 @@
-"""Case pages. Add further case pages in their own url module (e.g. cases/workbench_urls.py) and add a row
-for each to the permission matrix in tests/test_permissions.py."""
+"""Case pages, in the `cases` namespace. Every page reaches its object through its case (404 for outsiders);
+add a row for each new URL to the permission matrix in tests/test_permissions.py."""
 
 from django.urls import path
 
 from cases import views
 
+app_name = "cases"
+
 urlpatterns = [
-    path("", views.case_list, name="case-list"),
-    path("new/", views.case_new, name="case-create"),
-    path("<int:case_id>/", views.case_detail, name="case-detail"),
-    path("<int:case_id>/members/", views.case_members_page, name="case-members"),
-    path("<int:case_id>/close/", views.case_close_page, name="case-close"),
-    path("<int:case_id>/timeline/", views.case_timeline, name="case-timeline"),
+    # Cases
+    path("cases/", views.case_list, name="list"),
+    path("cases/new/", views.case_new, name="create"),
+    path("cases/<int:case_id>/", views.case_detail, name="detail"),
+    path("cases/<int:case_id>/members/", views.case_members_page, name="members"),
+    path("cases/<int:case_id>/close/", views.case_close_page, name="close"),
+    path("cases/<int:case_id>/timeline/", views.case_timeline, name="timeline"),
+    # The workbench under a case: probes and faces, searches, candidates and decisions
+    path("cases/<int:case_id>/workbench/", views.case_workbench, name="workbench"),
+    path("cases/<int:case_id>/workbench/upload/", views.probe_upload, name="probe-upload"),
+    path("probes/<int:probe_id>/", views.probe_detail, name="probe"),
+    path("probes/<int:probe_id>/status.json", views.probe_status, name="probe-status"),
+    path("probes/<int:probe_id>/image", views.probe_image, name="probe-image"),
+    path("probes/<int:probe_id>/draw/", views.probe_face_draw, name="probe-draw"),
+    path("faces/<int:face_id>/crop.png", views.face_crop, name="face-crop"),
+    path("faces/<int:face_id>/search/", views.face_search, name="face-search"),
+    path("searches/<int:search_id>/", views.search_detail, name="search"),
+    path("searches/<int:search_id>/status.json", views.search_status, name="search-status"),
+    path("searches/<int:search_id>/report.pdf", views.search_report, name="search-report"),
+    path("candidates/<int:candidate_id>/", views.candidate_detail, name="candidate"),
+    path("candidates/<int:candidate_id>/decide/", views.candidate_decide, name="candidate-decide"),
+    path("candidates/<int:candidate_id>/image", views.candidate_image, name="candidate-image"),
+    path("candidates/<int:candidate_id>/crop.png", views.candidate_crop, name="candidate-crop"),
 ]

@@ -1,26 +1,83 @@
-"""Case pages: list, create, detail, members, close, timeline. Every case page fetches its case through
-cases.selectors.case_get_for_user, so outsiders get 404."""
+"""Server-rendered pages of cases: the case list and case page, members, closing, the timeline, and the
+workbench under a case (probes and their faces, searches, candidates and decisions).
+
+Thin: every page fetches its object through cases.access (404 for outsiders), hands writes to the services,
+and presents with cases.presenters. A refusal from a service (rfr.errors.ApplicationError) becomes a page
+message through rfr.error_handling; `error_return_to` names the page it comes back to.
+
+Long work (processing an image, running a search) shows a progress bar that static/js/workbench.js polls from
+the small JSON status endpoints here; without JavaScript the page offers a "Check again" link instead.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
+from datetime import datetime
+from typing import Any
+
+import cv2
+import numpy as np
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cases import probes, review, searches
+from cases.access import (
+    candidate_get_for_user,
+    case_get_for_user,
+    case_user_may,
+    cases_visible_to,
+    face_get_for_user,
+    probe_get_for_user,
+    search_get_for_user,
+)
 from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
-from cases.permissions import case_members, team_supervisors
-from cases.selectors import case_audit_events, case_get_for_user, cases_visible_to
-from cases.services import case_close, case_create, case_member_add, case_member_remove
-from cases.workbench_selectors import audit_events_withhold_pending_reviews
+from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
+from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
+from cases.permissions import SEARCH_CASE, case_members, team_supervisors
+from cases.presenters import candidate_label, face_view
+from cases.reports import search_report_download_record, search_report_pdf
+from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
+from rfr.error_handling import error_return_to
+from rfr.errors import ApplicationError, InvalidInput
+from search.galleries import galleries_searchable
+
+IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def _errors(exc: ValidationError) -> str:
-    return " ".join(exc.messages)
+def _image_response(field_file: Any, content_type: str | None = None) -> FileResponse:
+    try:
+        handle = field_file.open("rb")
+    except FileNotFoundError:
+        raise Http404("The image is no longer held.") from None
+    content_type = content_type or mimetypes.guess_type(field_file.name)[0] or "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type)
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return response
+
+
+def _png_response(image_bgr: np.ndarray) -> HttpResponse:
+    ok, buffer = cv2.imencode(".png", image_bgr)
+    if not ok:  # pragma: no cover
+        raise Http404("The image could not be rendered.")
+    response = HttpResponse(buffer.tobytes(), content_type="image/png")
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return response
+
+
+# --- Cases ------------------------------------------------------------------------------------------------
 
 
 @login_required
@@ -37,11 +94,15 @@ def case_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             case = case_create(owner=request.user, request=request, **form.cleaned_data)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except ApplicationError as exc:
+            for field, texts in exc.fields.items():
+                for text in texts:
+                    form.add_error(field if field in form.fields else None, text)
+            if not exc.fields:
+                form.add_error(None, exc.message)
         else:
             messages.success(request, f"Case {case.reference} opened.")
-            return redirect("case-detail", case_id=case.pk)
+            return redirect("cases:detail", case_id=case.pk)
     return render(request, "cases/case_new.html", {"form": form})
 
 
@@ -63,6 +124,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@error_return_to("cases:members", "case_id")
 def case_members_page(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     is_owner = case.owner_id == request.user.pk
@@ -70,22 +132,19 @@ def case_members_page(request: HttpRequest, case_id: int) -> HttpResponse:
     if request.method == "POST":
         if not is_owner:
             raise PermissionDenied("Only the case owner can manage members.")
-        try:
-            if "remove" in request.POST:
-                user = get_user_model().objects.filter(pk=request.POST.get("remove") or 0).first()
-                if user is None:
-                    raise ValidationError("No such user.")
-                case_member_remove(case=case, user=user, removed_by=request.user, request=request)  # type: ignore[arg-type]
-                messages.success(request, f"{user.get_username()} removed from the case.")
-                return redirect("case-members", case_id=case.pk)
-            form = MemberAddForm(request.POST)
-            if form.is_valid():
-                user = form.cleaned_data["username"]
-                case_member_add(case=case, user=user, added_by=request.user, request=request)  # type: ignore[arg-type]
-                messages.success(request, f"{user.get_username()} added to the case.")
-                return redirect("case-members", case_id=case.pk)
-        except ValidationError as exc:
-            messages.error(request, _errors(exc))
+        if "remove" in request.POST:
+            user = get_user_model().objects.filter(pk=request.POST.get("remove") or 0).first()
+            if user is None:
+                raise InvalidInput("unknown_user", "No such user.")
+            case_member_remove(case=case, user=user, removed_by=request.user, request=request)  # type: ignore[arg-type]
+            messages.success(request, f"{user.get_username()} removed from the case.")
+            return redirect("cases:members", case_id=case.pk)
+        form = MemberAddForm(request.POST)
+        if form.is_valid():
+            user = form.cleaned_data["username"]
+            case_member_add(case=case, user=user, added_by=request.user, request=request)  # type: ignore[arg-type]
+            messages.success(request, f"{user.get_username()} added to the case.")
+            return redirect("cases:members", case_id=case.pk)
     return render(
         request,
         "cases/case_members.html",
@@ -95,16 +154,14 @@ def case_members_page(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@error_return_to("cases:detail", "case_id")
 def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     form = CaseCloseForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    try:
-        case_close(case=case, closed_by=request.user, reason=reason, request=request)  # type: ignore[arg-type]
-        messages.success(request, "Case closed.")
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    return redirect("case-detail", case_id=case.pk)
+    case_close(case=case, closed_by=request.user, reason=reason, request=request)  # type: ignore[arg-type]
+    messages.success(request, "Case closed.")
+    return redirect("cases:detail", case_id=case.pk)
 
 
 @login_required
@@ -114,3 +171,325 @@ def case_timeline(request: HttpRequest, case_id: int) -> HttpResponse:
     # A first assessment awaiting its second review is not shown to the (possible) second reviewer.
     page.object_list = audit_events_withhold_pending_reviews(events=page.object_list, viewer=request.user)
     return render(request, "cases/case_timeline.html", {"case": case, "page": page})
+
+
+# --- Case workbench: probe list and upload ----------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def case_workbench(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = case_get_for_user(user=request.user, case_id=case_id)
+    return render(
+        request,
+        "cases/workbench/case_workbench.html",
+        {
+            "case": case,
+            "probes": probes.probes_of_case(case=case),
+            "searches": searches.searches_of_case(case=case)[:50],
+            "sources": Probe.Source.choices,
+            "can_search": case_user_may(user=request.user, case=case, perm=SEARCH_CASE),
+        },
+    )
+
+
+def _parse_capture_time(raw: str) -> datetime | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    value = parse_datetime(raw)
+    if value is None:
+        raise InvalidInput("invalid_capture_time", "Give the capture time as a date and time, or leave it blank.")
+    return make_aware(value) if is_naive(value) else value
+
+
+@login_required
+@require_POST
+@error_return_to("cases:workbench", "case_id")
+def probe_upload(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = case_get_for_user(user=request.user, case_id=case_id, perm=SEARCH_CASE)
+    files = request.FILES.getlist("images")
+    if not files:
+        raise InvalidInput("image_required", "Choose at least one image to upload.")
+    captured_at = _parse_capture_time(request.POST.get("captured_at", ""))
+    stored: list[Probe] = []
+    # Each file stands alone: one bad file is reported and the good ones are kept.
+    for upload in files:
+        try:
+            stored.append(
+                probes.probe_upload(
+                    case=case,
+                    uploaded_by=request.user,  # type: ignore[arg-type]
+                    data=upload.read(),
+                    filename=upload.name or "",
+                    source=request.POST.get("source", ""),
+                    description=request.POST.get("description", ""),
+                    captured_at=captured_at,
+                    lawfully_held=request.POST.get("lawfully_held") == "on",
+                    request=request,
+                )
+            )
+        except ApplicationError as exc:
+            messages.error(request, f"{upload.name}: {exc.message}")
+    if len(stored) == 1:
+        messages.success(request, f"{stored[0].original_name} uploaded; looking for faces.")
+        return HttpResponseRedirect(reverse("cases:probe", args=[stored[0].pk]))
+    if stored:
+        messages.success(request, f"{len(stored)} images uploaded; looking for faces.")
+    return HttpResponseRedirect(reverse("cases:workbench", args=[case.pk]))
+
+
+# --- Probe: faces, drawn boxes ----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    faces = list(probe.faces.all())
+    return render(
+        request,
+        "cases/workbench/probe_detail.html",
+        {
+            "case": probe.case,
+            "probe": probe,
+            "faces": [face_view(f) for f in faces],
+            "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
+            "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
+        },
+    )
+
+
+@login_required
+@require_GET
+def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    return JsonResponse(
+        {
+            "id": probe.pk,
+            "status": probe.status,
+            "status_text": probe.get_status_display(),
+            "progress": probe.progress,
+            "faces": probe.faces.count(),
+            "error": {"code": probe.error_code, "message": probe.error_message} if probe.error_code else None,
+        }
+    )
+
+
+@login_required
+@require_GET
+def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    return _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+
+
+@login_required
+@require_POST
+@error_return_to("cases:probe", "probe_id", fragment="faces")
+def probe_face_draw(request: HttpRequest, probe_id: int) -> HttpResponse:
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+    box = [request.POST.get(k, "") for k in ("x", "y", "w", "h")]
+    face = probes.probe_face_from_region(probe=probe, box=box, drawn_by=request.user, request=request)  # type: ignore[arg-type]
+    messages.success(request, f"Face {face.index} found inside the box you drew.")
+    return HttpResponseRedirect(reverse("cases:probe", args=[probe.pk]) + "#faces")
+
+
+@login_required
+@require_GET
+def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
+    face = face_get_for_user(user=request.user, face_id=face_id)
+    return _image_response(face.aligned_crop, "image/png")
+
+
+# --- Search ----------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def face_search(request: HttpRequest, face_id: int) -> HttpResponse:
+    face = face_get_for_user(user=request.user, face_id=face_id, perm=SEARCH_CASE)
+    galleries = list(galleries_searchable())
+    form: dict[str, Any] = {
+        "galleries": [str(g.pk) for g in galleries] if len(galleries) == 1 else [],
+        "top_k": settings.RFR_DEFAULT_TOP_K,
+        "threshold": "",
+        "justification": "",
+        "small_face_reason": "",
+    }
+    error: ApplicationError | None = None
+    if request.method == "POST":
+        form = {
+            "galleries": request.POST.getlist("galleries"),
+            "top_k": request.POST.get("top_k", "").strip(),
+            "threshold": request.POST.get("threshold", "").strip(),
+            "justification": request.POST.get("justification", ""),
+            "small_face_reason": request.POST.get("small_face_reason", ""),
+        }
+        try:
+            try:
+                top_k = int(form["top_k"]) if form["top_k"] else None
+                threshold = float(form["threshold"]) if form["threshold"] else None
+            except ValueError:
+                raise InvalidInput(
+                    "invalid_number", "The number of candidates and the threshold must be numbers."
+                ) from None
+            search = searches.search_request(
+                face=face,
+                requested_by=request.user,  # type: ignore[arg-type]
+                gallery_ids=form["galleries"],
+                top_k=top_k,
+                threshold=threshold,
+                justification=form["justification"],
+                small_face_reason=form["small_face_reason"],
+                request=request,
+            )
+        except ApplicationError as exc:
+            error = exc
+        else:
+            return HttpResponseRedirect(reverse("cases:search", args=[search.pk]))
+    return render(
+        request,
+        "cases/workbench/face_search.html",
+        {
+            "case": face.probe.case,
+            "probe": face.probe,
+            **face_view(face),
+            "galleries": galleries,
+            "form": form,
+            "error": error,
+            "default_threshold": searches.search_default_threshold(),
+        },
+        status=400 if error else 200,
+    )
+
+
+@login_required
+@require_GET
+def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
+    search = search_get_for_user(user=request.user, search_id=search_id)
+    candidates: list[Candidate] = []
+    if search.status == Search.Status.DONE:
+        candidates = list(searches.candidates_of_search(search=search))
+        searches.search_candidates_view_record(search=search, viewer=request.user, request=request)  # type: ignore[arg-type]
+    return render(
+        request,
+        "cases/workbench/search_detail.html",
+        {
+            "case": search.case,
+            "search": search,
+            "face": search.face,
+            "candidates": [(c, candidate_label(c)) for c in candidates],
+            "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
+            "wording": POSSIBLE_MATCH_WORDING,
+        },
+    )
+
+
+@login_required
+@require_GET
+def search_status(request: HttpRequest, search_id: int) -> JsonResponse:
+    search = search_get_for_user(user=request.user, search_id=search_id)
+    return JsonResponse(
+        {
+            "id": search.pk,
+            "status": search.status,
+            "status_text": search.get_status_display(),
+            "progress": search.progress,
+            "error": {"code": search.error_code, "message": search.error_message} if search.error_code else None,
+        }
+    )
+
+
+@login_required
+@require_GET
+def search_report(request: HttpRequest, search_id: int) -> HttpResponse:
+    search = search_get_for_user(user=request.user, search_id=search_id)
+    if search.status != Search.Status.DONE:
+        messages.error(request, "The report is available once the search has finished.")
+        return HttpResponseRedirect(reverse("cases:search", args=[search.pk]))
+    pdf = search_report_pdf(search=search, generated_by=request.user)  # type: ignore[arg-type]
+    search_report_download_record(
+        search=search,
+        user=request.user,  # type: ignore[arg-type]
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        request=request,
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="rfr-case-{search.case_id}-search-{search.pk}.pdf"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- Candidates ------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+    search = candidate.search
+    review.candidate_view_record(candidate=candidate, viewer=request.user, request=request)  # type: ignore[arg-type]
+    siblings = list(search.candidates.order_by("rank").values_list("pk", flat=True))
+    position = siblings.index(candidate.pk)
+    decisions = list(candidate.decisions.select_related("reviewer"))
+    user_decided = any(d.reviewer_id == request.user.pk for d in decisions)
+    shown, withheld = review.decisions_visible_to(candidate=candidate, viewer=request.user, decisions=decisions)
+    awaiting_second = candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH
+    return render(
+        request,
+        "cases/workbench/candidate_detail.html",
+        {
+            "case": search.case,
+            "search": search,
+            "face": search.face,
+            "candidate": candidate,
+            "label": candidate_label(candidate),
+            "decisions": shown,
+            "withheld": withheld,
+            "withheld_text": review.WITHHELD_TEXT,
+            "verdicts": Decision.Verdict.choices,
+            "can_decide": not user_decided and (not decisions or awaiting_second),
+            "needs_second_reviewer": awaiting_second and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
+            "awaiting_second": awaiting_second,
+            "gallery_image_held": review.candidate_gallery_template(candidate=candidate) is not None,
+            "previous_id": siblings[position - 1] if position > 0 else None,
+            "next_id": siblings[position + 1] if position + 1 < len(siblings) else None,
+            "wording": POSSIBLE_MATCH_WORDING,
+        },
+    )
+
+
+@login_required
+@require_POST
+@error_return_to("cases:candidate", "candidate_id")
+def candidate_decide(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+    decision = review.candidate_decision_record(
+        candidate=candidate,
+        reviewer=request.user,  # type: ignore[arg-type]
+        decision=request.POST.get("decision", ""),
+        rationale=request.POST.get("rationale", ""),
+        request=request,
+    )
+    messages.success(request, f"Decision recorded: {decision.get_decision_display()}. {candidate_label(candidate)}.")
+    return HttpResponseRedirect(reverse("cases:candidate", args=[candidate.pk]))
+
+
+@login_required
+@require_GET
+def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
+    candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+    template = review.candidate_gallery_template(candidate=candidate)
+    if template is None:
+        raise Http404("The gallery image is no longer held.")
+    return _image_response(template.image.file)
+
+
+@login_required
+@require_GET
+def candidate_crop(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+    crop = review.candidate_aligned_crop(candidate=candidate)
+    if crop is None:
+        raise Http404("The gallery image is no longer held.")
+    return _png_response(crop)

@@ -1,4 +1,6 @@
-"""The Django side's handle on the face engine: the active pack, loaded lazily once per process."""
+"""The project's one handle on the face engine: the active model pack, loaded lazily once per process, and
+the image limits every decode uses. faceengine itself knows nothing of Django; this is where settings meet it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from faceengine import FaceEngine, ImageLimits, get_engine
+from faceengine import FaceEngine, ImageLimits, ImageRejected, get_engine
+from faceengine.errors import ImageTooLarge, UnsupportedImageType
+from rfr.errors import ApplicationError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 
 def active_pack_dir() -> Path:
@@ -23,3 +27,13 @@ def image_limits() -> ImageLimits:
         max_pixels=settings.RFR_MAX_IMAGE_PIXELS,
         max_side=settings.RFR_MAX_IMAGE_SIDE,
     )
+
+
+def image_rejection_error(rejected: ImageRejected) -> ApplicationError:
+    """The application error for an image the engine refused: too large is 413, not an image we read is 415,
+    anything else (corrupt, empty, absurd dimensions, decompression bomb) 400."""
+    if isinstance(rejected, ImageTooLarge):
+        return PayloadTooLarge(rejected.code, rejected.message)
+    if isinstance(rejected, UnsupportedImageType):
+        return UnsupportedMediaType(rejected.code, rejected.message)
+    return InvalidInput(rejected.code, rejected.message)

@@ -22,6 +22,7 @@ from rfr.env import (
     env_str,
     redis_url,
 )
+from rfr.queues import TASK_QUEUES, Queue, TaskName
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,8 @@ MIDDLEWARE = [
     "accounts.middleware.AdminTOTPRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a view's refusal first: an ApplicationError becomes a page message (rfr.error_handling).
+    "rfr.error_handling.ApplicationErrorMiddleware",
 ]
 
 ROOT_URLCONF = "rfr.urls"
@@ -157,12 +160,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = RFR_MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
+    # Token first: a request with no credentials gets 401 with `WWW-Authenticate: Token`, which tells an API
+    # client what to send; the browser's session still works for the pages' own calls.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "rfr.api_schema.ErrorDocumentingAutoSchema",
+    # Every API refusal, whatever raised it, is {"error": CODE, "message": TEXT[, "fields": {...}]}.
+    "EXCEPTION_HANDLER": "rfr.error_handling.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"token": env_str("RFR_TOKEN_THROTTLE_RATE", "20/minute")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "rfr API",
@@ -184,15 +192,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("RFR_TASK_VISIBILITY_TIMEOUT", 600, minimum=1),
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "rfr"
+# Each task runs on its queue (rfr.queues): inference, search or housekeeping. Anything unrouted goes to
+# housekeeping, which every deployment runs.
+CELERY_TASK_DEFAULT_QUEUE = Queue.HOUSEKEEPING.value
+CELERY_TASK_ROUTES = {name.value: {"queue": queue.value} for name, queue in TASK_QUEUES.items()}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Retention purges, run by `celery -A rfr beat` beside the workers (production shape).
 CELERY_BEAT_SCHEDULE = {
-    "purge-expired-cases": {"task": "cases.purge_expired", "schedule": 24 * 60 * 60},
-    "purge-expired-gallery-images": {
-        "task": "search.tasks.gallery_purge_expired_task",
-        "schedule": 24 * 60 * 60,
-    },
+    "purge-expired-cases": {"task": TaskName.CASES_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
+    "purge-expired-gallery-images": {"task": TaskName.GALLERY_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
 }
 
 # Face engine and model packs.

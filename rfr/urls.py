@@ -1,19 +1,25 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from rfr import views
+from rfr.error_handling import api_not_found
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("audit/", include("audit.urls")),
+    path("", include("cases.urls")),
+    # API
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("accounts/", include("accounts.urls")),
     path("api/auth/", include("accounts.api_urls")),
-    path("audit/", include("audit.urls")),
-    path("cases/", include("cases.urls")),
-    path("api/cases/", include("cases.api_urls")),
-    path("", include("cases.workbench_urls")),
+    path("api/", include("cases.api_urls")),
+    # Last: any other /api/ address answers the API's JSON 404, not an HTML page.
+    re_path(r"^api/", api_not_found, name="api-not-found"),
 ]
+
+handler404 = "rfr.error_handling.page_not_found"
+handler500 = "rfr.error_handling.server_error"

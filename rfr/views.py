@@ -3,17 +3,17 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from accounts.roles import user_is_admin
+from audit.selectors import audit_view_allowed
+from cases.access import cases_visible_to
+from cases.models import Case
+
 HOME_OPEN_CASES = 10
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: the user's open cases (need-to-know applies), where to start, and the reminder."""
-    from accounts.roles import user_is_admin
-    from audit.selectors import audit_view_allowed
-    from cases.models import Case
-    from cases.selectors import cases_visible_to
-
     open_cases = cases_visible_to(user=request.user).filter(status=Case.Status.OPEN).order_by("-updated_at")
     return render(
         request,

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from search import services
+from search import enrolment, galleries
 from search.models import EnrolmentRun, Gallery, GalleryImage, Subject
 
 ADMIN_DELETE_REASON = "deleted through the admin by {user}"
@@ -27,7 +27,7 @@ class GalleryAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = services.gallery_create(
+        created = galleries.gallery_create(
             name=obj.name,
             kind=obj.kind,
             description=obj.description,
@@ -45,7 +45,7 @@ class GalleryAdmin(admin.ModelAdmin):
     @admin.action(description="Purge images past the retention period")
     def purge_expired(self, request: HttpRequest, queryset: QuerySet[Gallery]) -> None:
         for gallery in queryset:
-            purged = services.gallery_purge_expired(gallery=gallery, actor=request.user)
+            purged = galleries.gallery_purge_expired(gallery=gallery, actor=request.user)
             self.message_user(request, f"{gallery.name}: purged {purged.get(gallery.name, 0)} images.")
 
 
@@ -91,7 +91,7 @@ class GalleryImageAdmin(admin.ModelAdmin):
             return  # enrolled images are not edited; delete and enrol again instead
         upload = form.cleaned_data["upload"]
         try:
-            enrolled = services.gallery_image_enrol(
+            enrolled = enrolment.gallery_image_enrol(
                 gallery=form.cleaned_data["gallery"],
                 data=upload.read(),
                 subject_ref=form.cleaned_data["subject_ref"],
@@ -101,7 +101,7 @@ class GalleryImageAdmin(admin.ModelAdmin):
                 actor=request.user,
                 request=request,
             )
-        except services.EnrolmentError as error:
+        except enrolment.EnrolmentError as error:
             self.message_user(request, f"Not enrolled: {error}", messages.ERROR)
             return
         if enrolled is None:
@@ -117,7 +117,7 @@ class GalleryImageAdmin(admin.ModelAdmin):
         return super().response_add(request, obj, post_url_continue)
 
     def delete_model(self, request: HttpRequest, obj: GalleryImage) -> None:
-        services.gallery_image_delete(
+        galleries.gallery_image_delete(
             image=obj,
             reason=ADMIN_DELETE_REASON.format(user=request.user),
             actor=request.user,
@@ -140,7 +140,7 @@ class SubjectAdmin(admin.ModelAdmin):
         return False  # subjects come with their images (enrolment)
 
     def delete_model(self, request: HttpRequest, obj: Subject) -> None:
-        services.subject_delete(
+        galleries.subject_delete(
             subject=obj,
             reason=ADMIN_DELETE_REASON.format(user=request.user),
             actor=request.user,

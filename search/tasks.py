@@ -1,26 +1,33 @@
-"""Celery tasks: thin wrappers over search.services, taking primary keys."""
+"""Celery tasks of the gallery side: thin wrappers over search.enrolment and search.galleries, taking primary
+keys. Enrolment runs on the inference queue, retention purges on housekeeping (rfr.queues). Only transient
+database errors are retried; a redelivered batch skips the items already done.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
-from search import services
+from rfr.queues import TaskName
+from search.enrolment import enrolment_items_process
+from search.galleries import gallery_purge_expired
 from search.models import Gallery
 
+_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": True, "max_retries": 5}
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+
+@shared_task(name=TaskName.GALLERY_ENROL_BATCH.value, **_RETRY)
 def gallery_enrol_batch(item_ids: list[int]) -> None:
     """Enrol a batch of enrolment items; items already done (a redelivered message) are skipped."""
-    services.enrolment_items_process(item_ids=item_ids)
+    enrolment_items_process(item_ids=item_ids)
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(name=TaskName.GALLERY_PURGE_EXPIRED.value, **_RETRY)
 def gallery_purge_expired_task(gallery_id: int | None = None) -> dict[str, int]:
-    """Retention purge; schedule with Celery beat (e.g. daily). Exits cleanly if the gallery is gone."""
+    """Retention purge; scheduled daily by Celery beat. Exits cleanly if the gallery is gone."""
     gallery = None
     if gallery_id is not None:
         gallery = Gallery.objects.filter(pk=gallery_id).first()
         if gallery is None:
             return {}
-    return services.gallery_purge_expired(gallery=gallery)
+    return gallery_purge_expired(gallery=gallery)

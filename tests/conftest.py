@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.workbench_support", "tests.gallery_support")
+pytest.register_assert_rewrite("tests.factories")
+# The one set of factories and fixtures, for every test module.
+pytest_plugins = ["tests.factories"]
 
 from django.conf import settings  # noqa: E402
 

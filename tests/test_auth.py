@@ -17,7 +17,7 @@ from accounts.models import LoginLockout
 from audit.models import AuditEvent
 from audit.services import canonical_content
 from audit.verify import audit_chain_verify
-from tests.casefixtures import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 IP = "192.0.2.10"

@@ -14,19 +14,17 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from accounts.demo import DEMO_CASE_REFERENCE, DEMO_GALLERY_NAME, DEMO_TEAM_NAME, DEMO_USERS
+from accounts.models import Team
 from accounts.roles import ADMIN, INVESTIGATOR, SUPERVISOR, user_has_role
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
-from cases.models import Case, Team
+from cases.demo import DEMO_CASE_REFERENCE, DEMO_GALLERY_NAME, DEMO_TEAM_NAME, DEMO_USERS
+from cases.models import Case
 from faceengine import decode_image_file
 from faceengine.engine import primary_face_index
-from search.models import EnrolmentRun, Gallery, GalleryImage, Subject, Template
 from rfr.engine import active_engine
-from search.selectors import search_galleries
-from tests.gallery_support import gallery_env
-
-__all__ = ["gallery_env"]
+from search.execution import search_galleries
+from search.models import EnrolmentRun, Gallery, GalleryImage, Subject, Template
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 IDENTITIES = 5
@@ -126,7 +124,7 @@ def test_demo_setup_from_research_data_twice(gallery_env: Path, faces_dir: Path)
     assert DEMO_CASE_REFERENCE in client.get(reverse("home")).content.decode()
     client2, status = _login("demo-investigator2", passwords["demo-investigator2"])
     assert status == 302 and DEMO_CASE_REFERENCE not in client2.get(reverse("home")).content.decode()
-    assert client2.get(reverse("workbench:case", args=[case.pk])).status_code == 404
+    assert client2.get(reverse("cases:workbench", args=[case.pk])).status_code == 404
     for username in ("demo-supervisor", "demo-admin"):
         assert _login(username, passwords[username])[1] == 302
     admin_client, _ = _login("demo-admin", passwords["demo-admin"])

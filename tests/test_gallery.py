@@ -13,13 +13,13 @@ from django.core.management import call_command
 
 from audit.models import AuditEvent
 from faceengine import decode_image_file
-from search import services
-from search.models import EnrolmentItem, Gallery, GalleryImage, Subject, Template
 from rfr.engine import active_engine
-from search.selectors import search_galleries
-from tests.gallery_support import celeba_identities, gallery_env, write_subjects_csv
-
-__all__ = ["gallery_env"]
+from rfr.errors import InvalidInput, NotFound
+from search import enrolment, galleries
+from search.execution import search_galleries
+from search.index.changes import index_changes_record
+from search.models import EnrolmentItem, Gallery, GalleryImage, Subject, Template
+from tests.factories import celeba_identities, write_subjects_csv
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
 
@@ -38,13 +38,13 @@ def _probe_template(path: Path) -> np.ndarray:
 
 
 def _enrol(gallery: Gallery, images_dir: Path, csv_path: Path) -> dict[str, int]:
-    entries = services.enrolment_entries_read(images_dir=images_dir, subjects_csv=csv_path)
-    run = services.enrolment_run_create(gallery=gallery, images_dir=images_dir, entries=entries, source="test")
-    return services.enrolment_run_execute(run=run, in_process=True, progress=False).counts
+    entries = enrolment.enrolment_entries_read(images_dir=images_dir, subjects_csv=csv_path)
+    run = enrolment.enrolment_run_create(gallery=gallery, images_dir=images_dir, entries=entries, source="test")
+    return enrolment.enrolment_run_execute(run=run, in_process=True, progress=False).counts
 
 
 def _create(name: str = "custody test", **kwargs: Any) -> Gallery:
-    return services.gallery_create(name=name, kind=Gallery.Kind.CUSTODY, provenance="test fixture", **kwargs)
+    return galleries.gallery_create(name=name, kind=Gallery.Kind.CUSTODY, provenance="test fixture", **kwargs)
 
 
 def test_enrolled_identity_found_at_rank_one(gallery_env: Path, faces_dir: Path, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_deleted_subject_never_appears_again(gallery_env: Path, faces_dir: Path,
     before = search_galleries(template=probe, pack_key=pack_key, gallery_ids=[gallery.pk])
     assert any(hit.subject_id == victim.pk for hit in before)
 
-    detail = services.subject_delete(subject=victim, reason="acquitted: record to be deleted")
+    detail = galleries.subject_delete(subject=victim, reason="acquitted: record to be deleted")
     after = search_galleries(template=probe, pack_key=pack_key, gallery_ids=[gallery.pk])
     assert after and all(hit.subject_id != victim.pk for hit in after)
     assert not any(path.exists() for path in victim_paths)
@@ -155,8 +155,8 @@ def test_deleted_subject_never_appears_again(gallery_env: Path, faces_dir: Path,
     again = search_galleries(template=probe, pack_key=pack_key, gallery_ids=[gallery.pk])
     assert other.template_id not in {hit.template_id for hit in again}
 
-    with pytest.raises(ValueError, match="reason"):
-        services.subject_delete(subject=Subject.objects.filter(gallery=gallery).earliest("pk"), reason="  ")
+    with pytest.raises(InvalidInput, match="reason"):
+        galleries.subject_delete(subject=Subject.objects.filter(gallery=gallery).earliest("pk"), reason="  ")
 
 
 def test_remove_subject_command_and_retention_purge(gallery_env: Path, faces_dir: Path, tmp_path: Path) -> None:
@@ -177,12 +177,12 @@ def test_remove_subject_command_and_retention_purge(gallery_env: Path, faces_dir
     old.captured_at = (timezone.now() - timedelta(days=31)).date()
     old.save(update_fields=["captured_at"])
     old_path = Path(old.file.path)
-    assert services.gallery_purge_expired() == {gallery.name: 1}
+    assert galleries.gallery_purge_expired() == {gallery.name: 1}
     assert not old_path.exists()
     assert list(Subject.objects.values_list("external_ref", flat=True)) == [refs[2]]
     event = AuditEvent.objects.get(action="gallery.purge")
     assert event.detail["subjects_deleted"] == 1 and "retention" in event.detail["reason"]
-    assert services.gallery_purge_expired() == {}
+    assert galleries.gallery_purge_expired() == {}
 
 
 def test_search_arguments_ties_and_pack_isolation(gallery_env: Path) -> None:
@@ -202,13 +202,13 @@ def test_search_arguments_ties_and_pack_isolation(gallery_env: Path) -> None:
             landmarks=[],
             embedding=vector.tobytes(),
         )
-        services.index_changes_record(gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, "add")])
+        index_changes_record(gallery_id=gallery.pk, pack_key=pack_key, changes=[(template.pk, "add")])
         template_ids.append(template.pk)
     hits = search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], top_k=10)
     assert [h.template_id for h in hits] == template_ids[:3]  # equal scores: template id ascending
     assert {h.pack_key for h in hits} == {"pack-a"}
     assert search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], threshold=1.01) == []
-    with pytest.raises(ValueError, match="500"):
+    with pytest.raises(InvalidInput, match="500"):
         search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk], top_k=501)
-    with pytest.raises(ValueError, match="Unknown gallery"):
+    with pytest.raises(NotFound, match="Unknown gallery"):
         search_galleries(template=vector, pack_key="pack-a", gallery_ids=[gallery.pk + 999])

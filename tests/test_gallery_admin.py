@@ -9,11 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
-from search import services
+from search import galleries
 from search.models import Gallery, GalleryImage, Subject, Template
-from tests.gallery_support import celeba_identities, gallery_env
-
-__all__ = ["gallery_env"]
+from tests.factories import celeba_identities
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +21,7 @@ def test_admin_upload_enrols_and_delete_is_audited(
 ) -> None:
     admin_user = get_user_model().objects.create_superuser("galleryadmin", "a@example.org", "x" * 16)
     client.force_login(admin_user)
-    gallery = services.gallery_create(name="watch", kind=Gallery.Kind.WATCHLIST)
+    gallery = galleries.gallery_create(name="watch", kind=Gallery.Kind.WATCHLIST)
     _, files = next(iter(celeba_identities(faces_dir).items()))
     photo = (faces_dir / "celeba" / "images" / files[0]).read_bytes()
 

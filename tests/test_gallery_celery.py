@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gallery_support import celeba_identities, write_subjects_csv
+from tests.factories import celeba_identities, write_subjects_csv
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
 
 REDIS_DB = 13

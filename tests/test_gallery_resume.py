@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from tests.gallery_support import celeba_identities, write_subjects_csv
+from tests.factories import celeba_identities, write_subjects_csv
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = 24

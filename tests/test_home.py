@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.roles import ADMIN
-from cases.services import case_close, case_create
-from tests.casefixtures import build_case_world, make_user
+from cases.lifecycle import case_close, case_create
+from tests.factories import build_case_world, make_user
 
 pytestmark = pytest.mark.django_db
 NAV = re.compile(r'<nav aria-label="Main">(.*?)</nav>', re.DOTALL)
@@ -39,7 +39,7 @@ def _nav_links(html: str) -> dict[str, str]:
 def test_nav_by_role() -> None:
     world = build_case_world()
     investigator_nav = _nav_links(_page(world.users["owner"], reverse("home")))
-    assert investigator_nav == {"Cases": reverse("case-list"), "API docs": reverse("api-docs")}
+    assert investigator_nav == {"Cases": reverse("cases:list"), "API docs": reverse("api-docs")}
     supervisor_nav = _nav_links(_page(world.users["supervisor"], reverse("home")))
     assert supervisor_nav["Audit"] == reverse("audit-list") and "Admin" not in supervisor_nav
     admin = make_user("plain_admin", role=ADMIN)  # admin role, staff, not superuser
@@ -55,10 +55,10 @@ def test_nav_by_role() -> None:
 
 def test_nav_marks_current_page_and_signs_out() -> None:
     world = build_case_world()
-    html = _page(world.users["owner"], reverse("case-list"))
-    assert f'<a href="{reverse("case-list")}" aria-current="page">Cases</a>' in html
-    detail = _page(world.users["owner"], reverse("case-detail", args=[world.case.pk]))
-    assert f'<a href="{reverse("case-list")}" aria-current="true">Cases</a>' in detail
+    html = _page(world.users["owner"], reverse("cases:list"))
+    assert f'<a href="{reverse("cases:list")}" aria-current="page">Cases</a>' in html
+    detail = _page(world.users["owner"], reverse("cases:detail", args=[world.case.pk]))
+    assert f'<a href="{reverse("cases:list")}" aria-current="true">Cases</a>' in detail
     form = re.search(r'<form method="post" action="([^"]+)" class="signout-form">(.*?)</form>', html, re.DOTALL)
     assert form is not None and form.group(1) == reverse("logout")
     assert "csrfmiddlewaretoken" in form.group(2) and ">Sign out</button>" in form.group(2)
@@ -92,8 +92,8 @@ def test_home_lists_my_open_cases_only() -> None:
     case_close(case=closed, closed_by=owner)
     home = _page(owner, reverse("home"))
     assert "OP-REDWOOD/1" in home and "OP-CLOSED/9" not in home
-    assert reverse("workbench:case", args=[world.case.pk]) in home
-    assert reverse("case-create") in home
+    assert reverse("cases:workbench", args=[world.case.pk]) in home
+    assert reverse("cases:create") in home
     assert "intelligence only, not an identification" in home
     assert "OP-REDWOOD/1" in _page(world.users["supervisor"], reverse("home"))  # via the team
     for outsider in ("outsider", "other_sup", "admin"):

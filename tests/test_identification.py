@@ -14,7 +14,7 @@ from search.identification import (
     run_identification,
     threshold_at_fpir,
 )
-from tests.gallery_support import celeba_identities
+from tests.factories import celeba_identities
 
 KEYS = {
     "gallery_size",

@@ -7,14 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import services
-from search.index import GalleryIndexes, get_index, snapshot_path
-from search.indexfiles import snapshot_read_header
+from search import galleries
+from search.execution import search_galleries
+from search.index.changes import index_changes_record
+from search.index.live import GalleryIndexes, get_index, snapshot_path
+from search.index.snapshots import snapshot_read_header
 from search.models import Gallery, GalleryImage, IndexChange, IndexState, Subject, Template
-from search.selectors import search_galleries
-from tests.gallery_support import gallery_env
-
-__all__ = ["gallery_env"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PACK = "test-pack@1"
@@ -45,14 +43,14 @@ def _add(gallery: Gallery, vectors: np.ndarray, prefix: str) -> list[int]:
                 landmarks=[],
                 embedding=vector.astype("<f4").tobytes(),
             )
-            services.index_changes_record(gallery_id=gallery.pk, pack_key=PACK, changes=[(template.pk, "add")])
+            index_changes_record(gallery_id=gallery.pk, pack_key=PACK, changes=[(template.pk, "add")])
         ids.append(template.pk)
     return ids
 
 
 @pytest.mark.parametrize("mode", [Gallery.IndexMode.EXACT, Gallery.IndexMode.APPROXIMATE])
 def test_other_process_catches_up_without_rebuild(gallery_env: Path, mode: str) -> None:
-    gallery = services.gallery_create(name=f"g-{mode}", kind=Gallery.Kind.WATCHLIST, index_mode=mode)
+    gallery = galleries.gallery_create(name=f"g-{mode}", kind=Gallery.Kind.WATCHLIST, index_mode=mode)
     vectors = _unit_vectors(60, seed=1)
     ids = _add(gallery, vectors[:40], "a")
     worker_a, worker_b = GalleryIndexes(), GalleryIndexes()  # two processes' view of the same data
@@ -66,7 +64,7 @@ def test_other_process_catches_up_without_rebuild(gallery_env: Path, mode: str) 
 
     # Worker B enrols more and deletes one; worker A applies the delta in place at its next search.
     more = _add(gallery, vectors[40:], "b")
-    services.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[0]), reason="test")
+    galleries.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[0]), reason="test")
     _, found = worker_a.search(gallery.pk, PACK, vectors, 1)
     assert found[1:, 0].tolist() == ids[1:] + more
     assert found[0, 0] != ids[0]
@@ -96,8 +94,8 @@ def test_other_process_catches_up_without_rebuild(gallery_env: Path, mode: str) 
 
 def test_approximate_search_matches_exact_on_a_small_gallery(gallery_env: Path) -> None:
     vectors = _unit_vectors(300, seed=3)
-    exact = services.gallery_create(name="exact", kind=Gallery.Kind.CUSTODY)
-    approx = services.gallery_create(name="approx", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
+    exact = galleries.gallery_create(name="exact", kind=Gallery.Kind.CUSTODY)
+    approx = galleries.gallery_create(name="approx", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
     _add(exact, vectors, "e")
     _add(approx, vectors, "h")
     queries = _unit_vectors(20, seed=4)
@@ -115,7 +113,7 @@ def test_rebuild_command(gallery_env: Path) -> None:
 
     from django.core.management import call_command
 
-    gallery = services.gallery_create(name="cmd", kind=Gallery.Kind.CUSTODY)
+    gallery = galleries.gallery_create(name="cmd", kind=Gallery.Kind.CUSTODY)
     _add(gallery, _unit_vectors(5, seed=5), "r")
     out = StringIO()
     call_command("index", "rebuild", "cmd", stdout=out)
@@ -126,7 +124,7 @@ def test_rebuild_command(gallery_env: Path) -> None:
 
 
 def test_switching_index_mode_rebuilds_and_persists_the_new_mode(gallery_env: Path) -> None:
-    gallery = services.gallery_create(name="switch", kind=Gallery.Kind.CUSTODY)
+    gallery = galleries.gallery_create(name="switch", kind=Gallery.Kind.CUSTODY)
     vectors = _unit_vectors(20, seed=6)
     ids = _add(gallery, vectors, "m")
     assert get_index().fresh(gallery.pk, PACK).mode == "exact"  # type: ignore[union-attr]
@@ -142,16 +140,16 @@ def test_approximate_gallery_switches_to_pq_when_it_grows(gallery_env: Path, mon
     """Below APPROX_MIN_TEMPLATES the index is flat; past it, PQ fast scan + exact re-rank (same results)."""
     import faiss
 
-    from search import indexfiles
+    from search.index import snapshots as indexfiles
 
     monkeypatch.setattr(indexfiles, "APPROX_MIN_TEMPLATES", 400)
     vectors = _unit_vectors(600, seed=7)
-    gallery = services.gallery_create(name="grow", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
+    gallery = galleries.gallery_create(name="grow", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
     ids = _add(gallery, vectors[:300], "p")
     loaded = get_index().fresh(gallery.pk, PACK)
     assert loaded is not None and indexfiles.is_flat(loaded.index)
     ids += _add(gallery, vectors[300:], "q")
-    services.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[5]), reason="test")
+    galleries.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[5]), reason="test")
     scores, found = get_index().search(gallery.pk, PACK, vectors, 3)
     loaded = get_index().fresh(gallery.pk, PACK)
     assert loaded is not None and not indexfiles.is_flat(loaded.index)  # trained at catch-up

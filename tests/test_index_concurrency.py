@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from search.indexfiles import SnapshotHeader, build_faiss_index, snapshot_read, snapshot_write
+from search.index.snapshots import SnapshotHeader, build_faiss_index, snapshot_read, snapshot_write
 
 PER_VERSION = 200
 VERSIONS = 40

@@ -34,10 +34,9 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from cases.access import case_get_for_user, cases_visible_to
 from cases.models import Case
-from cases.selectors import case_get_for_user, cases_visible_to
-from tests.casefixtures import ROLES, CaseWorld, build_case_world, make_user
-from tests.workbench_support import workbench_objects_create
+from tests.factories import ROLES, CaseWorld, build_case_world, make_user, workbench_objects_create
 
 VIEWERS = ("owner", "member", "supervisor")
 
@@ -85,8 +84,8 @@ def _wb(key: str) -> Callable[[CaseWorld], dict[str, Any]]:
 
 CASE_URL_MATRIX: dict[str, list[Row]] = {
     # ---- pages (cases/urls.py)
-    "case-list": [Row(everyone(200), kwargs=_no_kwargs, lists_case=True)],
-    "case-create": [
+    "cases:list": [Row(everyone(200), kwargs=_no_kwargs, lists_case=True)],
+    "cases:create": [
         Row(everyone(200), kwargs=_no_kwargs),
         Row(
             everyone(302),
@@ -96,8 +95,8 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="anyone signed in may open their own case",
         ),
     ],
-    "case-detail": [Row(viewers())],
-    "case-members": [
+    "cases:detail": [Row(viewers())],
+    "cases:members": [
         Row(viewers()),
         Row(
             viewers(owner=302, member=403, supervisor=403),
@@ -106,10 +105,10 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="only the owner manages members",
         ),
     ],
-    "case-close": [
+    "cases:close": [
         Row(viewers(owner=302, member=403, supervisor=302), method="POST", data=lambda w: {"reason": "done"}),
     ],
-    "case-timeline": [Row(viewers())],
+    "cases:timeline": [Row(viewers())],
     # ---- API (cases/api_urls.py)
     "api-case-list": [
         Row(everyone(200), kwargs=_no_kwargs, lists_case=True, json=True),
@@ -125,8 +124,8 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     "api-case-audit": [Row(viewers(), json=True)],
     # ---- case workbench (cases/workbench_urls.py). Rows for its probe/face/search/candidate URLs are still
     # to be added by the workbench's owner: test_every_case_scoped_url_has_a_matrix_row lists them.
-    "workbench:case": [Row(viewers())],
-    "workbench:probe-upload": [
+    "cases:workbench": [Row(viewers())],
+    "cases:probe-upload": [
         Row(
             viewers(owner=302, member=302, supervisor=403),
             method="POST",
@@ -137,19 +136,19 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     **{
         name: [Row(viewers(), setup=workbench_objects_create, kwargs=_wb(key))]
         for name, key in [
-            ("workbench:probe", "probe"),
-            ("workbench:probe-status", "probe"),
-            ("workbench:probe-image", "probe"),
-            ("workbench:face-crop", "face"),
-            ("workbench:search", "search"),
-            ("workbench:search-status", "search"),
-            ("workbench:search-report", "search"),
-            ("workbench:candidate", "candidate"),
-            ("workbench:candidate-image", "candidate"),
-            ("workbench:candidate-crop", "candidate"),
+            ("cases:probe", "probe"),
+            ("cases:probe-status", "probe"),
+            ("cases:probe-image", "probe"),
+            ("cases:face-crop", "face"),
+            ("cases:search", "search"),
+            ("cases:search-status", "search"),
+            ("cases:search-report", "search"),
+            ("cases:candidate", "candidate"),
+            ("cases:candidate-image", "candidate"),
+            ("cases:candidate-crop", "candidate"),
         ]
     },
-    "workbench:probe-draw": [
+    "cases:probe-draw": [
         Row(
             viewers(owner=302, member=302, supervisor=403),
             method="POST",
@@ -159,7 +158,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="no box: sent back to the probe; a supervisor may view but not search",
         ),
     ],
-    "workbench:face-search": [
+    "cases:face-search": [
         Row(viewers(supervisor=403), setup=workbench_objects_create, kwargs=_wb("face")),
         Row(
             viewers(owner=400, member=400, supervisor=403),
@@ -170,7 +169,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="no justification: the form comes back with the error",
         ),
     ],
-    "workbench:candidate-decide": [
+    "cases:candidate-decide": [
         Row(
             viewers(owner=302, member=302, supervisor=302),
             method="POST",
@@ -179,7 +178,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             data=lambda w: {"decision": "not_a_match", "rationale": "different nose"},
         ),
     ],
-    "workbench:api-case-probes": [
+    "api-case-probes": [
         Row(viewers(), json=True),
         Row(
             viewers(owner=400, member=400, supervisor=403),
@@ -189,8 +188,8 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="no image: a JSON error; a supervisor may view but not upload",
         ),
     ],
-    "workbench:api-probe": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("probe"), json=True)],
-    "workbench:api-probe-faces": [
+    "api-probe": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("probe"), json=True)],
+    "api-probe-faces": [
         Row(
             viewers(owner=400, member=400, supervisor=403),
             method="POST",
@@ -200,7 +199,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             json=True,
         ),
     ],
-    "workbench:api-face-searches": [
+    "api-face-searches": [
         Row(
             viewers(owner=400, member=400, supervisor=403),
             method="POST",
@@ -211,9 +210,9 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="no justification",
         ),
     ],
-    "workbench:api-search": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
-    "workbench:api-search-status": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
-    "workbench:api-candidate-decisions": [
+    "api-search": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
+    "api-search-status": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
+    "api-candidate-decisions": [
         Row(
             viewers(owner=201, member=201, supervisor=201),
             method="POST",
@@ -373,7 +372,7 @@ def test_anonymous_is_sent_to_sign_in_on_every_case_url(world: CaseWorld) -> Non
 def test_missing_case_is_404_like_a_forbidden_one(world: CaseWorld) -> None:
     client = Client()
     client.force_login(world.users["owner"])
-    for name in ("case-detail", "api-case-detail", "case-timeline", "api-case-audit"):
+    for name in ("cases:detail", "api-case-detail", "cases:timeline", "api-case-audit"):
         assert client.get(reverse(name, kwargs={"case_id": world.case.pk + 1000})).status_code == 404
 
 
@@ -414,7 +413,7 @@ def test_supervisor_added_later_sees_existing_cases_and_loses_them_on_removal(wo
     late.supervised_teams.clear()
     assert not cases_visible_to(user=late).exists()
     # Removing a supervisor who is also an explicit member keeps the membership.
-    from cases.services import case_member_add
+    from cases.lifecycle import case_member_add
 
     case_member_add(case=world.case, user=late, added_by=world.users["owner"])
     team_supervisor_add(team=world.team_a, user=late, added_by=world.users["admin"])
@@ -433,17 +432,17 @@ def test_moving_a_case_to_another_team_moves_supervision(world: CaseWorld) -> No
 
 @pytest.mark.django_db
 def test_member_removed_loses_access(world: CaseWorld) -> None:
-    from cases.services import case_member_remove
+    from cases.lifecycle import case_member_remove
 
     case_member_remove(case=world.case, user=world.users["member"], removed_by=world.users["owner"])
     client = Client()
     client.force_login(world.users["member"])
-    assert client.get(reverse("case-detail", kwargs={"case_id": world.case.pk})).status_code == 404
+    assert client.get(reverse("cases:detail", kwargs={"case_id": world.case.pk})).status_code == 404
 
 
 @pytest.mark.django_db
 def test_admin_added_to_a_case_sees_it(world: CaseWorld) -> None:
-    from cases.services import case_member_add
+    from cases.lifecycle import case_member_add
 
     admin_user = world.users["admin"]
     assert not cases_visible_to(user=admin_user).exists()

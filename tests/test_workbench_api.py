@@ -20,12 +20,11 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
+from cases.lifecycle import case_close
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Probe, ProbeFace, Search
-from cases.services import case_close
-from tests.workbench_support import _png, client_for, upload
+from tests.factories import _png, client_for, upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
-pytest_plugins = ["tests.workbench_support"]
 
 # --- Probes ------------------------------------------------------------------------------------------------
 
@@ -79,7 +78,7 @@ def test_token_authentication_reads_a_probe(
 
 def test_wrong_file_type_is_refused_and_nothing_is_stored(case: Case, people: dict[str, Any]) -> None:
     response = upload(client_for(people["investigator"]), case, b"%PDF-1.4 not an image at all", "notes.pdf")
-    assert response.status_code == 400
+    assert response.status_code == 415
     assert response.json()["error"] == "unsupported_type"
     assert "JPEG" in response.json()["message"]
     assert not Probe.objects.exists()

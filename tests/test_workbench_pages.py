@@ -17,7 +17,6 @@ from audit.verify import audit_chain_verify
 from cases.models import Candidate, Case, Probe, ProbeFace, Search
 
 pytestmark = pytest.mark.django_db
-pytest_plugins = ["tests.workbench_support"]
 
 
 def login(user: Any) -> Client:

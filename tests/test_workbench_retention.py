@@ -21,12 +21,11 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
+from cases.lifecycle import case_close, case_create
 from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search
-from cases.services import case_close, case_create
-from tests.workbench_support import client_for, upload
+from tests.factories import client_for, upload
 
 pytestmark = pytest.mark.django_db
-pytest_plugins = ["tests.workbench_support"]
 
 RETENTION_DAYS = 30
 
@@ -39,7 +38,8 @@ class Worked:
 
 @pytest.fixture
 def hanks_gallery(insightface_images: Path, engine: Any) -> Any:
-    from search.services import gallery_create, gallery_image_enrol
+    from search.enrolment import gallery_image_enrol
+    from search.galleries import gallery_create
 
     gallery = gallery_create(name="Retention custody", kind="custody", provenance="insightface sample")
     path = insightface_images / "Tom_Hanks_54745.png"

@@ -16,12 +16,11 @@ from django.test import Client
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
 from cases.models import Candidate, Case
-from cases.workbench_selectors import WITHHELD_TEXT
+from cases.review import WITHHELD_TEXT
+from tests.factories import client_for, upload
 from tests.test_workbench_pages import pdf_text
-from tests.workbench_support import client_for, upload
 
 pytestmark = pytest.mark.django_db
-pytest_plugins = ["tests.workbench_support"]
 
 FIRST_RATIONALE = "Same scar through the left eyebrow"
 SECOND_RATIONALE = "Agree: eyebrow scar and ear lobe"

@@ -36,7 +36,7 @@ def nav_items_for(*, user: Any, path: str) -> list[NavItem]:
     the audit trail; those who may view galleries the gallery admin; admins the admin site."""
     if not user.is_authenticated:
         return []
-    items = [_item("Cases", reverse("case-list"), path)]
+    items = [_item("Cases", reverse("cases:list"), path)]
     if audit_view_allowed(user=user):
         items.append(_item("Audit", reverse("audit-list"), path))
     if user.is_staff and user.has_perm("search.view_gallery"):

@@ -22,8 +22,9 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
 
-from cases.models import Team  # noqa: E402
-from search.services import EnrolmentError, gallery_create, gallery_image_enrol  # noqa: E402
+from accounts.models import Team  # noqa: E402
+from search.enrolment import EnrolmentError, gallery_image_enrol  # noqa: E402
+from search.galleries import gallery_create  # noqa: E402
 
 PASSWORD = os.environ["E2E_PASSWORD"]
 IDENTITIES = 20

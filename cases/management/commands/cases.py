@@ -7,8 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cases.workbench_selectors import cases_past_retention
-from cases.workbench_services import cases_purge_expired
+from cases.retention import cases_past_retention, cases_purge_expired
 
 
 class Command(BaseCommand):

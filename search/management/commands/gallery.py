@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search import services
+from rfr.errors import ApplicationError
+from search import enrolment, galleries
 from search.models import EnrolmentItem, Gallery, GalleryImage, Subject
 
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         enrol.add_argument("gallery")
         enrol.add_argument("--images", required=True, type=Path)
         enrol.add_argument("--subjects", required=True, type=Path)
-        enrol.add_argument("--batch-size", type=int, default=services.ENROL_BATCH_SIZE)
+        enrol.add_argument("--batch-size", type=int, default=enrolment.ENROL_BATCH_SIZE)
         enrol.add_argument(
             "--in-process", action="store_true", help="Enrol here even when a Celery broker is configured."
         )
@@ -64,7 +65,7 @@ class Command(BaseCommand):
     def _create(self, options: dict[str, Any], actor: Any) -> None:
         if Gallery.objects.filter(name=options["name"]).exists():
             raise CommandError(f"A gallery named {options['name']!r} exists already.")
-        gallery = services.gallery_create(
+        gallery = galleries.gallery_create(
             name=options["name"],
             kind=options["kind"],
             description=options["description"],
@@ -89,17 +90,17 @@ class Command(BaseCommand):
         if not images_dir.is_dir():
             raise CommandError(f"{images_dir} is not a folder.")
         try:
-            entries = services.enrolment_entries_read(images_dir=images_dir, subjects_csv=options["subjects"])
-        except (OSError, ValueError) as error:
+            entries = enrolment.enrolment_entries_read(images_dir=images_dir, subjects_csv=options["subjects"])
+        except (OSError, ApplicationError) as error:
             raise CommandError(str(error)) from error
-        run = services.enrolment_run_create(
+        run = enrolment.enrolment_run_create(
             gallery=gallery,
             images_dir=images_dir,
             entries=entries,
             actor=actor,
             source=f"{options['subjects']} ({images_dir})",
         )
-        run = services.enrolment_run_execute(
+        run = enrolment.enrolment_run_execute(
             run=run, batch_size=options["batch_size"], in_process=True if options["in_process"] else None
         )
         counts = run.counts
@@ -118,7 +119,7 @@ class Command(BaseCommand):
         subject = Subject.objects.filter(gallery=gallery, external_ref=options["subject_ref"]).first()
         if subject is None:
             raise CommandError(f"No subject {options['subject_ref']!r} in {gallery.name!r}.")
-        detail = services.subject_delete(subject=subject, reason=options["reason"], actor=actor)
+        detail = galleries.subject_delete(subject=subject, reason=options["reason"], actor=actor)
         self.stdout.write(
             f"Deleted subject {detail['external_ref']}: {detail['images_deleted']} images, "
             f"{detail['templates_deleted']} templates."
@@ -128,12 +129,12 @@ class Command(BaseCommand):
         image = GalleryImage.objects.filter(pk=options["image_id"]).first()
         if image is None:
             raise CommandError(f"No gallery image {options['image_id']}.")
-        detail = services.gallery_image_delete(image=image, reason=options["reason"], actor=actor)
+        detail = galleries.gallery_image_delete(image=image, reason=options["reason"], actor=actor)
         self.stdout.write(f"Deleted image {detail['gallery_image_id']} ({detail['templates_deleted']} templates).")
 
     def _purge(self, options: dict[str, Any], actor: Any) -> None:
         gallery = _gallery(options["gallery"]) if options["gallery"] else None
-        purged = services.gallery_purge_expired(gallery=gallery, actor=actor)
+        purged = galleries.gallery_purge_expired(gallery=gallery, actor=actor)
         if not purged:
             self.stdout.write("Nothing to purge.")
         for name, count in purged.items():

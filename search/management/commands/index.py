@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.index import gallery_index_rebuild, snapshot_path
-from search.indexfiles import snapshot_read_header
+from search.index.live import gallery_index_rebuild, snapshot_path
+from search.index.snapshots import snapshot_read_header
 from search.models import Gallery, IndexState
 
 

@@ -1,4 +1,5 @@
-"""The per-search disclosure report (PDF): probe, chosen face, settings, candidates, decisions and reviewers.
+"""The per-search disclosure report (PDF): probe, chosen face, settings, candidates, decisions and reviewers;
+and the record of each download.
 
 Every page carries the intelligence-only wording; a possible match is never worded as an identification.
 """
@@ -12,6 +13,8 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -20,9 +23,13 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 import faceengine
-from cases import workbench_selectors as selectors
+from audit.actions import AuditAction
+from audit.services import audit_event_record
 from cases.models import POSSIBLE_MATCH_WORDING, Search
-from cases.workbench_api import candidate_label
+from cases.presenters import candidate_label
+from cases.review import WITHHELD_TEXT, decisions_visible_to
+from cases.searches import candidates_of_search
+from rfr.engine import image_limits
 
 PROBE_PREVIEW_MAX_SIDE = 900
 
@@ -35,8 +42,6 @@ def _png_flowable(image_bgr: np.ndarray, width_mm: float) -> Image:
 
 
 def _probe_with_box(search: Search) -> np.ndarray | None:
-    from rfr.engine import image_limits
-
     probe = search.face.probe
     try:
         with probe.original.open("rb") as handle:
@@ -147,12 +152,12 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         ),
         Paragraph("Candidates", styles["Heading2"]),
     ]
-    candidates = list(selectors.candidates_of_search(search=search))
+    candidates = list(candidates_of_search(search=search))
     rows: list[list[Any]] = [
         [Paragraph(f"<b>{h}</b>", small) for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")]
     ]
     for candidate in candidates:
-        decisions, withheld = selectors.decisions_visible_to(candidate=candidate, viewer=generated_by)
+        decisions, withheld = decisions_visible_to(candidate=candidate, viewer=generated_by)
         decided = "<br/>".join(
             f"{_text(d.get_stage_display())}: {_text(d.get_decision_display())}"
             f" by {_text(d.reviewer.get_username())} at {_text(when(d.created_at))}."
@@ -160,7 +165,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             for d in decisions
         )
         if withheld:  # the second reviewer must not read the first assessment before giving their own
-            decided = "<br/>".join(filter(None, [decided, _text(selectors.WITHHELD_TEXT)]))
+            decided = "<br/>".join(filter(None, [decided, _text(WITHHELD_TEXT)]))
         rows.append(
             [
                 Paragraph(str(candidate.rank), small),
@@ -214,3 +219,17 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     )
     document.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
+
+
+def search_report_download_record(
+    *, search: Search, user: AbstractBaseUser, sha256: str, request: HttpRequest | None = None
+) -> None:
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.SEARCH_REPORT_DOWNLOADED,
+            actor=user,
+            target=search,
+            case_id=search.case_id,
+            request=request,
+            detail={"report_sha256": sha256},
+        )

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import demo
+from cases import demo
 
 URL = "http://127.0.0.1:8000"
 

@@ -1,20 +1,23 @@
-"""Writes on cases. Each change and its audit event commit together or not at all.
+"""A case's life: opening it, who may work on it, closing it. Each change commits with its audit event.
 
-Callers fetch the case with cases.selectors.case_get_for_user first; these services then apply the rules of
-who may do what (only the owner manages members; the owner or a team supervisor closes).
+Callers fetch the case with cases.access.case_get_for_user first; these services then apply the rules of
+who may do what (only the owner manages members; the owner or a team supervisor closes; a closed case takes
+no new work).
 """
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.models import Team
+from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Case, Team
+from cases.models import Case
 from cases.permissions import case_member_grant, case_member_ids, case_member_revoke, case_owner_grant
+from rfr.errors import Conflict, Forbidden, InvalidInput
 
 
 def case_create(
@@ -31,17 +34,20 @@ def case_create(
     """Open a case owned by `owner`. Without `team`, an owner who belongs to exactly one team gets that
     team, so that the case falls under its supervisors' oversight."""
     if purpose not in Case.Purpose.values:
-        raise ValidationError({"purpose": f"Choose one of {', '.join(Case.Purpose.values)}."})
+        message = f"Choose one of {', '.join(Case.Purpose.values)}."
+        raise InvalidInput("invalid_purpose", message, fields={"purpose": [message]})
     if not reference.strip() or not title.strip():
-        raise ValidationError("A case needs a reference and a title.")
+        raise InvalidInput("reference_and_title_required", "A case needs a reference and a title.")
     if not legal_basis.strip():
-        raise ValidationError({"legal_basis": "State the lawful basis for searching images in this case."})
+        message = "State the lawful basis for searching images in this case."
+        raise InvalidInput("legal_basis_required", message, fields={"legal_basis": [message]})
     owner_teams = Team.objects.filter(members=owner.pk)
     if team is None:
         only = list(owner_teams[:2])
         team = only[0] if len(only) == 1 else None
     elif not owner_teams.filter(pk=team.pk).exists():
-        raise ValidationError({"team": "You can only open a case for a team you belong to."})
+        message = "You can only open a case for a team you belong to."
+        raise InvalidInput("invalid_team", message, fields={"team": [message]})
     with transaction.atomic():
         case = Case.objects.create(
             owner=owner,  # type: ignore[misc]
@@ -54,7 +60,7 @@ def case_create(
         )  # post_save (cases.signals) gives the team's supervisor group view on the case
         case_owner_grant(case)
         audit_event_record(
-            action="case.created",
+            action=AuditAction.CASE_CREATED,
             actor=owner,
             target=case,
             case_id=case.pk,
@@ -66,7 +72,7 @@ def case_create(
 
 def _require_owner(case: Case, user: AbstractBaseUser, doing: str) -> None:
     if case.owner_id != user.pk:
-        raise PermissionDenied(f"Only the case owner can {doing}.")
+        raise Forbidden("owner_only", f"Only the case owner can {doing}.")
 
 
 def case_member_add(
@@ -74,17 +80,17 @@ def case_member_add(
 ) -> None:
     _require_owner(case, added_by, "add members")
     if not case.is_open:
-        raise ValidationError("The case is closed; members cannot be added.")
+        raise Conflict("case_closed", "The case is closed; members cannot be added.")
     if user.pk == case.owner_id:
-        raise ValidationError("The owner already has access to the case.")
+        raise Conflict("already_member", "The owner already has access to the case.")
     if not user.is_active:
-        raise ValidationError("That account is disabled.")
+        raise InvalidInput("user_inactive", "That account is disabled.")
     if user.pk in case_member_ids(case):
-        raise ValidationError(f"{user.get_username()} is already a member of this case.")
+        raise Conflict("already_member", f"{user.get_username()} is already a member of this case.")
     with transaction.atomic():
         case_member_grant(case, user)
         audit_event_record(
-            action="case.member_added",
+            action=AuditAction.CASE_MEMBER_ADDED,
             actor=added_by,
             target=case,
             case_id=case.pk,
@@ -98,11 +104,11 @@ def case_member_remove(
 ) -> None:
     _require_owner(case, removed_by, "remove members")
     if user.pk not in case_member_ids(case):
-        raise ValidationError(f"{user.get_username()} is not a member of this case.")
+        raise Conflict("not_a_member", f"{user.get_username()} is not a member of this case.")
     with transaction.atomic():
         case_member_revoke(case, user)
         audit_event_record(
-            action="case.member_removed",
+            action=AuditAction.CASE_MEMBER_REMOVED,
             actor=removed_by,
             target=case,
             case_id=case.pk,
@@ -116,16 +122,18 @@ def case_close(
 ) -> Case:
     is_supervisor = case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=closed_by.pk).exists()
     if case.owner_id != closed_by.pk and not is_supervisor:
-        raise PermissionDenied("Only the case owner or a supervisor of its team can close the case.")
+        raise Forbidden(
+            "owner_or_supervisor_only", "Only the case owner or a supervisor of its team can close the case."
+        )
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
         if not locked.is_open:
-            raise ValidationError("The case is already closed.")
+            raise Conflict("case_closed", "The case is already closed.")
         locked.status = Case.Status.CLOSED
         locked.closed_at = timezone.now()
         locked.save(update_fields=["status", "closed_at", "updated_at"])
         audit_event_record(
-            action="case.closed",
+            action=AuditAction.CASE_CLOSED,
             actor=closed_by,
             target=locked,
             case_id=locked.pk,
@@ -134,3 +142,11 @@ def case_close(
         )
     case.status, case.closed_at = locked.status, locked.closed_at
     return locked
+
+
+def case_require_open(*, case: Case, action: str) -> None:
+    if not case.is_open:
+        raise Conflict(
+            "case_closed",
+            f"Case {case.reference} is closed, so {action} is not possible. Ask a supervisor to reopen it.",
+        )

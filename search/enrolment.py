@@ -1,7 +1,9 @@
-"""Writes for galleries: creation, enrolment (single and bulk), deletion with a reason, retention purges.
+"""Enrolment: gallery images in, one face template out per image (decode → detect → align → embed).
 
-Every change to templates goes through `index_changes_record` in the same transaction, which bumps the
-gallery's index version and logs the change, so every process's index catches up (search.index).
+One image at a time (`gallery_image_enrol`, for small uploads and the admin), or in bulk from a CSV of
+files (`enrolment_run_create` then `enrolment_run_execute`): a run's work items are kept in the database,
+processed in batches in this process or on the inference queue's workers, each image committing on its own
+with its template and index change, so a run that dies resumes where it stopped with identical templates.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +25,20 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from tqdm import tqdm
 
+from audit.actions import AuditAction
 from audit.services import audit_event_record
 from faceengine import AnalysedFace, FaceEngine, ImageRejected, decode_image
 from faceengine.engine import primary_face_index
-from search.models import (
-    EnrolmentItem,
-    EnrolmentRun,
-    Gallery,
-    GalleryImage,
-    IndexChange,
-    IndexState,
-    Subject,
-    Template,
-)
 from rfr.engine import active_engine, image_limits
+from rfr.errors import InvalidInput
+from rfr.queues import TaskName, task_enqueue
+from search.index.changes import index_changes_record
+from search.index.live import get_index, index_pack_keys
+from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, IndexChange, Subject, Template
 
 logger = logging.getLogger(__name__)
 
@@ -51,61 +50,11 @@ STALL_WARNING_SECONDS = 120
 SUBJECT_COLUMNS = ("subject_ref", "identity")
 
 
-class EnrolmentError(Exception):
+class EnrolmentError(InvalidInput):
     """An image that cannot be enrolled, with a message fit to show the person who supplied it."""
 
-
-# -- galleries ----------------------------------------------------------------------------------------------
-def gallery_create(
-    *,
-    name: str,
-    kind: str,
-    description: str = "",
-    provenance: str = "",
-    retention_days: int | None = None,
-    index_mode: str = Gallery.IndexMode.EXACT,
-    actor: Actor = None,
-    request: HttpRequest | None = None,
-) -> Gallery:
-    if kind not in Gallery.Kind.values:
-        raise ValueError(f"kind must be one of {', '.join(Gallery.Kind.values)}")
-    if index_mode not in Gallery.IndexMode.values:
-        raise ValueError(f"index mode must be one of {', '.join(Gallery.IndexMode.values)}")
-    with transaction.atomic():
-        gallery = Gallery.objects.create(
-            name=name,
-            kind=kind,
-            description=description,
-            provenance=provenance,
-            retention_days=retention_days,
-            index_mode=index_mode,
-        )
-        audit_event_record(
-            action="gallery.create",
-            actor=actor,
-            target=gallery,
-            request=request,
-            detail={"name": name, "kind": kind, "retention_days": retention_days, "index_mode": index_mode},
-        )
-    return gallery
-
-
-def index_changes_record(*, gallery_id: int, pack_key: str, changes: Sequence[tuple[int, str]]) -> int:
-    """Log template adds/removes and bump the index version; call inside the change's transaction."""
-    if not changes:
-        return 0
-    with transaction.atomic():  # the caller's transaction when there is one (as there should be)
-        IndexState.objects.get_or_create(gallery_id=gallery_id, pack_key=pack_key)
-        # The row lock serialises writers of one gallery's index, so versions stay gap-free and ordered.
-        state = IndexState.objects.select_for_update().get(gallery_id=gallery_id, pack_key=pack_key)
-        start = state.version
-        IndexChange.objects.bulk_create(
-            IndexChange(gallery_id=gallery_id, pack_key=pack_key, version=start + offset, template_id=tid, op=op)
-            for offset, (tid, op) in enumerate(changes, start=1)
-        )
-        state.version = start + len(changes)
-        state.save(update_fields=["version"])
-    return state.version
+    def __init__(self, message: str, code: str = "image_not_enrollable") -> None:
+        super().__init__(code, message)
 
 
 # -- enrolment of one image ---------------------------------------------------------------------------------
@@ -228,7 +177,7 @@ def gallery_image_enrol(
         )
         if enrolled is not None:
             audit_event_record(
-                action="gallery.enrol",
+                action=AuditAction.GALLERY_ENROL,
                 actor=actor,
                 target=gallery,
                 request=request,
@@ -252,7 +201,10 @@ def enrolment_entries_read(*, images_dir: Path, subjects_csv: Path) -> list[Enro
         columns = reader.fieldnames or []
         subject_column = next((c for c in SUBJECT_COLUMNS if c in columns), None)
         if "file" not in columns or subject_column is None:
-            raise ValueError(f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column")
+            raise InvalidInput(
+                "invalid_subjects_csv",
+                f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column",
+            )
         extra = [c for c in columns if c not in {"file", subject_column}]
         entries = []
         for row in reader:
@@ -287,17 +239,23 @@ def enrolment_run_create(
         )
         items = []
         for entry in entries:
+            # A CSV row naming a file outside the images folder ("../../etc/passwd") is never read. Normalised
+            # rather than resolved, so a folder of symbolic links to the images still works.
+            path = Path(os.path.normpath(base / entry.path))
+            outside = not path.is_relative_to(base)
             items.append(
                 EnrolmentItem(
                     run=run,
-                    path=str(base / entry.path),
+                    path=str(path),
                     subject_ref=entry.subject_ref[:120],
                     attributes=entry.attributes,
+                    status=EnrolmentItem.Status.FAILED if outside else EnrolmentItem.Status.PENDING,
+                    message="path is outside the images folder" if outside else "",
                 )
             )
         EnrolmentItem.objects.bulk_create(items, batch_size=2000)
         audit_event_record(
-            action="gallery.enrol_start",
+            action=AuditAction.GALLERY_ENROL_START,
             actor=user,
             target=gallery,
             detail={"run_id": run.pk, "files": len(items), "source": source[:500], "by": run.actor_name},
@@ -311,10 +269,8 @@ def _item_fail(item: EnrolmentItem, message: str) -> None:
     )
 
 
-def _item_read(item: EnrolmentItem, base: Path | None) -> bytes:
+def _item_read(item: EnrolmentItem) -> bytes:
     path = Path(item.path)
-    if base is not None and not path.resolve().is_relative_to(base):
-        raise EnrolmentError("path is outside the images folder")
     if not item.subject_ref:
         raise EnrolmentError("no subject reference in the CSV row")
     try:
@@ -341,7 +297,7 @@ def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | Non
     decoded: list[tuple[EnrolmentItem, bytes, str, np.ndarray]] = []
     for item in items:
         try:
-            data = _item_read(item, None)
+            data = _item_read(item)
             sha = hashlib.sha256(data).hexdigest()
             if GalleryImage.objects.filter(gallery_id=item.run.gallery_id, sha256=sha).exists():
                 EnrolmentItem.objects.filter(pk=item.pk).update(status=EnrolmentItem.Status.SKIPPED)
@@ -373,10 +329,8 @@ def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | Non
 
 
 def _enqueue_batches(batches: list[list[int]]) -> None:
-    from search.tasks import gallery_enrol_batch
-
     for batch in batches:
-        gallery_enrol_batch.delay(batch)
+        task_enqueue(TaskName.GALLERY_ENROL_BATCH, batch)
 
 
 def enrolment_run_execute(
@@ -389,8 +343,6 @@ def enrolment_run_execute(
     on_progress: Callable[[int], None] | None = None,
 ) -> EnrolmentRun:
     """Work through the run's pending items, in this process or on Celery workers, then audit the result."""
-    from tqdm import tqdm
-
     pending = list(run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True))
     total = run.items.count()
     done_before = total - len(pending)
@@ -442,7 +394,7 @@ def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
         run.finished_at = timezone.now()
         run.save(update_fields=["counts", "status", "finished_at"])
         audit_event_record(
-            action="gallery.enrol",
+            action=AuditAction.GALLERY_ENROL,
             actor=run.actor,
             target=run.gallery,
             detail={
@@ -453,117 +405,6 @@ def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
                 **counts,
             },
         )
-    from search.index import get_index, index_pack_keys
-
     for pack_key in index_pack_keys(run.gallery_id):
         get_index().save(run.gallery_id, pack_key)
     return run
-
-
-# -- removal ----------------------------------------------------------------------------------------------
-def _delete_images(*, images: list[GalleryImage]) -> tuple[int, int]:
-    """Delete images with their templates and index entries; files go once the transaction commits."""
-    templates = list(Template.objects.filter(image__in=images).values_list("pk", "gallery_id", "pack_key"))
-    by_index: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for pk, gallery_id, pack_key in templates:
-        by_index.setdefault((gallery_id, pack_key), []).append((pk, IndexChange.Op.REMOVE))
-    for (gallery_id, pack_key), changes in sorted(by_index.items()):
-        index_changes_record(gallery_id=gallery_id, pack_key=pack_key, changes=changes)
-    files = [(image.file.storage, image.file.name) for image in images if image.file.name]
-    Template.objects.filter(pk__in=[pk for pk, _, _ in templates]).delete()
-    GalleryImage.objects.filter(pk__in=[image.pk for image in images]).delete()
-
-    def remove_files() -> None:
-        for storage, name in files:
-            try:
-                storage.delete(str(name))
-            except OSError:
-                logger.exception("could not delete gallery file %s", name)
-
-    transaction.on_commit(remove_files)
-    return len(images), len(templates)
-
-
-def _require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValueError("A reason is required to delete gallery data.")
-    return reason[:1000]
-
-
-def subject_delete(*, subject: Subject, reason: str, actor: Actor = None, request: HttpRequest | None = None) -> dict:
-    """Delete a subject, its images, files and templates; effective for searches as soon as it commits."""
-    reason = _require_reason(reason)
-    with transaction.atomic():
-        subject = Subject.objects.select_for_update().select_related("gallery").get(pk=subject.pk)
-        images, templates = _delete_images(images=list(subject.images.all()))
-        detail = {
-            "gallery": subject.gallery.name,
-            "gallery_id": subject.gallery_id,
-            "subject_id": subject.pk,
-            "external_ref": subject.external_ref,
-            "images_deleted": images,
-            "templates_deleted": templates,
-            "reason": reason,
-        }
-        audit_event_record(action="gallery.subject_delete", actor=actor, target=subject, request=request, detail=detail)
-        subject.delete()
-    return detail
-
-
-def gallery_image_delete(
-    *, image: GalleryImage, reason: str, actor: Actor = None, request: HttpRequest | None = None
-) -> dict:
-    reason = _require_reason(reason)
-    with transaction.atomic():
-        image = GalleryImage.objects.select_for_update().select_related("gallery", "subject").get(pk=image.pk)
-        _, templates = _delete_images(images=[image])
-        detail = {
-            "gallery": image.gallery.name,
-            "gallery_id": image.gallery_id,
-            "subject_id": image.subject_id,
-            "external_ref": image.subject.external_ref,
-            "gallery_image_id": image.pk,
-            "templates_deleted": templates,
-            "reason": reason,
-        }
-        audit_event_record(action="gallery.image_delete", actor=actor, target=image, request=request, detail=detail)
-    return detail
-
-
-def gallery_purge_expired(*, gallery: Gallery | None = None, actor: Actor = None, now: Any = None) -> dict[str, int]:
-    """Apply retention rules: delete images older than their gallery's retention_days (by capture date,
-    or enrolment date where none was given), and subjects left with no images. Returns counts per gallery."""
-    now = now or timezone.now()
-    galleries = Gallery.objects.filter(retention_days__isnull=False)
-    if gallery is not None:
-        galleries = galleries.filter(pk=gallery.pk)
-    purged: dict[str, int] = {}
-    for each in galleries:
-        assert each.retention_days is not None
-        cutoff = now - timedelta(days=each.retention_days)
-        expired = Q(captured_at__lt=cutoff.date()) | Q(captured_at__isnull=True, enrolled_at__lt=cutoff)
-        reason = f"retention rule: older than {each.retention_days} days (before {cutoff.date().isoformat()})"
-        with transaction.atomic():
-            images = list(GalleryImage.objects.select_for_update().filter(expired, gallery=each))
-            if not images:
-                continue
-            subject_ids = {image.subject_id for image in images}
-            count, templates = _delete_images(images=images)
-            emptied = Subject.objects.filter(pk__in=subject_ids, images__isnull=True)
-            subjects = emptied.count()
-            emptied.delete()
-            audit_event_record(
-                action="gallery.purge",
-                actor=actor,
-                target=each,
-                detail={
-                    "gallery": each.name,
-                    "images_deleted": count,
-                    "templates_deleted": templates,
-                    "subjects_deleted": subjects,
-                    "reason": reason,
-                },
-            )
-        purged[each.name] = count
-    return purged

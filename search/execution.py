@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
-from search.index import get_index
+from rfr.errors import InvalidInput, NotFound
+from search.index.live import get_index
 from search.models import Gallery, Subject, Template
 
 TOP_K_DEFAULT = 50
@@ -49,15 +50,15 @@ def search_galleries(
     never appears, even if an index has not caught up yet.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= TOP_K_MAX:
-        raise ValueError(f"top_k must be a whole number from 1 to {TOP_K_MAX} (got {top_k!r}).")
+        raise InvalidInput("invalid_top_k", f"top_k must be a whole number from 1 to {TOP_K_MAX} (got {top_k!r}).")
     query = np.asarray(template, dtype=np.float32)
     if query.ndim != 1 or query.size == 0 or not np.all(np.isfinite(query)):
-        raise ValueError("template must be a one-dimensional array of finite numbers.")
+        raise InvalidInput("invalid_template", "template must be a one-dimensional array of finite numbers.")
     unique_ids = sorted(set(gallery_ids))
     galleries = dict(Gallery.objects.filter(pk__in=unique_ids).values_list("pk", "name"))
     missing = [gid for gid in unique_ids if gid not in galleries]
     if missing:
-        raise ValueError(f"Unknown gallery ids: {missing}.")
+        raise NotFound("unknown_gallery", f"Unknown gallery ids: {missing}.")
     if not unique_ids:
         return []
     fetch = top_k + _FETCH_MARGIN

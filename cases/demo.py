@@ -17,14 +17,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from accounts.models import Team
 from accounts.roles import ADMIN, INVESTIGATOR, SUPERVISOR, user_has_role
-from accounts.services import team_member_add, team_supervisor_add, user_role_grant
-from audit.services import audit_event_record
-from cases.models import Case, Team
+from accounts.services import (
+    team_create,
+    team_member_add,
+    team_supervisor_add,
+    user_create,
+    user_password_set,
+    user_role_grant,
+)
+from cases.lifecycle import case_create
+from cases.models import Case
+from faceengine import decode_image
+from rfr.engine import active_engine, image_limits
+from search.enrolment import (
+    EnrolmentEntry,
+    EnrolmentError,
+    enrolment_run_create,
+    enrolment_run_execute,
+    gallery_image_enrol,
+)
+from search.galleries import gallery_create
+from search.models import EnrolmentItem, EnrolmentRun, Gallery
 
 DEMO_TEAM_NAME = "DEMO Team A"
 DEMO_GALLERY_NAME = "DEMO gallery — research images, not real custody data"
@@ -72,16 +92,7 @@ def demo_password_generate() -> str:
 
 # -- team and users ------------------------------------------------------------------------------------------
 def demo_team_ensure() -> Team:
-    with transaction.atomic():
-        team, created = Team.objects.get_or_create(name=DEMO_TEAM_NAME)
-        if created:
-            audit_event_record(
-                action="team.created",
-                actor=None,
-                target=team,
-                detail={"name": team.name, "by": DEMO_ACTOR_NAME},
-            )
-    return team
+    return team_create(name=DEMO_TEAM_NAME, created_by=None, by=DEMO_ACTOR_NAME)
 
 
 def _demo_user_memberships_ensure(*, user: AbstractBaseUser, spec: DemoUser, team: Team) -> None:
@@ -104,17 +115,14 @@ def demo_users_ensure() -> dict[str, str]:
             user = user_model.objects.filter(username=spec.username).first()
             if user is None:
                 password = demo_password_generate()
-                user = user_model.objects.create_user(
+                user = user_create(
                     username=spec.username,
                     password=password,
+                    created_by=None,
                     first_name=spec.first_name,
                     last_name=spec.last_name,
-                )
-                audit_event_record(
-                    action="user.created",
-                    actor=None,
-                    target=user,
-                    detail={"username": spec.username, "role": spec.role, "by": DEMO_ACTOR_NAME},
+                    role=spec.role,
+                    by=DEMO_ACTOR_NAME,
                 )
                 created[spec.username] = password
             _demo_user_memberships_ensure(user=user, spec=spec, team=team)
@@ -126,20 +134,12 @@ def demo_passwords_reset() -> dict[str, str]:
     user_model = get_user_model()
     reset: dict[str, str] = {}
     for spec in DEMO_USERS:
-        with transaction.atomic():
-            user = user_model.objects.select_for_update().filter(username=spec.username).first()
-            if user is None:
-                continue
-            password = demo_password_generate()
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            audit_event_record(
-                action="user.password_reset",
-                actor=None,
-                target=user,
-                detail={"username": spec.username, "by": DEMO_ACTOR_NAME},
-            )
-            reset[spec.username] = password
+        user = user_model.objects.filter(username=spec.username).first()
+        if user is None:
+            continue
+        password = demo_password_generate()
+        user_password_set(user=user, password=password, set_by=None, by=DEMO_ACTOR_NAME)
+        reset[spec.username] = password
     return reset
 
 
@@ -187,9 +187,6 @@ def celeba_available(faces_data: Path) -> bool:
 
 
 def _demo_gallery_get_or_create(provenance: str, description: str) -> tuple[Any, bool]:
-    from search.models import Gallery
-    from search.services import gallery_create
-
     gallery = Gallery.objects.filter(name=DEMO_GALLERY_NAME).first()
     if gallery is not None:
         return gallery, False
@@ -203,9 +200,6 @@ def _demo_gallery_get_or_create(provenance: str, description: str) -> tuple[Any,
 
 
 def _demo_gallery_celeba(*, faces_data: Path, identities: int, progress: bool) -> DemoGallery:
-    from search.models import EnrolmentItem, EnrolmentRun
-    from search.services import EnrolmentEntry, enrolment_run_create, enrolment_run_execute
-
     images_dir = (faces_data / "celeba" / "images").resolve()
     gallery, created = _demo_gallery_get_or_create(
         provenance=(
@@ -261,11 +255,6 @@ def _demo_gallery_celeba(*, faces_data: Path, identities: int, progress: bool) -
 def _demo_face_crops(image_bytes: bytes) -> list[bytes]:
     """Each face of a group photo cut out with a margin, left to right, as JPEG bytes (deterministic, so a
     re-run produces the same bytes and enrolment recognises them as already enrolled)."""
-    import cv2
-
-    from faceengine import decode_image
-    from rfr.engine import active_engine, image_limits
-
     image = decode_image(image_bytes, image_limits())
     faces = sorted(active_engine().analyse(image), key=lambda face: face.box[0])
     crops = []
@@ -282,8 +271,6 @@ def _demo_face_crops(image_bytes: bytes) -> list[bytes]:
 
 
 def _demo_gallery_insightface(*, images_dir: Path) -> DemoGallery:
-    from search.services import EnrolmentError, gallery_image_enrol
-
     provenance = (
         f"Sample photos shipped in the insightface Python package ({images_dir}: t1.jpg, a group of six, "
         "each face cut out as its own subject, and Tom_Hanks_54745.png). Loaded by `manage.py demo_setup` "
@@ -338,8 +325,6 @@ def demo_gallery_ensure(
 
 # -- case ------------------------------------------------------------------------------------------------------
 def demo_case_ensure() -> tuple[Case, bool]:
-    from cases.services import case_create
-
     owner = get_user_model().objects.get(username=DEMO_USERS[0].username)
     case = Case.objects.filter(reference=DEMO_CASE_REFERENCE, owner=owner).first()
     if case is not None:

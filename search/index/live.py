@@ -5,11 +5,11 @@ query); if the process holds an older version it applies the `IndexChange` rows 
 embeddings from the database, removes drop the ids), and if it holds nothing, or an index of another epoch
 or mode, it loads the newest snapshot from settings.DATA_DIR / "index" and catches up from there, or builds
 from the database when there is no usable snapshot. A worker therefore sees a change made by another
-process at its next search, without a restart. Snapshots are written atomically (see search.indexfiles).
+process at its next search, without a restart. Snapshots are written atomically (see search.index.snapshots).
 
 Exact mode removes ids from the flat index. Approximate mode (PQ fast scan + exact re-rank, flat below
-search.indexfiles.APPROX_MIN_TEMPLATES) keeps removed ids as tombstones that are filtered out of results
-until the next rebuild. Callers (search.selectors) filter hits
+search.index.snapshots.APPROX_MIN_TEMPLATES) keeps removed ids as tombstones that are filtered out of results
+until the next rebuild. Callers (search.execution) filter hits
 against the database as well, so a deletion is effective the moment it commits.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
-from search.indexfiles import (
+from search.index.snapshots import (
     APPROXIMATE,
     REFINE_FACTOR,
     SnapshotHeader,

@@ -1,0 +1,104 @@
+"""The closed vocabulary of audit actions. Every audit row's `action` is one of these values.
+
+Call sites pass a member (`AuditAction.CASE_CREATED`), never a string: `audit_event_record` refuses anything
+else, so a new kind of event is added here first, with its description, and documented in
+docs/audit-and-permissions.md (a test checks that every member is there). The values are what the rows hold;
+they never change once released, because the hash chain covers them and filters use them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # Sign-in
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGOUT = "auth.logout"
+    AUTH_LOGIN_FAILED = "auth.login_failed"
+    AUTH_LOCKOUT = "auth.lockout"
+    AUTH_TOKEN_OBTAINED = "auth.token_obtained"
+    AUTH_TOTP_ENROLLED = "auth.totp_enrolled"
+    AUTH_TOTP_VERIFIED = "auth.totp_verified"
+    # Users, roles and teams
+    USER_CREATED = "user.created"
+    USER_PASSWORD_RESET = "user.password_reset"
+    ROLE_GRANTED = "role.granted"
+    ROLE_REVOKED = "role.revoked"
+    TEAM_CREATED = "team.created"
+    TEAM_MEMBER_ADDED = "team.member_added"
+    TEAM_MEMBER_REMOVED = "team.member_removed"
+    TEAM_SUPERVISOR_ADDED = "team.supervisor_added"
+    TEAM_SUPERVISOR_REMOVED = "team.supervisor_removed"
+    # Cases
+    CASE_CREATED = "case.created"
+    CASE_MEMBER_ADDED = "case.member_added"
+    CASE_MEMBER_REMOVED = "case.member_removed"
+    CASE_CLOSED = "case.closed"
+    CASE_RETENTION_PURGED = "case.retention_purged"
+    # Probes and their faces
+    PROBE_UPLOADED = "probe.uploaded"
+    PROBE_PROCESSED = "probe.processed"
+    PROBE_FAILED = "probe.failed"
+    PROBE_FACE_DRAWN = "probe.face_drawn"
+    # Searches, candidates and decisions
+    SEARCH_REQUESTED = "search.requested"
+    SEARCH_COMPLETED = "search.completed"
+    SEARCH_FAILED = "search.failed"
+    SEARCH_CANDIDATES_VIEWED = "search.candidates_viewed"
+    SEARCH_REPORT_DOWNLOADED = "search.report_downloaded"
+    CANDIDATE_VIEWED = "candidate.viewed"
+    CANDIDATE_DECIDED = "candidate.decided"
+    # Galleries
+    GALLERY_CREATE = "gallery.create"
+    GALLERY_ENROL_START = "gallery.enrol_start"
+    GALLERY_ENROL = "gallery.enrol"
+    GALLERY_IMAGE_DELETE = "gallery.image_delete"
+    GALLERY_SUBJECT_DELETE = "gallery.subject_delete"
+    GALLERY_PURGE = "gallery.purge"
+    # The audit trail itself
+    AUDIT_EXPORTED = "audit.exported"
+
+
+# What each action records, shown in the audit filter and kept in step with docs/audit-and-permissions.md.
+AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
+    AuditAction.AUTH_LOGIN: "A user signed in on the web.",
+    AuditAction.AUTH_LOGOUT: "A user signed out.",
+    AuditAction.AUTH_LOGIN_FAILED: "A sign-in failed: attempted username and reason (never the password).",
+    AuditAction.AUTH_LOCKOUT: "A username and address were locked out after repeated failures.",
+    AuditAction.AUTH_TOKEN_OBTAINED: "A user exchanged their credentials for an API token.",
+    AuditAction.AUTH_TOTP_ENROLLED: "A user set up an authenticator app.",
+    AuditAction.AUTH_TOTP_VERIFIED: "A session was verified with the authenticator app.",
+    AuditAction.USER_CREATED: "A user account was created: username and by whom.",
+    AuditAction.USER_PASSWORD_RESET: "A user's password was set by someone else (e.g. demo set-up).",
+    AuditAction.ROLE_GRANTED: "A role (investigator, supervisor, admin) was granted to a user.",
+    AuditAction.ROLE_REVOKED: "A role was taken from a user.",
+    AuditAction.TEAM_CREATED: "A team was created.",
+    AuditAction.TEAM_MEMBER_ADDED: "A user joined a team.",
+    AuditAction.TEAM_MEMBER_REMOVED: "A user left a team.",
+    AuditAction.TEAM_SUPERVISOR_ADDED: "A user became a supervisor of a team (and sees its cases).",
+    AuditAction.TEAM_SUPERVISOR_REMOVED: "A user stopped supervising a team.",
+    AuditAction.CASE_CREATED: "A case was opened: reference, purpose, team.",
+    AuditAction.CASE_MEMBER_ADDED: "The owner gave a user access to a case.",
+    AuditAction.CASE_MEMBER_REMOVED: "The owner took a user's access to a case away.",
+    AuditAction.CASE_CLOSED: "A case was closed, with the reason.",
+    AuditAction.CASE_RETENTION_PURGED: "A closed case's probes and results were deleted under the retention rule.",
+    AuditAction.PROBE_UPLOADED: "A probe image was added: sha256, file name, size, source, capture time, lawful basis.",
+    AuditAction.PROBE_PROCESSED: "Faces were found in a probe: how many, with which model pack.",
+    AuditAction.PROBE_FAILED: "A probe could not be processed: code and message.",
+    AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
+    AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
+    AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
+    AuditAction.SEARCH_FAILED: "A search could not be completed.",
+    AuditAction.SEARCH_CANDIDATES_VIEWED: "Someone viewed a search's candidate list (page or API).",
+    AuditAction.SEARCH_REPORT_DOWNLOADED: "Someone downloaded a search's PDF report: its sha256.",
+    AuditAction.CANDIDATE_VIEWED: "Someone opened one candidate side by side with the probe face.",
+    AuditAction.CANDIDATE_DECIDED: "A person assessed a candidate: stage, verdict, rationale, resulting outcome.",
+    AuditAction.GALLERY_CREATE: "A gallery was created: name, kind, retention, index mode.",
+    AuditAction.GALLERY_ENROL_START: "A bulk enrolment run started: files listed, source.",
+    AuditAction.GALLERY_ENROL: "Images were enrolled into a gallery (one image, or a run's final counts).",
+    AuditAction.GALLERY_IMAGE_DELETE: "A gallery image and its templates were deleted, with the reason.",
+    AuditAction.GALLERY_SUBJECT_DELETE: "A gallery subject with all images and templates was deleted, with the reason.",
+    AuditAction.GALLERY_PURGE: "Gallery images past their retention period were deleted.",
+    AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
+}

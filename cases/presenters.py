@@ -1,0 +1,64 @@
+"""How case objects read to a person, shared by the pages, the API and the PDF report so they never disagree:
+the words for a candidate's state (always with the intelligence-only wording for a possible match), a face's
+quality warnings in plain language, and the progress of long work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
+from faceengine.quality import WARNING_TEXT
+
+
+def candidate_label(candidate: Candidate) -> str:
+    """The words shown for a candidate; a possible match always carries the intelligence-only wording."""
+    outcome = candidate.outcome
+    if outcome == Candidate.Outcome.POSSIBLE_MATCH:
+        return f"{POSSIBLE_MATCH_WORDING} (awaiting an independent second review; not released)"
+    if outcome == Candidate.Outcome.RELEASED:
+        return f"{POSSIBLE_MATCH_WORDING} (agreed by a second reviewer; released to the case)"
+    if outcome == Candidate.Outcome.DISPUTED:
+        return "Not released: the second reviewer did not agree that this is a possible match"
+    return str(candidate.get_outcome_display())
+
+
+def face_warnings(face: ProbeFace) -> list[tuple[str, str]]:
+    """(code, plain-language text) for each quality warning on the face."""
+    return [(code, WARNING_TEXT.get(code, code)) for code in face.warnings]
+
+
+def face_view(face: ProbeFace) -> dict[str, Any]:
+    return {"face": face, "warnings": face_warnings(face), "very_small": "very_small" in face.warnings}
+
+
+def _error(code: str, message: str) -> dict[str, str] | None:
+    return {"code": code, "message": message} if code else None
+
+
+def probe_progress(probe: Probe) -> dict[str, Any]:
+    """What a progress bar polls while a probe is processed."""
+    return {
+        "id": probe.pk,
+        "status": probe.status,
+        "status_text": probe.get_status_display(),
+        "progress": probe.progress,
+        "faces": probe.faces.count(),
+        "error": _error(probe.error_code, probe.error_message),
+    }
+
+
+def search_progress(search: Search) -> dict[str, Any]:
+    """What a progress bar polls while a search runs."""
+    return {
+        "id": search.pk,
+        "status": search.status,
+        "status_text": search.get_status_display(),
+        "progress": search.progress,
+        "error": _error(search.error_code, search.error_message),
+    }
+
+
+def outcome_error(code: str, message: str) -> dict[str, str] | None:
+    """A stored processing failure (probe or search) as the API shows it."""
+    return _error(code, message)

@@ -1,0 +1,172 @@
+"""Review: a person assesses each candidate, and a possible match is released only when a second, different
+reviewer agrees. Until then every page, API response and report reads "possible match — intelligence only,
+not an identification", and the first assessment is withheld from everyone but its author, so the second
+review is independent. Opening a candidate is recorded. Each change commits with its audit event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.http import HttpRequest
+
+import faceengine
+from audit.actions import AuditAction
+from audit.services import audit_event_record
+from cases.models import Candidate, Decision
+from faceengine.align import align_face
+from rfr.engine import image_limits
+from rfr.errors import Conflict, Forbidden, InvalidInput
+from search.galleries import gallery_template_get
+from search.models import Template
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def user_is_second_reviewer(*, user: AbstractBaseUser) -> bool:
+    groups = list(settings.RFR_SECOND_REVIEWER_GROUPS)
+    return bool(getattr(user, "is_active", False)) and user.groups.filter(name__in=groups).exists()  # type: ignore[attr-defined]
+
+
+def candidate_decision_record(
+    *,
+    candidate: Candidate,
+    reviewer: AbstractBaseUser,
+    decision: str,
+    rationale: str,
+    request: HttpRequest | None = None,
+) -> Decision:
+    """Record a person's assessment; the second, independent one decides if a possible match is released."""
+    if decision not in Decision.Verdict.values:
+        choices = ", ".join(Decision.Verdict.values)
+        raise InvalidInput("invalid_decision", f"The decision must be one of: {choices}.")
+    rationale = (rationale or "").strip()
+    if not rationale:
+        raise InvalidInput("rationale_required", "Give the reasons for your decision; they are recorded.")
+    with transaction.atomic():
+        locked = Candidate.objects.select_for_update().select_related("search").get(pk=candidate.pk)
+        previous = list(locked.decisions.all())
+        if any(d.reviewer_id == reviewer.pk for d in previous):
+            raise Conflict(
+                "already_decided",
+                "You have already recorded a decision on this candidate. A second review must come from"
+                " a different person.",
+            )
+        if len(previous) >= 2:
+            raise Conflict("already_reviewed", "This candidate already has its assessment and second review.")
+        if previous:
+            first = previous[0]
+            if first.decision != Decision.Verdict.POSSIBLE_MATCH:
+                raise Conflict(
+                    "review_not_needed",
+                    "Only a possible match goes to a second review; this candidate was assessed as"
+                    f" '{first.get_decision_display()}'.",
+                )
+            if not user_is_second_reviewer(user=reviewer):
+                groups = " or ".join(settings.RFR_SECOND_REVIEWER_GROUPS)
+                raise Forbidden(
+                    "second_reviewer_required",
+                    f"The second review must be given by a {groups}; ask one to review this candidate.",
+                )
+            stage = Decision.Stage.SECOND
+            outcome = (
+                Candidate.Outcome.RELEASED
+                if decision == Decision.Verdict.POSSIBLE_MATCH
+                else Candidate.Outcome.DISPUTED
+            )
+        else:
+            stage = Decision.Stage.FIRST
+            outcome = {
+                Decision.Verdict.POSSIBLE_MATCH: Candidate.Outcome.POSSIBLE_MATCH,
+                Decision.Verdict.NOT_A_MATCH: Candidate.Outcome.NOT_A_MATCH,
+                Decision.Verdict.INCONCLUSIVE: Candidate.Outcome.INCONCLUSIVE,
+            }[Decision.Verdict(decision)]
+        record = Decision.objects.create(
+            candidate=locked,
+            reviewer=reviewer,
+            stage=stage,  # type: ignore[misc]
+            decision=decision,
+            rationale=rationale,
+        )
+        locked.outcome = outcome
+        locked.save(update_fields=["outcome"])
+        audit_event_record(
+            action=AuditAction.CANDIDATE_DECIDED,
+            actor=reviewer,
+            target=record,
+            case_id=locked.search.case_id,
+            request=request,
+            detail={
+                "candidate_id": locked.pk,
+                "search_id": locked.search_id,
+                "rank": locked.rank,
+                "subject_ref": locked.subject_ref,
+                "stage": stage,
+                "decision": decision,
+                "outcome": outcome,
+                "rationale": rationale,
+            },
+        )
+    candidate.outcome = outcome
+    return record
+
+
+def candidate_view_record(
+    *, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest | None = None
+) -> None:
+    """Opening a candidate beside the probe face is itself an event on the record."""
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.CANDIDATE_VIEWED,
+            actor=viewer,
+            target=candidate,
+            case_id=candidate.search.case_id,
+            request=request,
+            detail={"search_id": candidate.search_id, "rank": candidate.rank, "subject_ref": candidate.subject_ref},
+        )
+
+
+def candidate_gallery_template(*, candidate: Candidate) -> Template | None:
+    """The gallery template a candidate came from, or None once the gallery image has been deleted."""
+    return gallery_template_get(template_id=candidate.template_id)
+
+
+def candidate_aligned_crop(*, candidate: Candidate) -> np.ndarray | None:
+    """The candidate's face aligned as the probe face was (112x112 BGR), rebuilt from the gallery image."""
+    template = candidate_gallery_template(candidate=candidate)
+    if template is None:
+        return None
+    try:
+        with template.image.file.open("rb") as handle:
+            image = faceengine.decode_image(handle.read(), image_limits())
+    except (FileNotFoundError, faceengine.ImageRejected):
+        return None
+    return align_face(image, np.asarray(template.landmarks, dtype=np.float32))
+
+
+# --- Independence of the second review ---------------------------------------------------------------------
+# While a possible match awaits its second review, the first assessment's verdict and rationale are shown
+# to their author only: whoever gives the second review must reach their own view without them. Once the
+# second review is recorded (or the first assessment needs none), every decision is shown to everyone on
+# the case. The same rule applies to the pages, the API, the PDF report and the case timeline.
+
+WITHHELD_TEXT = (
+    "A first assessment has been recorded. Its verdict and rationale are withheld until the independent"
+    " second review is recorded, so that the second reviewer decides without them."
+)
+
+
+def decisions_visible_to(
+    *, candidate: Candidate, viewer: AnyUser | None, decisions: Sequence[Decision] | None = None
+) -> tuple[list[Decision], int]:
+    """The candidate's decisions `viewer` may read now, and how many are withheld from them."""
+    decisions = list(candidate.decisions.all()) if decisions is None else list(decisions)
+    if candidate.outcome != Candidate.Outcome.POSSIBLE_MATCH:
+        return decisions, 0
+    viewer_id = getattr(viewer, "pk", None)
+    visible = [d for d in decisions if viewer_id is not None and d.reviewer_id == viewer_id]
+    return visible, len(decisions) - len(visible)
