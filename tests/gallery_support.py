@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.identification import natural_key
+from faceengine.evaluation import natural_key
 
 
 @pytest.fixture
