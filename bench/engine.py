@@ -26,7 +26,8 @@ import numpy as np
 from faceengine.engine import DEFAULT_DETECTOR_BACKEND, DEFAULT_RECOGNISER_BACKEND, FaceEngine, primary_face_index
 from faceengine.imageio import decode_image_file
 from faceengine.packs import ModelPack, load_pack
-from faceengine.recogniser import dynamic_batch_model, l2_normalise, to_input_tensor
+from faceengine.recogniser import l2_normalise, symbolic_batch, to_input_tensor
+from faceengine.runtime import OnnxSession
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("onnxruntime", "opencv")
@@ -76,23 +77,15 @@ def _canvas(image: np.ndarray, size: int = 640) -> np.ndarray:
 
 
 def _raw_sessions(pack: ModelPack, threads: int) -> dict[str, object]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    det_cv = cv2.dnn.readNet(str(pack.file_path(pack.detector)))
+    detector, recogniser = pack.file_path(pack.detector), pack.file_path(pack.recogniser)
+    det_cv = cv2.dnn.readNet(str(detector))
     return {
-        "det_ort": ort.InferenceSession(str(pack.file_path(pack.detector)), options, providers=providers),
+        "det_ort": OnnxSession(detector, threads=threads),
         "det_cv": det_cv,
         "det_cv_outputs": det_cv.getUnconnectedOutLayersNames(),
-        "rec_ort_fixed": ort.InferenceSession(str(pack.file_path(pack.recogniser)), options, providers=providers),
-        "rec_ort_batch": ort.InferenceSession(
-            dynamic_batch_model(pack.file_path(pack.recogniser)), options, providers=providers
-        ),
-        "rec_cv": cv2.dnn.readNetFromONNX(str(pack.file_path(pack.recogniser))),
+        "rec_ort_fixed": OnnxSession(recogniser, threads=threads),
+        "rec_ort_batch": OnnxSession(recogniser, threads=threads, edit=symbolic_batch),
+        "rec_cv": cv2.dnn.readNetFromONNX(str(recogniser)),
     }
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+from faceengine.runtime import OnnxSession, make_symbolic
 
 
 @dataclass(frozen=True)
@@ -24,22 +27,15 @@ class DetectedFace:
         }
 
 
-def dynamic_size_model(model_path: Path) -> bytes:
+def symbolic_size(model: Any) -> None:
     """YuNet with symbolic height and width: its reshapes use -1 and its upsampling uses scales, so only the
-    declared input and output shapes pin it to 640×640. Weights are untouched."""
-    import onnx
-
-    model = onnx.load(str(model_path))
+    declared input and output shapes pin it to 640×640."""
     (image_input,) = model.graph.input
     dims = image_input.type.tensor_type.shape.dim
     for index, name in ((2, "height"), (3, "width")):
-        dims[index].ClearField("dim_value")
-        dims[index].dim_param = name
+        make_symbolic(dims[index], name)
     for output in model.graph.output:
-        anchors = output.type.tensor_type.shape.dim[1]
-        anchors.ClearField("dim_value")
-        anchors.dim_param = f"{output.name}_anchors"
-    return bytes(model.SerializeToString())
+        make_symbolic(output.type.tensor_type.shape.dim[1], f"{output.name}_anchors")
 
 
 class YuNetOnnxRuntime:
@@ -48,17 +44,7 @@ class YuNetOnnxRuntime:
     strides = (8, 16, 32)
 
     def __init__(self, model_path: Path, *, score_threshold: float, nms_threshold: float, top_k: int, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            dynamic_size_model(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = OnnxSession(model_path, threads=threads, edit=symbolic_size)
         self._outputs = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in self.strides]
         self._score_threshold, self._nms_threshold, self._top_k = score_threshold, nms_threshold, top_k
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from faceengine.align import ALIGNED_SIZE, align_face
@@ -111,8 +112,6 @@ class FaceEngine:
 
     @staticmethod
     def _set_opencv_threads(threads: int) -> None:
-        import cv2
-
         cv2.setNumThreads(threads)
         # OpenCV 5 warns on every detector creation that its new graph engine ignores target hints.
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -215,8 +214,6 @@ class FaceEngine:
         # Small regions are upscaled so the detector sees the face at a size it was trained on.
         upscale = max(1.0, 160.0 / max(1, min(region.shape[:2])))
         if upscale > 1.0:
-            import cv2
-
             region = cv2.resize(region, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
         found = self.detector.detect(region)
         mapped = []

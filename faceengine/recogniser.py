@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from faceengine.runtime import OnnxSession, make_symbolic
+
 
 class Recogniser(Protocol):
     embedding_dim: int
@@ -30,15 +32,12 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def dynamic_batch_model(model_path: Path) -> bytes:
-    """The model with a symbolic batch dimension and its weights no longer declared as graph inputs.
+def symbolic_batch(model: Any) -> None:
+    """A symbolic batch dimension, and the weights no longer declared as graph inputs.
 
     SFace's exported graph fixes the batch at 1 and lists every initializer as an input, which stops
-    onnxruntime from constant-folding. Only shape metadata changes; the weights are untouched.
+    onnxruntime from constant-folding. Only shape metadata changes.
     """
-    import onnx
-
-    model = onnx.load(str(model_path))
     initializer_names = {init.name for init in model.graph.initializer}
     kept_inputs = [value for value in model.graph.input if value.name not in initializer_names]
     del model.graph.input[:]
@@ -46,9 +45,7 @@ def dynamic_batch_model(model_path: Path) -> bytes:
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
-            dims[0].ClearField("dim_value")
-            dims[0].dim_param = "batch"
-    return bytes(model.SerializeToString())
+            make_symbolic(dims[0], "batch")
 
 
 class _NetworkRecogniser:
@@ -70,20 +67,8 @@ class _NetworkRecogniser:
 
 class OnnxRuntimeRecogniser(_NetworkRecogniser):
     def __init__(self, model_path: Path, *, threads: int, **inputs: Any) -> None:
-        import onnxruntime as ort
-
         super().__init__(**inputs)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # Spinning idle threads steal the core from a second worker process on a small machine.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            dynamic_batch_model(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = OnnxSession(model_path, threads=threads, edit=symbolic_batch)
         self._input_name = self._session.get_inputs()[0].name
 
     def _forward(self, tensor: np.ndarray) -> np.ndarray:

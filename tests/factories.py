@@ -37,10 +37,10 @@ from accounts.roles import ADMIN, INVESTIGATOR, SUPERVISOR
 from accounts.services import team_member_add, team_supervisor_add, user_role_grant
 from cases.lifecycle import case_create, case_member_add
 from cases.models import Candidate, Case, Probe, ProbeFace, Search
+from faceengine.evaluation import natural_key
 from rfr.celery import app as celery_app
 from search.enrolment import EnrolmentError, gallery_image_enrol
 from search.galleries import gallery_create
-from search.identification import natural_key
 from search.index.live import get_index
 from search.models import Gallery, GalleryImage, Subject, Template
 

@@ -1,4 +1,5 @@
-"""`manage.py evaluate verification` on real LFW pairs, with a failure to enrol that must be counted."""
+"""`manage.py evaluate`: verification on real LFW pairs, with a failure to enrol that must be counted, and the
+identification adapter."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image
 
-from faceengine.metrics import best_threshold, equal_error_rate, tar_at_far
+from faceengine.evaluation import best_threshold, equal_error_rate, tar_at_far
+from tests.gallery_support import celeba_identities
 
 pytestmark = pytest.mark.embedded
 
@@ -72,3 +75,26 @@ def test_metrics_on_known_scores() -> None:
     assert at == pytest.approx(0.6) and tar == pytest.approx(0.75)
     eer, _ = equal_error_rate(scores, same)
     assert eer == pytest.approx(0.25)
+
+
+def test_identification_command_passes_engine_and_limits_and_reports_errors(
+    faces_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], pack_dir: Path
+) -> None:
+    identities = list(celeba_identities(faces_dir).items())[:5]
+    csv_path = tmp_path / "ids.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "identity"])
+        writer.writerows([file, identity] for identity, files in identities for file in files[:2])
+    images = faces_dir / "celeba" / "images"
+
+    call_command("evaluate", "identification", "--identities", str(csv_path), "--images", str(images), "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["gallery_size"] + result["fte"] == 4  # the fifth identity is kept out of the gallery
+    assert result["mated_searches"] == 4 and result["nonmated_searches"] == 2
+    call_command("evaluate", "identification", "--identities", str(csv_path), "--images", str(images))
+    assert "rank-1" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no column"):
+        call_command(
+            "evaluate", "identification", "--identities", str(csv_path), "--images", str(images), "--group-by", "sex"
+        )

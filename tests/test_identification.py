@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from search.identification import (
+from faceengine import FaceEngine
+from faceengine.evaluation import (
     format_identification_report,
     natural_key,
     run_identification,
     threshold_at_fpir,
 )
+from rfr.engine import image_limits
 from tests.factories import celeba_identities
 
 KEYS = {
@@ -40,7 +42,7 @@ def test_natural_order_and_threshold() -> None:
     assert threshold_at_fpir([], 0.01) == -math.inf
 
 
-def test_identification_on_a_celeba_subset(faces_dir: Path, tmp_path: Path) -> None:
+def test_identification_on_a_celeba_subset(engine: FaceEngine, faces_dir: Path, tmp_path: Path) -> None:
     identities = list(celeba_identities(faces_dir).items())[:10]
     csv_path = tmp_path / "ids.csv"
     with open(faces_dir / "celeba" / "identities.csv", newline="") as handle:
@@ -53,7 +55,13 @@ def test_identification_on_a_celeba_subset(faces_dir: Path, tmp_path: Path) -> N
             for file in reversed(files[:3]):
                 writer.writerow([file, identity, sex[identity]])
 
-    result = run_identification(identities_csv=csv_path, images_dir=faces_dir / "celeba" / "images", group_by="sex")
+    result = run_identification(
+        engine,
+        identities_csv=csv_path,
+        images_dir=faces_dir / "celeba" / "images",
+        group_by="sex",
+        limits=image_limits(),
+    )
     assert set(result) == KEYS
     kept_out = [identities[4], identities[9]]  # every fifth identity in natural order
     enrolled = [entry for entry in identities if entry not in kept_out]
@@ -70,4 +78,4 @@ def test_identification_on_a_celeba_subset(faces_dir: Path, tmp_path: Path) -> N
     assert "rank-1" in report and "FNIR at FPIR 0.01" in report
 
     with pytest.raises(ValueError, match="no column"):
-        run_identification(identities_csv=csv_path, images_dir=faces_dir, group_by="nonexistent")
+        run_identification(engine, identities_csv=csv_path, images_dir=faces_dir, group_by="nonexistent")

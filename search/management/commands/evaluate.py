@@ -1,4 +1,8 @@
-"""python manage.py evaluate verification|identification … — accuracy measured on labelled data."""
+"""python manage.py evaluate verification|identification … — accuracy measured on labelled data.
+
+The protocols live in faceengine.evaluation; this command supplies the active engine and the upload limits
+and prints the report (or one JSON object with --json).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from faceengine.evaluation import format_verification_report, run_verification
-from rfr.engine import active_engine
+from faceengine.evaluation import (
+    format_identification_report,
+    format_verification_report,
+    run_identification,
+    run_verification,
+)
+from rfr.engine import active_engine, image_limits
 
 
 def _progress(done: int, total: int) -> None:
@@ -55,12 +64,12 @@ class Command(BaseCommand):
                 )
                 report = format_verification_report(result)
             else:
-                from search.identification import format_identification_report, run_identification
-
                 result = run_identification(
+                    active_engine(),
                     identities_csv=options["identities"],
                     images_dir=options["images"],
                     group_by=options.get("group_by"),
+                    limits=image_limits(),
                 )
                 report = format_identification_report(result)
         except ValueError as exc:

@@ -6,7 +6,6 @@ Accuracy uses, for each fold, the threshold that maximises accuracy on the other
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,46 +14,10 @@ from typing import Any
 import numpy as np
 
 from faceengine.engine import FaceEngine
-from faceengine.errors import ImageRejected
-from faceengine.imageio import decode_image_file
-from faceengine.metrics import best_threshold, equal_error_rate, group_rates, tar_at_far
+from faceengine.evaluation.datasets import group_of, primary_template, read_groups, read_pairs
+from faceengine.evaluation.metrics import best_threshold, equal_error_rate, group_rates, tar_at_far
 
 FTE_SCORE = -1.0
-
-
-def read_pairs(pairs_csv: Path) -> list[dict[str, str]]:
-    with pairs_csv.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"fold", "left", "right", "same"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{pairs_csv} lacks the column(s) {sorted(missing)}; expected fold,left,right,same.")
-        return list(reader)
-
-
-def read_groups(spec: str, images_dir: Path) -> tuple[dict[str, str], str]:
-    """`CSV:COLUMN` → {key: group}. The CSV's first column is the key: an image path or an identity folder."""
-    if ":" not in spec:
-        raise ValueError(f"--group-by {spec!r} must look like CSV:COLUMN, e.g. lfw/sex.csv:sex.")
-    path_text, column = spec.rsplit(":", 1)
-    path = Path(path_text)
-    candidates = [path] + [base / path for base in (images_dir, *images_dir.parents[:3])]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise ValueError(f"Group file {path_text} not found (looked in the working folder and above {images_dir}).")
-    with found.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if column not in fields:
-            raise ValueError(f"{found} has no column {column!r}; it has {fields}.")
-        key = fields[0]
-        return {row[key]: (row[column] or "unknown") for row in reader}, column
-
-
-def group_of(image: str, groups: dict[str, str]) -> str:
-    for key in (image, image.split("/")[0], Path(image).stem):
-        if key in groups:
-            return groups[key]
-    return "unknown"
 
 
 def compute_templates(
@@ -67,18 +30,51 @@ def compute_templates(
     templates: dict[str, np.ndarray | None] = {}
     failures: list[str] = []
     for index, name in enumerate(files):
-        try:
-            face = engine.primary_face(decode_image_file(images_dir / name))
-        except (ImageRejected, FileNotFoundError) as exc:
-            face = None
-            failures.append(f"{name}: {getattr(exc, 'message', exc)}")
-        else:
-            if face is None:
-                failures.append(f"{name}: no face found")
-        templates[name] = None if face is None else face.template
+        templates[name], failure = primary_template(engine, images_dir / name)
+        if failure is not None:
+            failures.append(f"{name}: {failure}")
         if progress:
             progress(index + 1, len(files))
     return templates, failures
+
+
+def pair_scores(pairs: list[dict[str, str]], templates: dict[str, np.ndarray | None]) -> np.ndarray:
+    """The cosine score of each pair; FTE_SCORE where either image has no template."""
+    return np.array(
+        [
+            float(np.dot(templates[p["left"]], templates[p["right"]]))  # type: ignore[arg-type]
+            if templates[p["left"]] is not None and templates[p["right"]] is not None
+            else FTE_SCORE
+            for p in pairs
+        ]
+    )
+
+
+def verification_rates(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict[str, Any]:
+    """Cross-fold accuracy, TAR at FAR 1e-2 and 1e-3, EER and the best single threshold over all pairs."""
+    fold_accuracies, fold_thresholds = [], []
+    for fold in sorted(set(folds)):
+        held_out = folds == fold
+        train = ~held_out if len(set(folds)) > 1 else held_out
+        threshold = best_threshold(scores[train], same[train])
+        fold_thresholds.append(threshold)
+        fold_accuracies.append(float(((scores[held_out] >= threshold) == same[held_out]).mean()))
+    tar2, thr2 = tar_at_far(scores, same, 1e-2)
+    tar3, thr3 = tar_at_far(scores, same, 1e-3)
+    eer, eer_threshold = equal_error_rate(scores, same)
+    return {
+        "accuracy_mean": float(np.mean(fold_accuracies)),
+        "accuracy_std": float(np.std(fold_accuracies)),
+        "fold_accuracies": fold_accuracies,
+        "fold_thresholds": fold_thresholds,
+        "operating_threshold": best_threshold(scores, same),
+        "tar_at_far_1e-2": tar2,
+        "threshold_at_far_1e-2": thr2,
+        "tar_at_far_1e-3": tar3,
+        "threshold_at_far_1e-3": thr3,
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+    }
 
 
 def run_verification(
@@ -95,28 +91,10 @@ def run_verification(
     files = sorted({p["left"] for p in pairs} | {p["right"] for p in pairs})
     templates, failures = compute_templates(engine, images_dir, files, progress)
 
-    scores = np.array(
-        [
-            float(np.dot(templates[p["left"]], templates[p["right"]]))  # type: ignore[arg-type]
-            if templates[p["left"]] is not None and templates[p["right"]] is not None
-            else FTE_SCORE
-            for p in pairs
-        ]
-    )
+    scores = pair_scores(pairs, templates)
     same = np.array([p["same"].strip() in {"1", "true", "True"} for p in pairs])
     folds = np.array([p["fold"] for p in pairs])
-
-    fold_accuracies, fold_thresholds = [], []
-    for fold in sorted(set(folds)):
-        held_out = folds == fold
-        train = ~held_out if len(set(folds)) > 1 else held_out
-        threshold = best_threshold(scores[train], same[train])
-        fold_thresholds.append(threshold)
-        fold_accuracies.append(float(((scores[held_out] >= threshold) == same[held_out]).mean()))
-    operating_threshold = best_threshold(scores, same)
-    tar2, thr2 = tar_at_far(scores, same, 1e-2)
-    tar3, thr3 = tar_at_far(scores, same, 1e-3)
-    eer, eer_threshold = equal_error_rate(scores, same)
+    rates = verification_rates(scores, same, folds)
 
     group_rows: list[dict[str, Any]] = []
     if groups:
@@ -124,24 +102,14 @@ def run_verification(
         for p in pairs:
             left, right = group_of(p["left"], groups), group_of(p["right"], groups)
             pair_groups.append(left if left == right else f"{left}/{right}" if left < right else f"{right}/{left}")
-        group_rows = [vars(row) for row in group_rates(scores, same, pair_groups, operating_threshold)]
+        group_rows = [vars(row) for row in group_rates(scores, same, pair_groups, rates["operating_threshold"])]
 
     return {
         "pairs": len(pairs),
         "images": len(files),
         "fte_images": sum(1 for t in templates.values() if t is None),
         "fte_pairs": int((scores == FTE_SCORE).sum()),
-        "accuracy_mean": float(np.mean(fold_accuracies)),
-        "accuracy_std": float(np.std(fold_accuracies)),
-        "fold_accuracies": fold_accuracies,
-        "fold_thresholds": fold_thresholds,
-        "operating_threshold": operating_threshold,
-        "tar_at_far_1e-2": tar2,
-        "threshold_at_far_1e-2": thr2,
-        "tar_at_far_1e-3": tar3,
-        "threshold_at_far_1e-3": thr3,
-        "eer": eer,
-        "eer_threshold": eer_threshold,
+        **rates,
         "seconds": round(time.perf_counter() - started, 2),
         "group_column": group_column,
         "groups": group_rows,

@@ -6,10 +6,10 @@ Protocol, for a CSV of `file,identity[,group columns]`:
   each identity's files too. Every fifth identity in that order (the 5th, 10th, ...) is kept out of the
   gallery: all of its images are non-mated searches. Every other identity enrols its first file; its
   other files are mated searches.
-* Each image's template is that of its primary face (faceengine.engine.primary_face_index). A gallery
-  image with no face is a failure to enrol (FTE): the identity is absent from the gallery and its probes
-  stay mated searches that miss. A probe with no face is a miss (mated) or returns no candidate
-  (non-mated).
+* Each image's template is that of its primary face (faceengine.engine.primary_face_index), the image
+  decoded under the upload limits given (none if None). A gallery image with no face is a failure to
+  enrol (FTE): the identity is absent from the gallery and its probes stay mated searches that miss. A
+  probe with no face is a miss (mated) or returns no candidate (non-mated).
 * Search is exhaustive (exact inner product in numpy), in memory; no database is touched.
 * Rank-k rate: fraction of mated searches whose mate is at rank ≤ k (ties with the mate count against it).
 * FNIR at FPIR x (NIST FRVT 1:N): the threshold T is set from the non-mated searches' top scores so that
@@ -22,9 +22,7 @@ Protocol, for a CSV of `file,identity[,group columns]`:
 
 from __future__ import annotations
 
-import csv
 import math
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,22 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from faceengine import ImageRejected, decode_image_file
-from faceengine.engine import primary_face_index
+from faceengine.engine import FaceEngine
+from faceengine.evaluation.datasets import IdentityRow, natural_key, primary_template, read_identities
+from faceengine.evaluation.metrics import threshold_at_fpir
+from faceengine.imageio import ImageLimits
 
 FPIR_POINTS = {"fnir_at_fpir_1e-2": 1e-2, "fnir_at_fpir_1e-3": 1e-3}
-
-
-def natural_key(value: str) -> tuple[tuple[int, int | str], ...]:
-    """Digit runs compare as numbers, the rest as lower-case text."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", value) if part)
-
-
-@dataclass
-class _Row:
-    file: str
-    identity: str
-    groups: dict[str, str]
 
 
 @dataclass
@@ -58,28 +46,6 @@ class _Search:
     mate_rank: float  # inf: no mate returned
     mate_score: float
     top_score: float  # -inf: no candidate
-
-
-def _read_rows(identities_csv: Path) -> list[_Row]:
-    with open(identities_csv, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not {"file", "identity"} <= set(reader.fieldnames or []):
-            raise ValueError(f"{identities_csv}: needs 'file' and 'identity' columns")
-        return [
-            _Row(file=row["file"], identity=row["identity"], groups=dict(row))
-            for row in reader
-            if row.get("file") and row.get("identity")
-        ]
-
-
-def _template(engine: Any, path: Path, limits: Any) -> np.ndarray | None:
-    try:
-        image = decode_image_file(path, limits)
-    except (ImageRejected, OSError):
-        return None
-    faces = engine.analyse(image)
-    index = primary_face_index([face.detection for face in faces], image.shape)
-    return None if index is None else faces[index].template
 
 
 def _rates(searches: list[_Search], thresholds: dict[str, float]) -> dict[str, Any]:
@@ -104,37 +70,33 @@ def _fraction(count: int, total: int) -> float | None:
     return round(count / total, 4) if total else None
 
 
-def threshold_at_fpir(nonmated_top_scores: list[float], fpir: float) -> float:
-    """T such that at most a fraction `fpir` of non-mated top scores is strictly above it."""
-    ordered = sorted(nonmated_top_scores, reverse=True)
-    allowed = math.floor(fpir * len(ordered))
-    return ordered[allowed] if allowed < len(ordered) else -math.inf
-
-
-def run_identification(*, identities_csv: Path, images_dir: Path, group_by: str | None) -> dict[str, Any]:
-    from rfr.engine import active_engine, image_limits
-
+def run_identification(
+    engine: FaceEngine,
+    *,
+    identities_csv: Path,
+    images_dir: Path,
+    group_by: str | None = None,
+    limits: ImageLimits | None = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
-    rows = _read_rows(Path(identities_csv))
+    rows = read_identities(Path(identities_csv))
     if group_by and rows and group_by not in rows[0].groups:
         raise ValueError(f"{identities_csv}: no column {group_by!r} to group by")
-    by_identity: dict[str, list[_Row]] = defaultdict(list)
+    by_identity: dict[str, list[IdentityRow]] = defaultdict(list)
     for row in rows:
         by_identity[row.identity].append(row)
     identities = sorted(by_identity, key=natural_key)
-    engine = active_engine()
-    limits = image_limits()
 
     gallery_ids: list[str] = []
     gallery_vectors: list[np.ndarray] = []
-    probes: list[tuple[_Row, bool]] = []
+    probes: list[tuple[IdentityRow, bool]] = []
     fte = 0
     for position, identity in enumerate(identities, start=1):
         files = sorted(by_identity[identity], key=lambda r: natural_key(r.file))
         if position % 5 == 0:
             probes.extend((row, False) for row in files)
             continue
-        template = _template(engine, Path(images_dir) / files[0].file, limits)
+        template, _ = primary_template(engine, Path(images_dir) / files[0].file, limits)
         if template is None:
             fte += 1
         else:
@@ -147,7 +109,7 @@ def run_identification(*, identities_csv: Path, images_dir: Path, group_by: str 
     searches: list[_Search] = []
     for row, mated in probes:
         group = row.groups.get(group_by, "") if group_by else ""
-        template = _template(engine, Path(images_dir) / row.file, limits)
+        template, _ = primary_template(engine, Path(images_dir) / row.file, limits)
         if template is None or not len(gallery_ids):
             searches.append(_Search(mated, group, math.inf, -math.inf, -math.inf))
             continue
@@ -193,7 +155,7 @@ def _percent(value: float | None) -> str:
 
 def format_identification_report(result: dict[str, Any]) -> str:
     lines = [
-        "Open-set identification (exhaustive search; see search/identification.py for the protocol)",
+        "Open-set identification (exhaustive search; see faceengine/evaluation/identification.py for the protocol)",
         f"  gallery size            {result['gallery_size']}  (failures to enrol: {result['fte']})",
         f"  mated searches          {result['mated_searches']}",
         f"  non-mated searches      {result['nonmated_searches']}",

@@ -1,7 +1,9 @@
-"""Verification metrics: threshold-free and per-threshold error rates over pair scores."""
+"""Error rates over comparison scores, shared by the protocols: 1:1 verification (accuracy threshold, TAR at
+FAR, EER, per-group FMR and FNMR) and 1:N identification (threshold at FPIR)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,3 +61,10 @@ def group_rates(scores: np.ndarray, same: np.ndarray, groups: list[str], thresho
             )
         )
     return rows
+
+
+def threshold_at_fpir(nonmated_top_scores: list[float], fpir: float) -> float:
+    """T such that at most a fraction `fpir` of non-mated top scores is strictly above it."""
+    ordered = sorted(nonmated_top_scores, reverse=True)
+    allowed = math.floor(fpir * len(ordered))
+    return ordered[allowed] if allowed < len(ordered) else -math.inf
