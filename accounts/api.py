@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -12,6 +13,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
 from accounts.services import login_failure_record, login_success_record
@@ -37,9 +39,17 @@ class TokenRequestSerializer(AuthTokenSerializer):
         return attrs
 
 
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send as `Authorization: Token <token>` on every API request.")
+
+
 class ObtainTokenView(ObtainAuthToken):
     serializer_class = TokenRequestSerializer
+    # Password guessing through the API meets the same lockout as the sign-in page, and this rate besides.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
 
+    @extend_schema(request=TokenRequestSerializer, responses={200: TokenResponseSerializer})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)

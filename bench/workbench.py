@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from rfr.queues import ALL_QUEUES
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = ROOT / "var" / "bench" / "workbench"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -355,6 +357,8 @@ def _worker_start(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes
             "-A",
             "rfr",
             "worker",
+            "-Q",
+            ALL_QUEUES,
             f"--concurrency={WORKER_PROCESSES}",
             "--loglevel=WARNING",
         ],

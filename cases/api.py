@@ -37,7 +37,6 @@ from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Prob
 from cases.permissions import SEARCH_CASE
 from cases.presenters import candidate_label, face_warnings, outcome_error
 from cases.timeline import case_audit_events
-from rfr.api_schema import RequiredInSchema
 
 
 def _django_request(request: Request) -> HttpRequest:
@@ -294,16 +293,15 @@ class ProbeFacesAPI(APIView):
 
 
 class SearchCreateSerializer(serializers.Serializer):
+    schema_required_fields = ("justification",)  # refused by search_request when missing or blank
     galleries = serializers.ListField(child=serializers.IntegerField(), allow_empty=True)
     top_k = serializers.IntegerField(required=False, allow_null=True, default=None)
     threshold = serializers.FloatField(required=False, allow_null=True, default=None)
-    justification = RequiredInSchema(
-        serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            help_text="Why this search is necessary and proportionate; recorded and disclosed.",
-        )
+    justification = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why this search is necessary and proportionate; recorded and disclosed.",
     )
     small_face_reason = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -317,11 +315,10 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 class DecisionCreateSerializer(serializers.Serializer):
+    schema_required_fields = ("rationale",)  # refused by candidate_decision_record when missing or blank
     decision = serializers.CharField(help_text="possible_match, not_a_match or inconclusive")
-    rationale = RequiredInSchema(
-        serializers.CharField(
-            required=False, allow_blank=True, default="", help_text="The reasons for the decision; recorded."
-        )
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="The reasons for the decision; recorded."
     )
 
 

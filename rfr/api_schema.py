@@ -7,7 +7,7 @@ and 415 where it takes a body; 405 and 500 always. Statuses an operation declare
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
@@ -27,19 +27,11 @@ ErrorSerializer = inline_serializer(
     },
 )
 
-FieldT = TypeVar("FieldT", bound=serializers.Field)
-_SCHEMA_REQUIRED = "rfr_schema_required"
-
-
-def RequiredInSchema(field: FieldT) -> FieldT:
-    """Mark an input field required in the schema while the service, not the serializer, refuses its absence.
-
-    The API does refuse a missing or blank value (400), but with the service's own code and words (e.g.
-    `justification_required`: "Say why this search is necessary and proportionate…"), which say more than
-    a generic "This field is required."
-    """
-    setattr(field, _SCHEMA_REQUIRED, True)
-    return field
+SCHEMA_REQUIRED = "schema_required_fields"
+"""An input serializer's class attribute naming fields the schema marks required although the serializer lets
+them through: the service refuses a missing or blank value (400) with its own code and words (e.g.
+`justification_required`: "Say why this search is necessary and proportionate…"), which say more than a
+generic "This field is required."."""
 
 
 _DESCRIPTIONS = {
@@ -60,7 +52,7 @@ class ErrorDocumentingAutoSchema(AutoSchema):
     def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
         schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
         if direction == "request":
-            marked = [n for n, f in force_instance(serializer).fields.items() if getattr(f, _SCHEMA_REQUIRED, False)]
+            marked = list(getattr(force_instance(serializer), SCHEMA_REQUIRED, ()))
             if marked:
                 schema["required"] = sorted({*schema.get("required", []), *marked})
         return schema

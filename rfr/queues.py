@@ -27,6 +27,10 @@ class Queue(StrEnum):
     HOUSEKEEPING = "housekeeping"
 
 
+# For a worker that serves every queue (`celery -A rfr worker -Q <ALL_QUEUES>`): `make worker`, the tests.
+ALL_QUEUES = ",".join(queue.value for queue in Queue)
+
+
 class TaskName(StrEnum):
     PROBE_PROCESS = "cases.probe_process"
     SEARCH_RUN = "cases.search_run"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rfr.queues import ALL_QUEUES
 from tests.factories import celeba_identities, write_subjects_csv
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
 
@@ -51,7 +52,20 @@ def test_enrolment_through_a_celery_worker(faces_dir: Path, tmp_path: Path) -> N
         world.run("migrate", "-v0")
         world.run("gallery", "create", "custody", "--kind", "custody")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "rfr", "worker", "--pool", "solo", "-l", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "rfr",
+                "worker",
+                "-Q",
+                ALL_QUEUES,
+                "--pool",
+                "solo",
+                "-l",
+                "warning",
+            ],
             cwd=REPO,
             env=world.env,
             stdout=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rfr.queues import ALL_QUEUES
 from tests.factories import celeba_identities, write_subjects_csv
 from tests.test_gallery_celery import _redis_url
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
@@ -23,7 +24,7 @@ DONE_SQL = "SELECT count(*) FROM search_enrolmentitem WHERE status <> 'pending'"
 
 def _worker(world: World) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "rfr", "worker", "--pool", "solo", "-l", "warning"],
+        [sys.executable, "-m", "celery", "-A", "rfr", "worker", "-Q", ALL_QUEUES, "--pool", "solo", "-l", "warning"],
         cwd=REPO,
         env=world.env,
         stdout=subprocess.DEVNULL,

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from rfr.queues import ALL_QUEUES
+
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -136,7 +138,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     celery = str(Path(python).with_name("celery"))
     processes = [
         subprocess.Popen(
-            [celery, "-A", "rfr", "worker", "--pool", "solo", "--loglevel", "INFO", "--without-gossip"],
+            [
+                celery,
+                "-A",
+                "rfr",
+                "worker",
+                "-Q",
+                ALL_QUEUES,
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+            ],
             cwd=ROOT,
             env=env,
             stdout=(logs / "worker.log").open("wb"),
