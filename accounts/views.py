@@ -58,7 +58,7 @@ def totp(request: HttpRequest) -> HttpResponse:
                     TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
                     device.confirmed = True
                 audit_event_record(
-                    action=AuditAction.AUTH_TOTP_ENROLLED if enrolling else "auth.totp_verified",
+                    action=AuditAction.AUTH_TOTP_ENROLLED if enrolling else AuditAction.AUTH_TOTP_VERIFIED,
                     actor=request.user,
                     target=request.user,
                     request=request,

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -37,16 +37,19 @@ def audit_scope_register(name: str, scope: AuditScope) -> None:
     _scopes[name] = scope
 
 
+def _holds(user: AnyUser, perm: str) -> bool:
+    """Whether an active, signed-in user holds `perm` (through a role group, or as a superuser)."""
+    return isinstance(user, PermissionsMixin) and user.is_active and user.has_perm(perm)
+
+
 def audit_view_allowed(*, user: AnyUser) -> bool:
-    return bool(user.is_authenticated and user.is_active and user.has_perm(VIEW_AUDIT))
+    return _holds(user, VIEW_AUDIT)
 
 
 def audit_events_visible_to(*, user: AnyUser) -> QuerySet[AuditEvent]:
-    if not user.is_authenticated or not user.is_active:
-        return AuditEvent.objects.none()
-    if user.has_perm(VIEW_ALL_AUDIT):
+    if _holds(user, VIEW_ALL_AUDIT):
         return AuditEvent.objects.all()
-    if not user.has_perm(VIEW_AUDIT):
+    if not _holds(user, VIEW_AUDIT):
         return AuditEvent.objects.none()
     visible = Q(actor=user.pk)
     for scope in _scopes.values():

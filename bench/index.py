@@ -9,7 +9,7 @@ mean and covariance, then L2-normalised. Each real identity enrols its first ima
 images are the mated probes. Everything runs against a scratch SQLite database under var/bench/run-<sizes>/ (the
 environment's DATABASE_URL and REDIS_URL are ignored), through the same code the product uses:
 
-* "service" = search.selectors.search_galleries (index version check, FAISS search, database check of every
+* "service" = search.execution.search_galleries (index version check, FAISS search, database check of every
   hit, ranking), "index" = search.index get_index().search alone, "raw" = faiss `index.search` on the very
   same in-memory FAISS index object. Latencies are single-query, interleaved service/index/raw per probe.
 * Approximate = 4-bit PQ fast scan (dim/2 sub-quantisers) over the whole gallery, whose best
@@ -189,8 +189,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def _latencies(gallery_id: int, pack_key: str, probes: np.ndarray, raw_k: int) -> dict[str, tuple[float, float]]:
-    from search.selectors import search_galleries
-
+    from search.execution import search_galleries
     from search.index.live import get_index
 
     index = get_index()
@@ -223,9 +222,8 @@ def bench_size(
     refine_sweep: list[float],
     modes: set[str],
 ) -> list[dict[str, Any]]:
-    from search.indexfiles import REFINE_FACTOR, set_refine
-
     from search.index.live import get_index
+    from search.index.snapshots import REFINE_FACTOR, set_refine
     from search.models import Gallery
 
     gallery_rows: dict[str, int] = {}
@@ -338,7 +336,7 @@ def bench_size(
 
 def enrolment_throughput(engine: Any, sample: int) -> dict[str, float]:
     """Images/s: the engine alone, and bulk enrolment into a gallery (database, files, index log)."""
-    from search import services
+    from search import enrolment, galleries
     from search.models import Gallery
 
     rows = _shared_images()
@@ -348,12 +346,12 @@ def enrolment_throughput(engine: Any, sample: int) -> dict[str, float]:
     for _, path in rows:
         _primary_template(engine, path)
     raw = len(rows) / (time.perf_counter() - started)
-    gallery = services.gallery_create(name="bench-enrol", kind=Gallery.Kind.CUSTODY)
+    gallery = galleries.gallery_create(name="bench-enrol", kind=Gallery.Kind.CUSTODY)
     faces = _faces_dir()
-    entries = [services.EnrolmentEntry(path=str(path), subject_ref=label, attributes={}) for label, path in rows]
-    run = services.enrolment_run_create(gallery=gallery, images_dir=faces, entries=entries, source="bench")
+    entries = [enrolment.EnrolmentEntry(path=str(path), subject_ref=label, attributes={}) for label, path in rows]
+    run = enrolment.enrolment_run_create(gallery=gallery, images_dir=faces, entries=entries, source="bench")
     started = time.perf_counter()
-    run = services.enrolment_run_execute(run=run, in_process=True, progress=False)
+    run = enrolment.enrolment_run_execute(run=run, in_process=True, progress=False)
     enrol = len(rows) / (time.perf_counter() - started)
     return {"images": len(rows), "raw": raw, "enrol": enrol, "enrolled": run.counts.get("enrolled", 0)}
 

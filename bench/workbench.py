@@ -238,10 +238,10 @@ def _probe_1080p(source: Path) -> bytes:
 
 
 def _case_and_client() -> tuple[Any, Any]:
-    from cases.services import case_create
     from django.contrib.auth import get_user_model
     from django.test import Client
 
+    from cases.lifecycle import case_create
     from cases.models import Case
 
     user = get_user_model().objects.create_user(username="bench", password="bench-password-not-secret")

@@ -8,6 +8,8 @@ Probes, faces, searches and candidates are reached through their case with the s
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -49,7 +51,7 @@ def case_user_may(*, user: AnyUser, case: Case, perm: str) -> bool:
     return cases_visible_to(user=user, perm=perm).filter(pk=case.pk).exists()
 
 
-def case_ids_supervised_by(*, user: AnyUser) -> QuerySet[Case]:
+def case_ids_supervised_by(*, user: AnyUser) -> QuerySet[Case, Any]:
     """Ids of the cases of the teams `user` supervises (for the audit trail's supervisor scope)."""
     if not user.is_authenticated:
         return Case.objects.none()

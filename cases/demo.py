@@ -112,7 +112,7 @@ def demo_users_ensure() -> dict[str, str]:
     created: dict[str, str] = {}
     for spec in DEMO_USERS:
         with transaction.atomic():
-            user = user_model.objects.filter(username=spec.username).first()
+            user: AbstractBaseUser | None = user_model.objects.filter(username=spec.username).first()
             if user is None:
                 password = demo_password_generate()
                 user = user_create(

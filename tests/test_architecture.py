@@ -88,6 +88,7 @@ def _imports_of(module: str, path: Path) -> list[Import]:
         for child in ast.iter_child_nodes(node):
             inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
             names: list[str] = []
+            line = getattr(child, "lineno", 0)
             if isinstance(child, ast.Import):
                 names = [alias.name for alias in child.names]
             elif isinstance(child, ast.ImportFrom):
@@ -98,10 +99,10 @@ def _imports_of(module: str, path: Path) -> list[Import]:
                 names = [f"{base}.{alias.name}" for alias in child.names] or [base]
             for name in names:
                 if name.split(".")[0] in FRAMEWORKS and module.split(".")[0] == "faceengine":
-                    found.append(Import(module, name, child.lineno, function, path))
+                    found.append(Import(module, name, line, function, path))
                 target = _resolve(name)
                 if target is not None and target != module:
-                    found.append(Import(module, target, child.lineno, function, path))
+                    found.append(Import(module, target, line, function, path))
             visit(child, inner)
 
     visit(tree, None)
