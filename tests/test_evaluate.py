@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from PIL import Image
 
 from faceengine.evaluation import best_threshold, equal_error_rate, tar_at_far
-from tests.gallery_support import celeba_identities
+from tests.factories import celeba_identities
 
 pytestmark = pytest.mark.embedded
 
