@@ -32,8 +32,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+## One Celery worker for every queue (inference, search, housekeeping; rfr/queues.py); needs REDIS_URL.
+## Production runs one worker per queue (README, docker-compose.yml).
 worker: $(BIN)/.installed
-	$(BIN)/celery -A rfr worker --loglevel=INFO --concurrency=2
+	$(BIN)/celery -A rfr worker -Q inference,search,housekeeping --loglevel=INFO --concurrency=2
 
 bench-engine: $(BIN)/.installed pack
 	$(BIN)/python -m bench.engine

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import LoginFailure, LoginLockout, Team
 from accounts.roles import ADMIN, ROLES
@@ -76,6 +77,23 @@ def login_success_record(
     with transaction.atomic():
         LoginFailure.objects.filter(username=login_key(user.get_username()), ip_address=request_ip(request)).delete()
         audit_event_record(action=action, actor=user, target=user, request=request, detail=detail or {})
+
+
+def logout_record(*, user: AbstractBaseUser | None, request: HttpRequest | None) -> None:
+    with transaction.atomic():
+        audit_event_record(action=AuditAction.AUTH_LOGOUT, actor=user, target=user, request=request)
+
+
+def totp_device_confirm(*, device: TOTPDevice, user: AbstractBaseUser, request: HttpRequest | None) -> None:
+    """Record a session verified with the user's authenticator app; a device's first good code also confirms
+    the device (enrolment)."""
+    enrolling = not device.confirmed
+    with transaction.atomic():
+        if enrolling:
+            TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+            device.confirmed = True
+        action = AuditAction.AUTH_TOTP_ENROLLED if enrolling else AuditAction.AUTH_TOTP_VERIFIED
+        audit_event_record(action=action, actor=user, target=user, request=request)
 
 
 def user_role_grant(

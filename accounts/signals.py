@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.selectors import login_lockout_active
-from accounts.services import login_failure_record, login_success_record
-from audit.actions import AuditAction
-from audit.services import audit_event_record
+from accounts.services import login_failure_record, login_success_record, logout_record
 
 
 @receiver(user_logged_in, dispatch_uid="accounts.audit_login")
@@ -22,10 +19,7 @@ def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
 
 @receiver(user_logged_out, dispatch_uid="accounts.audit_logout")
 def audit_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    with transaction.atomic():
-        audit_event_record(
-            action=AuditAction.AUTH_LOGOUT, actor=user, target=user if user is not None else None, request=request
-        )
+    logout_record(user=user, request=request)
 
 
 @receiver(user_login_failed, dispatch_uid="accounts.audit_login_failed")

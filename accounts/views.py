@@ -5,7 +5,6 @@ import io
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -15,9 +14,7 @@ from django_otp.qr import write_qrcode_image
 
 from accounts.forms import LoginForm, TOTPConfirmForm
 from accounts.otp import totp_token_verify, user_is_otp_verified, user_totp_device
-from accounts.services import login_failure_record
-from audit.actions import AuditAction
-from audit.services import audit_event_record
+from accounts.services import login_failure_record, totp_device_confirm
 
 
 class LoginView(auth_views.LoginView):
@@ -53,16 +50,7 @@ def totp(request: HttpRequest) -> HttpResponse:
     form = TOTPConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if totp_token_verify(device=device, token=form.cleaned_data["otp_token"]):
-            with transaction.atomic():
-                if enrolling:
-                    TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
-                    device.confirmed = True
-                audit_event_record(
-                    action=AuditAction.AUTH_TOTP_ENROLLED if enrolling else AuditAction.AUTH_TOTP_VERIFIED,
-                    actor=request.user,
-                    target=request.user,
-                    request=request,
-                )
+            totp_device_confirm(device=device, user=request.user, request=request)  # type: ignore[arg-type]
             otp_login(request, device)
             return redirect(_safe_next(request))
         login_failure_record(username=request.user.get_username(), request=request, reason="otp_invalid")

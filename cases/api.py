@@ -36,7 +36,7 @@ from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
 from cases.presenters import candidate_label, face_warnings, outcome_error
-from cases.timeline import case_audit_events
+from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
 
 
 def _django_request(request: Request) -> HttpRequest:
@@ -130,6 +130,12 @@ class CaseAuditAPI(ListAPIView):
     def get_queryset(self) -> Any:
         case = case_get_for_user(user=self.request.user, case_id=self.kwargs["case_id"])
         return case_audit_events(case=case)
+
+    def paginate_queryset(self, queryset: Any) -> list[Any] | None:
+        # As on the timeline page: a first assessment awaiting its second review is shown to its author only.
+        page = super().paginate_queryset(queryset)
+        events = list(queryset) if page is None else page
+        return audit_events_withhold_pending_reviews(events=events, viewer=self.request.user)
 
 
 # --- Probes and faces ---------------------------------------------------------------------------------------

@@ -32,33 +32,26 @@ def face_view(face: ProbeFace) -> dict[str, Any]:
     return {"face": face, "warnings": face_warnings(face), "very_small": "very_small" in face.warnings}
 
 
-def _error(code: str, message: str) -> dict[str, str] | None:
+def outcome_error(code: str, message: str) -> dict[str, str] | None:
+    """A stored processing failure (probe or search) as pages and the API show it."""
     return {"code": code, "message": message} if code else None
+
+
+def _progress(work: Probe | Search) -> dict[str, Any]:
+    return {
+        "id": work.pk,
+        "status": work.status,
+        "status_text": work.get_status_display(),
+        "progress": work.progress,
+        "error": outcome_error(work.error_code, work.error_message),
+    }
 
 
 def probe_progress(probe: Probe) -> dict[str, Any]:
     """What a progress bar polls while a probe is processed."""
-    return {
-        "id": probe.pk,
-        "status": probe.status,
-        "status_text": probe.get_status_display(),
-        "progress": probe.progress,
-        "faces": probe.faces.count(),
-        "error": _error(probe.error_code, probe.error_message),
-    }
+    return {**_progress(probe), "faces": probe.faces.count()}
 
 
 def search_progress(search: Search) -> dict[str, Any]:
     """What a progress bar polls while a search runs."""
-    return {
-        "id": search.pk,
-        "status": search.status,
-        "status_text": search.get_status_display(),
-        "progress": search.progress,
-        "error": _error(search.error_code, search.error_message),
-    }
-
-
-def outcome_error(code: str, message: str) -> dict[str, str] | None:
-    """A stored processing failure (probe or search) as the API shows it."""
-    return _error(code, message)
+    return _progress(search)

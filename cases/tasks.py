@@ -13,14 +13,14 @@ import threading
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 from django.db import InterfaceError, OperationalError
 
 from cases.probes import probe_process
 from cases.retention import cases_purge_expired
 from cases.searches import search_run
 from rfr.engine import active_engine
-from rfr.queues import TaskName
+from rfr.queues import Queue, TaskName
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ def cases_purge_expired_task() -> dict[str, int]:
     return {str(case_id): sum(detail["deleted"].values()) for case_id, detail in purged.items()}
 
 
+# The queues this worker consumes (its -Q), noted before the pool's processes are forked so they inherit it.
+_worker_queues: set[str] = set()
+
+
+@celeryd_after_setup.connect
+def worker_queues_note(sender: Any, instance: Any, **_: Any) -> None:
+    _worker_queues.update(instance.app.amqp.queues.consume_from)
+
+
 def _engine_load() -> None:
     try:
         active_engine()
@@ -58,5 +67,8 @@ def engine_warm_up(**_: Any) -> None:
 
     In a thread, because Celery gives worker_process_init only a few seconds before it counts the process as
     failed; a task arriving meanwhile waits on get_engine's lock for this load instead of starting another.
+    Only on workers that serve the inference queue: a search or housekeeping worker never runs the engine.
     """
+    if _worker_queues and Queue.INFERENCE.value not in _worker_queues:
+        return
     threading.Thread(target=_engine_load, name="rfr-engine-warm-up", daemon=True).start()

@@ -45,7 +45,7 @@ from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
-from cases.presenters import candidate_label, face_view
+from cases.presenters import candidate_label, face_view, probe_progress, search_progress
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
 from rfr.error_handling import error_return_to
@@ -264,16 +264,7 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
 @require_GET
 def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    return JsonResponse(
-        {
-            "id": probe.pk,
-            "status": probe.status,
-            "status_text": probe.get_status_display(),
-            "progress": probe.progress,
-            "faces": probe.faces.count(),
-            "error": {"code": probe.error_code, "message": probe.error_message} if probe.error_code else None,
-        }
-    )
+    return JsonResponse(probe_progress(probe))
 
 
 @login_required
@@ -389,15 +380,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
 @require_GET
 def search_status(request: HttpRequest, search_id: int) -> JsonResponse:
     search = search_get_for_user(user=request.user, search_id=search_id)
-    return JsonResponse(
-        {
-            "id": search.pk,
-            "status": search.status,
-            "status_text": search.get_status_display(),
-            "progress": search.progress,
-            "error": {"code": search.error_code, "message": search.error_message} if search.error_code else None,
-        }
-    )
+    return JsonResponse(search_progress(search))
 
 
 @login_required

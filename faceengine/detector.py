@@ -89,10 +89,9 @@ class YuNetOnnxRuntime:
 
 
 class YuNetDetector:
-    """Runs YuNet through OpenCV's FaceDetectorYN, which reshapes the network to each image's size.
-
-    The ONNX graph declares a fixed 640×640 input; OpenCV's dnn runtime re-plans it for any input size, which
-    onnxruntime cannot do without rewriting the graph, so detection stays on cv2.dnn (see bench/engine).
+    """Runs YuNet on either runtime: onnxruntime (the engine's default, faster here; see bench/engine), with the
+    graph's fixed 640×640 input made symbolic at load and the outputs decoded in NumPy as OpenCV does, or
+    OpenCV's FaceDetectorYN (`backend="opencv"`), which re-plans the network for each image size itself.
     Images whose longer side exceeds `max_side` are detected on a downscaled copy and the coordinates mapped
     back, bounding time and memory; tight crops where the face fills the frame get a second pass on a padded
     copy, since the detector needs some context around a face.

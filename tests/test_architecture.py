@@ -215,3 +215,23 @@ def test_no_project_import_hides_in_a_function_body() -> None:
         and "migrations" not in i.path.parts
     ]
     assert not bad, "import at the top of the module (or invert the dependency):\n" + "\n".join(bad)
+
+
+def _imports_audit_writer(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "audit.services"
+        and any(alias.name == "audit_event_record" for alias in node.names)
+        for node in ast.walk(tree)
+    )
+
+
+def test_audit_rows_are_written_only_by_services() -> None:
+    # Views, API views, template tags, the admin, signal receivers and commands call a service, which writes
+    # the change and its audit row in one transaction; none of them writes audit rows itself.
+    presentation = ("views", "api", "urls", "admin", "signals", "forms", "templatetags", "management", "presenters")
+    writers = {m for m, path in MODULES.items() if m.split(".")[0] in APPS and _imports_audit_writer(path)}
+    bad = sorted(m for m in writers if any(part in presentation for part in m.split(".")[1:]))
+    assert not bad, f"write audit events through a service, not from: {bad}"
+    assert {"cases.probes", "search.galleries", "accounts.services"} <= writers  # the rule saw the writers

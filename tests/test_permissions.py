@@ -13,7 +13,7 @@ unless it is listed in NOT_CASE_SCOPED with the reason. Django admin URLs are ex
 
 To add a URL: add `"<url name as passed to reverse()>": [Row(...), ...]` to CASE_URL_MATRIX (one Row per
 HTTP method you want exercised, usually GET and any POST):
-  - `expect` maps each role in tests.casefixtures.ROLES to the status code it must get. Use `viewers(...)`:
+  - `expect` maps each role in tests.factories.ROLES to the status code it must get. Use `viewers(...)`:
     owner, member and the team's supervisor may view; other_sup, admin and outsider must get 404.
   - `kwargs(world)` returns the URL kwargs. For objects under the case, create them in `world.extra` with
     `setup(world)` (e.g. a probe) and return their ids: `kwargs=lambda w: {"probe_id": w.extra["probe"].pk}`.
@@ -122,8 +122,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     ],
     "api-case-detail": [Row(viewers(), json=True)],
     "api-case-audit": [Row(viewers(), json=True)],
-    # ---- case workbench (cases/workbench_urls.py). Rows for its probe/face/search/candidate URLs are still
-    # to be added by the workbench's owner: test_every_case_scoped_url_has_a_matrix_row lists them.
+    # ---- the workbench under a case (cases/urls.py, cases/api_urls.py): probes, faces, searches, candidates.
     "cases:workbench": [Row(viewers())],
     "cases:probe-upload": [
         Row(
