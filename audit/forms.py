@@ -12,7 +12,8 @@ class AuditFilterForm(forms.Form):
         label="Action",
         required=False,
         max_length=64,
-        help_text='Exact code, or a prefix ending in "." (e.g. case.)',
+        help_text='Exact code, or a prefix ending in "." (e.g. case.); the field suggests every code.',
+        widget=forms.TextInput(attrs={"list": "audit-actions", "autocomplete": "off"}),
     )
     date_from = forms.DateField(label="From (date)", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="To (date)", required=False, widget=forms.DateInput(attrs={"type": "date"}))

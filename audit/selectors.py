@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from audit.actions import AuditAction
+from audit.actions import AUDIT_ACTION_DESCRIPTIONS, AuditAction
 from audit.models import AuditEvent
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -83,6 +82,6 @@ def audit_events_filter(
     return events.order_by("-seq")
 
 
-def audit_action_choices() -> list[Any]:
-    """Every action of the vocabulary, for the filter (not only those already recorded)."""
-    return [action.value for action in AuditAction]
+def audit_action_choices() -> list[tuple[str, str]]:
+    """(code, what it records) for every action of the vocabulary, for the filter's suggestions."""
+    return [(action.value, AUDIT_ACTION_DESCRIPTIONS[action]) for action in AuditAction]

@@ -14,8 +14,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 
-from audit.actions import AuditAction
+from audit.actions import AUDIT_ACTION_DESCRIPTIONS, AuditAction
 from audit.models import AuditEvent, AuditImmutableError
+from audit.selectors import audit_action_choices
 from audit.services import GENESIS_HASH, audit_event_record, canonical_content
 from audit.verify import audit_chain_verify
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
@@ -396,3 +397,10 @@ def test_case_timeline_shows_the_case_events(world: CaseWorld) -> None:
     api = client.get(reverse("api-case-audit", kwargs={"case_id": world.case.pk})).json()
     assert {e["action"] for e in api["results"]} >= {"case.created", "case.member_added"}
     assert all(e["case_id"] == world.case.pk for e in api["results"])
+
+
+def test_every_action_of_the_vocabulary_is_described_and_offered_in_the_filter() -> None:
+    assert set(AUDIT_ACTION_DESCRIPTIONS) == set(AuditAction)
+    assert all(text.strip().endswith(".") for text in AUDIT_ACTION_DESCRIPTIONS.values())
+    assert [code for code, _ in audit_action_choices()] == [action.value for action in AuditAction]
+    assert len({action.value for action in AuditAction}) == len(AuditAction)  # no two names share a value
