@@ -65,10 +65,6 @@ def user_is_admin(user: AnyUser) -> bool:
     return bool(getattr(user, "is_superuser", False)) or user_has_role(user, ADMIN)
 
 
-def user_is_supervisor(user: AnyUser) -> bool:
-    return user_has_role(user, SUPERVISOR)
-
-
 def teams_supervised_by(user: AnyUser) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()

@@ -115,23 +115,6 @@ def user_role_grant(
         )
 
 
-def user_role_revoke(
-    *,
-    user: AbstractBaseUser,
-    role: str,
-    revoked_by: AbstractBaseUser | None,
-    request: HttpRequest | None = None,
-) -> None:
-    with transaction.atomic():
-        user.groups.remove(Group.objects.get(name=role))  # type: ignore[attr-defined]
-        if role == ADMIN and not getattr(user, "is_superuser", False):
-            get_user_model().objects.filter(pk=user.pk).update(is_staff=False)
-            user.is_staff = False  # type: ignore[attr-defined]
-        audit_event_record(
-            action=AuditAction.ROLE_REVOKED, actor=revoked_by, target=user, request=request, detail={"role": role}
-        )
-
-
 def team_member_add(
     *,
     team: Team,

@@ -24,7 +24,6 @@ class AuditAction(StrEnum):
     USER_CREATED = "user.created"
     USER_PASSWORD_RESET = "user.password_reset"
     ROLE_GRANTED = "role.granted"
-    ROLE_REVOKED = "role.revoked"
     TEAM_CREATED = "team.created"
     TEAM_MEMBER_ADDED = "team.member_added"
     TEAM_MEMBER_REMOVED = "team.member_removed"
@@ -72,7 +71,6 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.USER_CREATED: "A user account was created: username and by whom.",
     AuditAction.USER_PASSWORD_RESET: "A user's password was set by someone else (e.g. demo set-up).",
     AuditAction.ROLE_GRANTED: "A role (investigator, supervisor, admin) was granted to a user.",
-    AuditAction.ROLE_REVOKED: "A role was taken from a user.",
     AuditAction.TEAM_CREATED: "A team was created.",
     AuditAction.TEAM_MEMBER_ADDED: "A user joined a team.",
     AuditAction.TEAM_MEMBER_REMOVED: "A user left a team.",

@@ -64,9 +64,3 @@ class UnsupportedMediaType(ApplicationError):
     """The upload is not of a kind rfr reads (415)."""
 
     status = 415
-
-
-class ServiceUnavailable(ApplicationError):
-    """A service rfr needs (the broker, the face engine) cannot be reached now; try again later (503)."""
-
-    status = 503

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 
 from search import enrolment, galleries
 from search.models import EnrolmentRun, Gallery, GalleryImage, Subject
@@ -111,8 +111,6 @@ class GalleryImageAdmin(admin.ModelAdmin):
 
     def response_add(self, request: HttpRequest, obj: GalleryImage, post_url_continue: str | None = None) -> Any:
         if obj.pk is None:
-            from django.http import HttpResponseRedirect
-
             return HttpResponseRedirect(request.path)
         return super().response_add(request, obj, post_url_continue)
 

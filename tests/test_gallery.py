@@ -86,6 +86,29 @@ def test_enrolled_identity_found_at_rank_one(gallery_env: Path, faces_dir: Path,
     assert GalleryImage.objects.filter(gallery=gallery).count() == counts["enrolled"]
 
 
+def test_a_csv_row_naming_a_file_outside_the_images_folder_is_never_read(
+    gallery_env: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    images_dir = tmp_path / "incoming"
+    images_dir.mkdir()
+    identities = list(celeba_identities(faces_dir).items())
+    (_, inside_files), (_, outside_files) = identities[0], identities[1]
+    shutil.copy(faces_dir / "celeba" / "images" / inside_files[0], images_dir / "good.jpg")
+    # A real, enrollable face, but outside the folder the enrolment was pointed at.
+    shutil.copy(faces_dir / "celeba" / "images" / outside_files[0], tmp_path / "elsewhere.jpg")
+    csv_path = write_subjects_csv(
+        tmp_path / "s.csv",
+        [("good.jpg", "IN-1"), ("../elsewhere.jpg", "OUT-1"), ("sub/../../elsewhere.jpg", "OUT-2")],
+    )
+    gallery = _create()
+    counts = _enrol(gallery, images_dir, csv_path)
+    assert counts == {"pending": 0, "enrolled": 1, "skipped": 0, "failed": 2}
+    refused = EnrolmentItem.objects.filter(status="failed")
+    assert set(refused.values_list("subject_ref", flat=True)) == {"OUT-1", "OUT-2"}
+    assert set(refused.values_list("message", flat=True)) == {"path is outside the images folder"}
+    assert list(gallery.subjects.values_list("external_ref", flat=True)) == ["IN-1"]
+
+
 def test_problem_images_reported_not_enrolled(
     gallery_env: Path, faces_dir: Path, insightface_images: Path, tmp_path: Path
 ) -> None:
