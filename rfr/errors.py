@@ -8,6 +8,9 @@ them into the API's JSON error body and into a page message for the HTML views, 
 
 Access checks are not errors of this family: a case the user may not see is Http404 (an outsider must not
 learn that it exists), and a case they may see but not act on is PermissionDenied, both from Django.
+Nor are broken invariants (a template of the wrong dimension, a corrupt index file, biometric data handed to
+the audit log): those stay ValueError or RuntimeError, because they are faults to fix, not answers to give,
+and reach a person as a server error.
 """
 
 from __future__ import annotations
