@@ -176,6 +176,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "rfr API",
     "DESCRIPTION": "Retrospective facial recognition workbench. Results are intelligence only, never identification.",
     "VERSION": "0.1.0",
+    # Several models have a "status"; each gets its own, named enum in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "cases.models.Case.Status",
+        "ProbeStatusEnum": "cases.models.Probe.Status",
+        "SearchStatusEnum": "cases.models.Search.Status",
+    },
 }
 
 # Celery: eager (in-process) without a broker, real workers with REDIS_URL.
