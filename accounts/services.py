@@ -115,77 +115,82 @@ def user_role_grant(
         )
 
 
-def team_member_add(
+def _team_relation_change(
     *,
     team: Team,
+    relation: str,
     user: AbstractBaseUser,
-    added_by: AbstractBaseUser | None,
-    request: HttpRequest | None = None,
+    add: bool,
+    action: AuditAction,
+    by: AbstractBaseUser | None,
+    request: HttpRequest | None,
 ) -> None:
+    """Add `user` to, or remove them from, one of the team's user lists ("members" or "supervisors"), with
+    its audit event, in one transaction. cases.signals keeps the supervisors' view of the team's cases in step."""
     with transaction.atomic():
-        team.members.add(user)  # type: ignore[arg-type]
-        audit_event_record(
-            action=AuditAction.TEAM_MEMBER_ADDED,
-            actor=added_by,
-            target=team,
-            request=request,
-            detail={"user_id": user.pk},
-        )
+        people = getattr(team, relation)
+        if add:
+            people.add(user)
+        else:
+            people.remove(user)
+        audit_event_record(action=action, actor=by, target=team, request=request, detail={"user_id": user.pk})
+
+
+def team_member_add(
+    *, team: Team, user: AbstractBaseUser, added_by: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> None:
+    _team_relation_change(
+        team=team,
+        relation="members",
+        user=user,
+        add=True,
+        action=AuditAction.TEAM_MEMBER_ADDED,
+        by=added_by,
+        request=request,
+    )
 
 
 def team_member_remove(
-    *,
-    team: Team,
-    user: AbstractBaseUser,
-    removed_by: AbstractBaseUser | None,
-    request: HttpRequest | None = None,
+    *, team: Team, user: AbstractBaseUser, removed_by: AbstractBaseUser | None, request: HttpRequest | None = None
 ) -> None:
-    with transaction.atomic():
-        team.members.remove(user)  # type: ignore[arg-type]
-        audit_event_record(
-            action=AuditAction.TEAM_MEMBER_REMOVED,
-            actor=removed_by,
-            target=team,
-            request=request,
-            detail={"user_id": user.pk},
-        )
+    _team_relation_change(
+        team=team,
+        relation="members",
+        user=user,
+        add=False,
+        action=AuditAction.TEAM_MEMBER_REMOVED,
+        by=removed_by,
+        request=request,
+    )
 
 
 def team_supervisor_add(
-    *,
-    team: Team,
-    user: AbstractBaseUser,
-    added_by: AbstractBaseUser | None,
-    request: HttpRequest | None = None,
+    *, team: Team, user: AbstractBaseUser, added_by: AbstractBaseUser | None, request: HttpRequest | None = None
 ) -> None:
     """Make `user` a supervisor of `team`; they see all of the team's cases, present and future."""
-    with transaction.atomic():
-        team.supervisors.add(user)  # type: ignore[arg-type]  # cases.signals syncs the guardian group
-        audit_event_record(
-            action=AuditAction.TEAM_SUPERVISOR_ADDED,
-            actor=added_by,
-            target=team,
-            request=request,
-            detail={"user_id": user.pk},
-        )
+    _team_relation_change(
+        team=team,
+        relation="supervisors",
+        user=user,
+        add=True,
+        action=AuditAction.TEAM_SUPERVISOR_ADDED,
+        by=added_by,
+        request=request,
+    )
 
 
 def team_supervisor_remove(
-    *,
-    team: Team,
-    user: AbstractBaseUser,
-    removed_by: AbstractBaseUser | None,
-    request: HttpRequest | None = None,
+    *, team: Team, user: AbstractBaseUser, removed_by: AbstractBaseUser | None, request: HttpRequest | None = None
 ) -> None:
-    with transaction.atomic():
-        team.supervisors.remove(user)  # type: ignore[arg-type]
-        audit_event_record(
-            action=AuditAction.TEAM_SUPERVISOR_REMOVED,
-            actor=removed_by,
-            target=team,
-            request=request,
-            detail={"user_id": user.pk},
-        )
+    _team_relation_change(
+        team=team,
+        relation="supervisors",
+        user=user,
+        add=False,
+        action=AuditAction.TEAM_SUPERVISOR_REMOVED,
+        by=removed_by,
+        request=request,
+    )
 
 
 def team_create(*, name: str, created_by: AbstractBaseUser | None, by: str = "") -> Team:
