@@ -2,14 +2,14 @@
 
 Who holds what on a case:
 - the owner: `view_case` and `search_case` as user object permissions (and the owner always passes
-  cases.selectors checks, even if a row were lost);
+  cases.access checks, even if a row were lost);
 - members the owner adds: `view_case` and `search_case` as user object permissions;
 - supervisors of the case's team: `view_case` through a per-team group ("rfr-team-<id>-supervisors") that
   holds the permission on every case of that team. The group's users mirror Team.supervisors (kept in step
   by cases.signals), so a supervisor added to the team later sees its existing cases at once and one
   removed loses them, without touching anyone's explicit membership.
 
-Model-level ("global") permissions and superuser status never grant a case: see cases.selectors.
+Model-level ("global") permissions and superuser status never grant a case: see cases.access.
 Everything under a case (probes, faces, searches, candidates, decisions, exports) is checked through its case.
 """
 

@@ -9,6 +9,7 @@ import pytest
 
 from search import galleries
 from search.execution import search_galleries
+from search.index import snapshots
 from search.index.changes import index_changes_record
 from search.index.live import GalleryIndexes, get_index, snapshot_path
 from search.index.snapshots import snapshot_read_header
@@ -140,19 +141,17 @@ def test_approximate_gallery_switches_to_pq_when_it_grows(gallery_env: Path, mon
     """Below APPROX_MIN_TEMPLATES the index is flat; past it, PQ fast scan + exact re-rank (same results)."""
     import faiss
 
-    from search.index import snapshots as indexfiles
-
-    monkeypatch.setattr(indexfiles, "APPROX_MIN_TEMPLATES", 400)
+    monkeypatch.setattr(snapshots, "APPROX_MIN_TEMPLATES", 400)
     vectors = _unit_vectors(600, seed=7)
     gallery = galleries.gallery_create(name="grow", kind=Gallery.Kind.CUSTODY, index_mode="approximate")
     ids = _add(gallery, vectors[:300], "p")
     loaded = get_index().fresh(gallery.pk, PACK)
-    assert loaded is not None and indexfiles.is_flat(loaded.index)
+    assert loaded is not None and snapshots.is_flat(loaded.index)
     ids += _add(gallery, vectors[300:], "q")
     galleries.gallery_image_delete(image=GalleryImage.objects.get(templates__pk=ids[5]), reason="test")
     scores, found = get_index().search(gallery.pk, PACK, vectors, 3)
     loaded = get_index().fresh(gallery.pk, PACK)
-    assert loaded is not None and not indexfiles.is_flat(loaded.index)  # trained at catch-up
+    assert loaded is not None and not snapshots.is_flat(loaded.index)  # trained at catch-up
     assert isinstance(faiss.downcast_index(loaded.index.index), faiss.IndexRefineFlat)
     assert np.delete(found[:, 0], 5).tolist() == ids[:5] + ids[6:]  # each live template finds itself
     assert found[5, 0] != ids[5] and ids[5] not in found  # the deleted template is a tombstone
@@ -162,6 +161,6 @@ def test_approximate_gallery_switches_to_pq_when_it_grows(gallery_env: Path, mon
     # A new process loads the trained snapshot, and a rebuild trains it again from the database.
     get_index().save(gallery.pk, PACK)
     other = GalleryIndexes().fresh(gallery.pk, PACK)
-    assert other is not None and not indexfiles.is_flat(other.index) and other.size == 599
+    assert other is not None and not snapshots.is_flat(other.index) and other.size == 599
     rebuilt = get_index().rebuild(gallery.pk, PACK)
-    assert rebuilt is not None and not indexfiles.is_flat(rebuilt.index) and rebuilt.size == 599
+    assert rebuilt is not None and not snapshots.is_flat(rebuilt.index) and rebuilt.size == 599
