@@ -207,6 +207,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-cases": {"task": TaskName.CASES_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
     "purge-expired-gallery-images": {"task": TaskName.GALLERY_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
+    # A checkpoint of the audit chain's head, besides the one written as each event commits (audit.anchor).
+    "audit-anchor-head": {"task": TaskName.AUDIT_ANCHOR.value, "schedule": 60 * 60},
 }
 
 # Face engine and model packs.
@@ -234,5 +236,22 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("RFR_LOG_LEVEL", "INFO")},
     "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
+
+# Audit trail tamper evidence (docs/audit-and-permissions.md): the key of the row hashes, held outside the
+# database, and the append-only file (and optionally syslog) that the chain's head is anchored in.
+RFR_AUDIT_KEY = env_str("RFR_AUDIT_KEY", "")
+RFR_AUDIT_KEY_FILE = env_path("RFR_AUDIT_KEY_FILE", DATA_DIR / "audit.key")
+RFR_AUDIT_ANCHOR_FILE = env_path("RFR_AUDIT_ANCHOR_FILE", DATA_DIR / "audit-anchor.log")
+RFR_AUDIT_ANCHOR_SYSLOG = env_str("RFR_AUDIT_ANCHOR_SYSLOG", "")  # "/dev/log" or "host:port" (UDP); "" = off
+if RFR_AUDIT_KEY and len(RFR_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("RFR_AUDIT_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+# The embedded default generates its key file on first use. With a database server the operator must choose
+# the key, so that a new container never silently starts a new one (the test suite, run by pytest, which
+# sets PYTEST_VERSION, uses a generated key on its throwaway databases).
+if DATABASE_CONFIG is not None and not RFR_AUDIT_KEY and not os.environ.get("PYTEST_VERSION"):
+    if not os.environ.get("RFR_AUDIT_KEY_FILE"):
+        raise ImproperlyConfigured("RFR_AUDIT_KEY or RFR_AUDIT_KEY_FILE must be set when DATABASE_URL is set.")
+    if not RFR_AUDIT_KEY_FILE.is_file():
+        raise ImproperlyConfigured(f"RFR_AUDIT_KEY_FILE={RFR_AUDIT_KEY_FILE} does not exist.")
 
 os.makedirs(DATA_DIR, exist_ok=True)
