@@ -8,6 +8,7 @@ generated into `RFR_AUDIT_KEY_FILE` (default `var/audit.key`) on first use, read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -54,9 +55,7 @@ def _generate(path: Path) -> None:
             handle.write(secrets.token_hex(32) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # a concurrent first use wrote one: use theirs
             os.link(temporary, path)
-        except FileExistsError:
-            pass  # a concurrent first use wrote one: use theirs
     finally:
         temporary.unlink(missing_ok=True)

@@ -46,5 +46,5 @@ def audit_flush_allow_on_test_databases() -> None:
                 ]
             _original(self, sql_list)
 
-        operations.execute_sql_flush = execute_sql_flush
+        operations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign,assignment]
         setattr(operations, _PATCHED, True)

@@ -41,9 +41,7 @@ class ChainReport:
     anchors_matched: int = 0  # good rows whose hash the anchor file records
 
 
-def _row_problem(
-    event: AuditEvent, *, expected_seq: int, prev_id: int, prev_hash: str, keyed_seen: bool
-) -> str:
+def _row_problem(event: AuditEvent, *, expected_seq: int, prev_id: int, prev_hash: str, keyed_seen: bool) -> str:
     if event.seq != expected_seq:
         return f"sequence gap: expected seq {expected_seq}, found {event.seq} (row deleted?)"
     if event.pk <= prev_id:
@@ -97,9 +95,7 @@ def audit_chain_verify(*, chunk_size: int = 2000, anchored: Mapping[int, str] | 
         keyed_seen = keyed_seen or event.hash_scheme == HashScheme.HMAC_SHA256
         legacy += event.hash_scheme == HashScheme.SHA256
         matched += anchored_hash is not None
-    return ChainReport(
-        ok=True, count=count, head_hash=prev_hash, legacy_count=legacy, anchors_matched=matched
-    )
+    return ChainReport(ok=True, count=count, head_hash=prev_hash, legacy_count=legacy, anchors_matched=matched)
 
 
 @dataclass(frozen=True)
