@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -520,3 +521,16 @@ def test_the_embedded_default_generates_its_key_once_readable_by_its_owner_only(
     assert audit_key() == key == (tmp_path / "var" / "audit.key").read_bytes().strip()
     settings.RFR_AUDIT_KEY = "k" * 40
     assert audit_key() == b"k" * 40
+
+
+@pytest.mark.django_db
+@pytest.mark.embedded
+def test_anchor_lines_also_go_to_syslog_when_configured(django_capture_on_commit_callbacks: Any, settings: Any) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        collector.settimeout(10)
+        settings.RFR_AUDIT_ANCHOR_SYSLOG = f"127.0.0.1:{collector.getsockname()[1]}"
+        (event,) = _record(1, django_capture_on_commit_callbacks)
+        message = collector.recv(4096).decode()
+    assert f"rfr-audit-anchor 1 {event.row_hash} " in message
+    assert Path(settings.RFR_AUDIT_ANCHOR_FILE).read_text().startswith(f"1 {event.row_hash} ")
