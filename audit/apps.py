@@ -6,5 +6,6 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        # Registers the anchor task's name in every process (rfr.queues: tasks are queued by name).
-        from audit import tasks  # noqa: F401
+        # Registers the anchor task's name in every process (rfr.queues: tasks are queued by name), and the
+        # deployment check of the database role.
+        from audit import checks, tasks  # noqa: F401

@@ -31,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 from audit.actions import AuditAction
+from audit.checks import audit_database_role_check
 from audit.dbroles import database_roles_check, database_roles_grant
 from audit.keys import audit_key
 from audit.models import AuditEvent, HashScheme
@@ -429,6 +430,21 @@ def test_the_app_role_may_append_and_read_but_not_change_empty_or_unprotect_the_
     assert AuditEvent.objects.count() == before + 1
     result = _verify()
     assert result.exit_code == 0 and result.stdout.startswith(f"OK {before + 1} events verified")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("postgres")
+def test_check_deploy_warns_when_the_app_connects_as_a_superuser_or_owner_and_not_as_the_app_role() -> None:
+    # The test suite connects as a superuser, as compose's app did before the two roles.
+    (warning,) = audit_database_role_check(databases=["default"])
+    assert warning.id == "audit.W001" and "is a superuser" in warning.msg
+    with _two_roles() as (owner, app), connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {owner}")
+        (warning,) = audit_database_role_check(databases=["default"])
+        assert f"owns {TABLE}" in warning.msg
+        cursor.execute(f"SET ROLE {app}")
+        assert audit_database_role_check(databases=["default"]) == []
+        cursor.execute("RESET ROLE")
 
 
 @pytest.mark.django_db
