@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
@@ -47,7 +48,7 @@ from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Sea
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import candidate_label, face_view, probe_progress, search_progress
 from cases.reports import search_report_download_record, search_report_pdf
-from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
+from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
 from rfr.errors import ApplicationError, InvalidInput
 from search.galleries import galleries_searchable
@@ -168,8 +169,9 @@ def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_timeline(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     page = Paginator(case_audit_events(case=case), 50).get_page(request.GET.get("page"))
-    # A first assessment awaiting its second review is not shown to the (possible) second reviewer.
-    page.object_list = audit_events_withhold_pending_reviews(events=page.object_list, viewer=request.user)
+    # As everywhere audit events are shown: a first assessment awaiting its second review is not shown to the
+    # (possible) second reviewer.
+    page.object_list = audit_events_for_reader(events=page.object_list, viewer=request.user)
     return render(request, "cases/case_timeline.html", {"case": case, "page": page})
 
 
@@ -271,7 +273,10 @@ def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
 @require_GET
 def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    return _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+    response = _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+    # Recorded once the file is known to be there, and before a byte is sent.
+    probes.probe_image_view_record(probe=probe, viewer=request.user, request=request)  # type: ignore[arg-type]
+    return response
 
 
 @login_required
@@ -289,7 +294,9 @@ def probe_face_draw(request: HttpRequest, probe_id: int) -> HttpResponse:
 @require_GET
 def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
     face = face_get_for_user(user=request.user, face_id=face_id)
-    return _image_response(face.aligned_crop, "image/png")
+    response = _image_response(face.aligned_crop, "image/png")
+    probes.probe_image_view_record(probe=face.probe, face=face, viewer=request.user, request=request)  # type: ignore[arg-type]
+    return response
 
 
 # --- Search ----------------------------------------------------------------------------------------------
@@ -417,7 +424,8 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
     decisions = list(candidate.decisions.select_related("reviewer"))
     user_decided = any(d.reviewer_id == request.user.pk for d in decisions)
     shown, withheld = review.decisions_visible_to(candidate=candidate, viewer=request.user, decisions=decisions)
-    awaiting_second = candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH
+    awaiting_second = review.candidate_awaits_second_review(candidate=candidate)
+    needs_reviewer = review.candidate_second_review_needs_reviewer(candidate=candidate)
     return render(
         request,
         "cases/workbench/candidate_detail.html",
@@ -432,7 +440,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "withheld_text": review.WITHHELD_TEXT,
             "verdicts": Decision.Verdict.choices,
             "can_decide": not user_decided and (not decisions or awaiting_second),
-            "needs_second_reviewer": awaiting_second and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
+            "needs_second_reviewer": needs_reviewer and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
             "awaiting_second": awaiting_second,
             "gallery_image_held": review.candidate_gallery_template(candidate=candidate) is not None,
             "previous_id": siblings[position - 1] if position > 0 else None,
@@ -465,7 +473,14 @@ def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
     template = review.candidate_gallery_template(candidate=candidate)
     if template is None:
         raise Http404("The gallery image is no longer held.")
-    return _image_response(template.image.file)
+    response = _image_response(template.image.file)
+    review.candidate_image_view_record(
+        candidate=candidate,
+        viewer=request.user,  # type: ignore[arg-type]
+        shown="gallery_image",
+        request=request,
+    )
+    return response
 
 
 @login_required
@@ -475,4 +490,11 @@ def candidate_crop(request: HttpRequest, candidate_id: int) -> HttpResponse:
     crop = review.candidate_aligned_crop(candidate=candidate)
     if crop is None:
         raise Http404("The gallery image is no longer held.")
-    return _png_response(crop)
+    response = _png_response(crop)
+    review.candidate_image_view_record(
+        candidate=candidate,
+        viewer=request.user,  # type: ignore[arg-type]
+        shown="aligned_crop",
+        request=request,
+    )
+    return response
