@@ -43,6 +43,10 @@ def audit_events_withhold_pending_reviews(*, events: Iterable[AuditEvent], viewe
     for event in events:
         candidate_id = first_ids.get(event.pk)
         if candidate_id in pending and (viewer_id is None or event.actor_id != viewer_id):
-            kept = {k: event.detail[k] for k in ("candidate_id", "search_id", "rank", "stage") if k in event.detail}
+            kept = {
+                k: event.detail[k]
+                for k in ("candidate_id", "search_id", "rank", "stage", "redacted")
+                if k in event.detail
+            }
             event.detail = {**kept, "withheld": WITHHELD_TEXT}
     return events
