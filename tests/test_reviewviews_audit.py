@@ -34,7 +34,7 @@ from cases.review import WITHHELD_TEXT, candidate_decision_record, candidate_vie
 from cases.searches import search_request
 from tests.factories import CaseWorld, build_case_world, client_for, workbench_objects_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 FILENAME = "SECRETCAM-doorbell-informant-7781.png"
 JUSTIFICATION = "JUSTIFY-Operation-Lantern-witness-tip-5531"

@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
 from tests.factories import CaseWorld, build_case_world, workbench_objects_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 @pytest.fixture

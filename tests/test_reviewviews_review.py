@@ -22,7 +22,7 @@ from cases.presenters import candidate_label
 from cases.review import WITHHELD_TEXT
 from tests.factories import CaseWorld, build_case_world, client_for, workbench_objects_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 SUPERVISOR_RATIONALE = "SUPRATIONALE-different-chin-6612"
 
