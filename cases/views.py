@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -53,6 +55,8 @@ from rfr.error_handling import error_return_to
 from rfr.errors import ApplicationError, InvalidInput
 from search.galleries import galleries_searchable
 
+ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
+
 IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -75,6 +79,17 @@ def _png_response(image_bgr: np.ndarray) -> HttpResponse:
     response = HttpResponse(buffer.tobytes(), content_type="image/png")
     for key, value in IMAGE_HEADERS.items():
         response[key] = value
+    return response
+
+
+def _recorded(response: ResponseT, record: Callable[[], None]) -> ResponseT:
+    """Record the view of an image once it is known to be there, before a byte is sent; if the record cannot
+    be written, nothing is sent (and the open file is closed)."""
+    try:
+        record()
+    except BaseException:
+        response.close()
+        raise
     return response
 
 
@@ -274,9 +289,10 @@ def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
 def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
     response = _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
-    # Recorded once the file is known to be there, and before a byte is sent.
-    probes.probe_image_view_record(probe=probe, viewer=request.user, request=request)  # type: ignore[arg-type]
-    return response
+    return _recorded(
+        response,
+        lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, request=request),  # type: ignore[arg-type]
+    )
 
 
 @login_required
@@ -295,8 +311,10 @@ def probe_face_draw(request: HttpRequest, probe_id: int) -> HttpResponse:
 def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
     face = face_get_for_user(user=request.user, face_id=face_id)
     response = _image_response(face.aligned_crop, "image/png")
-    probes.probe_image_view_record(probe=face.probe, face=face, viewer=request.user, request=request)  # type: ignore[arg-type]
-    return response
+    return _recorded(
+        response,
+        lambda: probes.probe_image_view_record(probe=face.probe, face=face, viewer=request.user, request=request),  # type: ignore[arg-type]
+    )
 
 
 # --- Search ----------------------------------------------------------------------------------------------
@@ -474,13 +492,15 @@ def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
     if template is None:
         raise Http404("The gallery image is no longer held.")
     response = _image_response(template.image.file)
-    review.candidate_image_view_record(
-        candidate=candidate,
-        viewer=request.user,  # type: ignore[arg-type]
-        shown="gallery_image",
-        request=request,
+    return _recorded(
+        response,
+        lambda: review.candidate_image_view_record(
+            candidate=candidate,
+            viewer=request.user,  # type: ignore[arg-type]
+            shown="gallery_image",
+            request=request,
+        ),
     )
-    return response
 
 
 @login_required
@@ -490,11 +510,12 @@ def candidate_crop(request: HttpRequest, candidate_id: int) -> HttpResponse:
     crop = review.candidate_aligned_crop(candidate=candidate)
     if crop is None:
         raise Http404("The gallery image is no longer held.")
-    response = _png_response(crop)
-    review.candidate_image_view_record(
-        candidate=candidate,
-        viewer=request.user,  # type: ignore[arg-type]
-        shown="aligned_crop",
-        request=request,
+    return _recorded(
+        _png_response(crop),
+        lambda: review.candidate_image_view_record(
+            candidate=candidate,
+            viewer=request.user,  # type: ignore[arg-type]
+            shown="aligned_crop",
+            request=request,
+        ),
     )
-    return response
