@@ -42,7 +42,7 @@ VIEW_AUDIT = "audit.view_auditevent"
 VIEW_ALL_AUDIT = "audit.view_all_auditevent"
 
 _scopes: dict[str, AuditScope] = {}
-_case_readers: list[CaseReaders] = []
+_case_readers: dict[str, CaseReaders] = {}
 _redactors: dict[str, AuditRedactor] = {}
 
 REDACTED_TEXT = "Case content withheld: only people on the case may read it."
@@ -77,10 +77,9 @@ def audit_scope_register(name: str, scope: AuditScope) -> None:
     _scopes[name] = scope
 
 
-def audit_case_readers_register(readers: CaseReaders) -> None:
+def audit_case_readers_register(name: str, readers: CaseReaders) -> None:
     """Say which cases a user may read the content of (the cases app, from its AppConfig.ready)."""
-    if readers not in _case_readers:
-        _case_readers.append(readers)
+    _case_readers[name] = readers
 
 
 def audit_redactor_register(name: str, redactor: AuditRedactor) -> None:
@@ -144,7 +143,7 @@ def audit_case_ids_readable_by(*, user: AnyUser) -> set[int]:
     readable: set[int] = set()
     if not getattr(user, "is_authenticated", False):
         return readable
-    for readers in _case_readers:
+    for readers in _case_readers.values():
         readable.update(int(pk) for pk in readers(user))
     return readable
 

@@ -21,7 +21,9 @@ class CasesConfig(AppConfig):
         audit_scope_register("team-cases", lambda user: Q(case_id__in=case_ids_supervised_by(user=user)))
         # Case content in audit events is shown only to people on the case (need-to-know), and a first
         # assessment awaiting its second review only to its author (independence), wherever events are shown.
-        audit_case_readers_register(lambda user: cases_visible_to(user=user).values_list("pk", flat=True))
+        audit_case_readers_register(
+            "case-viewers", lambda user: cases_visible_to(user=user).values_list("pk", flat=True)
+        )
         audit_redactor_register(
             "pending-reviews",
             lambda events, viewer: audit_events_withhold_pending_reviews(events=events, viewer=viewer),  # type: ignore[arg-type]
