@@ -21,6 +21,7 @@ from cases.models import Candidate, Decision
 from cases.presenters import candidate_label
 from cases.review import WITHHELD_TEXT
 from tests.factories import CaseWorld, build_case_world, client_for, workbench_objects_create
+from tests.test_workbench_pages import pdf_text
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -75,6 +76,8 @@ def test_a_supervisor_s_first_assessment_does_not_end_review(world: CaseWorld, v
     assert SUPERVISOR_RATIONALE not in page and WITHHELD_TEXT in page and 'name="rationale"' in page
     timeline = client_for(owner).get(f"/api/cases/{world.case.pk}/audit/").json()["results"]
     assert SUPERVISOR_RATIONALE not in str(timeline)
+    report = page_client.get(f"/searches/{candidate.search_id}/report.pdf")
+    assert report.status_code == 200 and SUPERVISOR_RATIONALE not in pdf_text(report.content)
 
     second = _decide(owner, candidate, verdict, "Operator agrees")
     assert second.status_code == 201, second.json()
@@ -88,6 +91,7 @@ def test_a_supervisor_s_first_assessment_does_not_end_review(world: CaseWorld, v
     stages = list(Decision.objects.filter(candidate=candidate).values_list("stage", "reviewer__username"))
     assert stages == [("first", "supervisor"), ("second", "owner")]
     # Both are now shown to the people on the case.
+    assert SUPERVISOR_RATIONALE in pdf_text(page_client.get(f"/searches/{candidate.search_id}/report.pdf").content)
     assert [d["rationale"] for d in _api_candidate(owner, candidate)["decisions"]] == [
         SUPERVISOR_RATIONALE,
         "Operator agrees",
