@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     PROBE_PROCESSED = "probe.processed"
     PROBE_FAILED = "probe.failed"
     PROBE_FACE_DRAWN = "probe.face_drawn"
+    PROBE_IMAGE_VIEWED = "probe.image_viewed"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -48,6 +49,7 @@ class AuditAction(StrEnum):
     SEARCH_REPORT_DOWNLOADED = "search.report_downloaded"
     CANDIDATE_VIEWED = "candidate.viewed"
     CANDIDATE_DECIDED = "candidate.decided"
+    CANDIDATE_IMAGE_VIEWED = "candidate.image_viewed"
     # Galleries
     GALLERY_CREATE = "gallery.create"
     GALLERY_ENROL_START = "gallery.enrol_start"
@@ -85,6 +87,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_PROCESSED: "Faces were found in a probe: how many, with which model pack.",
     AuditAction.PROBE_FAILED: "A probe could not be processed: code and message.",
     AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
+    AuditAction.PROBE_IMAGE_VIEWED: "Someone viewed a probe image or one of its face crops.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",
@@ -92,6 +95,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.SEARCH_REPORT_DOWNLOADED: "Someone downloaded a search's PDF report: its sha256.",
     AuditAction.CANDIDATE_VIEWED: "Someone opened one candidate side by side with the probe face.",
     AuditAction.CANDIDATE_DECIDED: "A person assessed a candidate: stage, verdict, rationale, resulting outcome.",
+    AuditAction.CANDIDATE_IMAGE_VIEWED: "Someone viewed a candidate's gallery image or its aligned crop.",
     AuditAction.GALLERY_CREATE: "A gallery was created: name, kind, retention, index mode.",
     AuditAction.GALLERY_ENROL_START: "A bulk enrolment run started: files listed, source.",
     AuditAction.GALLERY_ENROL: "Images were enrolled into a gallery (one image, or a run's final counts).",

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Team
 from audit.models import AuditEvent
+from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
@@ -36,7 +37,7 @@ from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
 from cases.presenters import candidate_label, face_warnings, outcome_error
-from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
+from cases.timeline import case_audit_events
 
 
 def _django_request(request: Request) -> HttpRequest:
@@ -132,10 +133,11 @@ class CaseAuditAPI(ListAPIView):
         return case_audit_events(case=case)
 
     def paginate_queryset(self, queryset: Any) -> list[Any] | None:
-        # As on the timeline page: a first assessment awaiting its second review is shown to its author only.
+        # As on the timeline page and /audit/: a first assessment awaiting its second review is shown to its
+        # author only.
         page = super().paginate_queryset(queryset)
         events = list(queryset) if page is None else page
-        return audit_events_withhold_pending_reviews(events=events, viewer=self.request.user)
+        return audit_events_for_reader(events=events, viewer=self.request.user)
 
 
 # --- Probes and faces ---------------------------------------------------------------------------------------
