@@ -6,4 +6,5 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("totp/", views.totp, name="totp"),
+    path("tokens/", views.api_tokens, name="api-tokens"),
 ]

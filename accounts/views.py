@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -8,13 +9,16 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.qr import write_qrcode_image
 
 from accounts.forms import LoginForm, TOTPConfirmForm
+from accounts.models import ApiToken
 from accounts.otp import totp_token_verify, user_is_otp_verified, user_totp_device
-from accounts.services import login_failure_record, totp_device_confirm
+from accounts.services import api_tokens_revoke, login_failure_record, totp_device_confirm, totp_device_create
+from accounts.tokens import TOKEN_STATES, api_token_refusal, token_ttl
 
 
 class LoginView(auth_views.LoginView):
@@ -42,7 +46,7 @@ def totp(request: HttpRequest) -> HttpResponse:
     if enrolling:
         device = TOTPDevice.objects.filter(user=request.user, confirmed=False).order_by("pk").first()
         if device is None:
-            device = TOTPDevice.objects.create(user=request.user, name="Authenticator app", confirmed=False)
+            device = totp_device_create(user=request.user, request=request)  # type: ignore[arg-type]
     assert device is not None
     if not enrolling and user_is_otp_verified(request.user):
         messages.info(request, "This session is already verified with your authenticator app.")
@@ -70,4 +74,27 @@ def totp(request: HttpRequest) -> HttpResponse:
             "config_url": device.config_url if enrolling else "",
             "next": _safe_next(request),
         },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """One's own API tokens: when issued and until when, never the key (only its hash is kept); revoke one or all."""
+    user: Any = request.user
+    if request.method == "POST":
+        token_id = request.POST.get("revoke", "")
+        token_ids = [int(token_id)] if token_id.isdigit() else None
+        revoked = api_tokens_revoke(
+            user=user, revoked_by=user, reason="revoked_by_owner", token_ids=token_ids, request=request
+        )
+        messages.success(request, f"Revoked {revoked} token{'s' if revoked != 1 else ''}.")
+        return redirect("api-tokens")
+    tokens = [
+        (token, TOKEN_STATES[api_token_refusal(token)]) for token in ApiToken.objects.filter(user_id=user.pk)[:50]
+    ]
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {"tokens": tokens, "ttl_hours": int(token_ttl().total_seconds() // 3600)},
     )

@@ -34,6 +34,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
+    case_access_explain,
     case_get_for_user,
     case_user_may,
     cases_visible_to,
@@ -117,6 +118,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "is_owner": case.owner_id == request.user.pk,
             "members": case_members(case),
             "supervisors": team_supervisors(case),
+            "access": case_access_explain(case=case),
             "close_form": CaseCloseForm(),
         },
     )
