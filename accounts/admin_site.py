@@ -9,7 +9,8 @@ stays as a read-only window for staff, and as a repair tool for superusers, who 
 - models holding secrets are never registered: API tokens (DRF's and rfr's) and authenticator devices (their
   keys), so not even a superuser can read a token or a TOTP key here;
 - each admin view runs inside `accounts.grants.grants_request`, so any grant a superuser makes here (a group, a
-  flag, a password, an object permission) is recorded by accounts.signals with their name and address.
+  flag, a password, an object permission) is recorded by accounts.signals with their name and address, and a
+  refused write (403) is recorded as `grant.refused`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models.base import ModelBase
 from django.http import HttpRequest, HttpResponse
 
 from accounts.grants import grants_request
+from accounts.services import grant_refusal_record
 
 # Models whose rows are credentials: never shown in the admin, to anyone.
 NEVER_IN_ADMIN = frozenset({"authtoken.token", "authtoken.tokenproxy", "accounts.apitoken", "otp_totp.totpdevice"})
@@ -69,7 +72,19 @@ class RfrAdminSite(admin.AdminSite):
         inner = super().admin_view(view, cacheable)
 
         def recorded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            with grants_request(request):
-                return inner(request, *args, **kwargs)
+            try:
+                with grants_request(request):
+                    return inner(request, *args, **kwargs)
+            except PermissionDenied:
+                if request.method not in ("GET", "HEAD", "OPTIONS"):
+                    # A refused write (a staff member trying to change anything, their own flags included) is
+                    # recorded: the admin's own transaction has rolled back by now, this row stays.
+                    grant_refusal_record(
+                        actor=request.user,
+                        reason="admin_read_only",
+                        what=f"{request.method} {request.path}",
+                        request=request,
+                    )
+                raise
 
         return update_wrapper(recorded, inner)

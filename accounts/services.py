@@ -204,9 +204,25 @@ def api_tokens_revoke(
 # --- Users, roles and teams ------------------------------------------------------------------------------------
 
 
-def _refuse_self(*, user: AbstractBaseUser, by: Actor, doing: str) -> None:
-    """Nobody changes their own grants: another admin must (separation of duties)."""
+def grant_refusal_record(
+    *, actor: Actor, reason: str, what: str, target: Any = None, request: HttpRequest | None = None
+) -> None:
+    """An attempt to change grants that was refused: recorded in its own transaction, so that it stays when the
+    refused change is rolled back."""
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.GRANT_REFUSED,
+            actor=actor,
+            target=target,
+            request=request,
+            detail={"reason": reason, "what": what[:200]},
+        )
+
+
+def _refuse_self(*, user: AbstractBaseUser, by: Actor, doing: str, request: HttpRequest | None = None) -> None:
+    """Nobody changes their own grants: another admin must (separation of duties). The attempt is recorded."""
     if by is not None and getattr(by, "pk", None) is not None and by.pk == user.pk:
+        grant_refusal_record(actor=by, reason="self_change", what=doing, target=user, request=request)
         raise Forbidden("self_change", f"You cannot {doing} on your own account; ask another admin.")
 
 
@@ -219,7 +235,7 @@ def user_role_grant(
 ) -> None:
     if role not in ROLES:
         raise InvalidInput("unknown_role", f"Unknown role {role!r}; roles are {', '.join(ROLES)}.")
-    _refuse_self(user=user, by=granted_by, doing="grant a role")
+    _refuse_self(user=user, by=granted_by, doing="grant a role", request=request)
     with transaction.atomic(), grants_recorded():
         user.groups.add(Group.objects.get(name=role))  # type: ignore[attr-defined]
         detail: dict[str, Any] = {"role": role}
@@ -241,7 +257,7 @@ def user_role_revoke(
 ) -> None:
     if role not in ROLES:
         raise InvalidInput("unknown_role", f"Unknown role {role!r}; roles are {', '.join(ROLES)}.")
-    _refuse_self(user=user, by=revoked_by, doing="take away a role")
+    _refuse_self(user=user, by=revoked_by, doing="take away a role", request=request)
     if not user.groups.filter(name=role).exists():  # type: ignore[attr-defined]
         raise Conflict("role_not_held", f"{user.get_username()} does not hold the role {role}.")
     with transaction.atomic(), grants_recorded():
@@ -269,7 +285,7 @@ def _team_relation_change(
     """Add `user` to, or remove them from, one of the team's user lists ("members" or "supervisors"), with
     its audit event, in one transaction. cases.signals keeps the supervisors' view of the team's cases in step."""
     if relation == "supervisors":
-        _refuse_self(user=user, by=by, doing="change who supervises a team")
+        _refuse_self(user=user, by=by, doing="change who supervises a team", request=request)
     with transaction.atomic(), grants_recorded():
         people = getattr(team, relation)
         if add:
@@ -425,7 +441,7 @@ def user_deactivate(
     *, user: AbstractBaseUser, deactivated_by: Actor, reason: str = "", request: HttpRequest | None = None
 ) -> None:
     """Disable an account: no sign-in, no API token works (all revoked), sessions refused by Django."""
-    _refuse_self(user=user, by=deactivated_by, doing="deactivate")
+    _refuse_self(user=user, by=deactivated_by, doing="deactivate", request=request)
     if not user.is_active:
         raise Conflict("already_inactive", f"{user.get_username()} is already deactivated.")
     with transaction.atomic(), grants_recorded():
@@ -441,7 +457,7 @@ def user_deactivate(
 
 
 def user_reactivate(*, user: AbstractBaseUser, reactivated_by: Actor, request: HttpRequest | None = None) -> None:
-    _refuse_self(user=user, by=reactivated_by, doing="reactivate")
+    _refuse_self(user=user, by=reactivated_by, doing="reactivate", request=request)
     if user.is_active:
         raise Conflict("already_active", f"{user.get_username()} is already active.")
     with transaction.atomic(), grants_recorded():
@@ -596,7 +612,11 @@ def api_token_record(*, token: ApiToken, change: str, actor: Actor, request: Htt
     detail: dict[str, Any] = {"username": user.get_username(), "token": token.prefix, "via": "outside_services"}
     with transaction.atomic():
         if change == "created":
-            detail |= {"new": True, "expires_at": token.expires_at.isoformat()}
+            expires = token.expires_at
+            detail |= {
+                "new": True,
+                "expires_at": expires.isoformat() if hasattr(expires, "isoformat") else str(expires),
+            }
             audit_event_record(
                 action=AuditAction.AUTH_TOKEN_OBTAINED, actor=actor, target=user, request=request, detail=detail
             )

@@ -37,6 +37,7 @@ class AuditAction(StrEnum):
     GROUP_USER_REMOVED = "group.user_removed"
     PERMISSION_GRANTED = "permission.granted"
     PERMISSION_REVOKED = "permission.revoked"
+    GRANT_REFUSED = "grant.refused"
     TEAM_CREATED = "team.created"
     TEAM_MEMBER_ADDED = "team.member_added"
     TEAM_MEMBER_REMOVED = "team.member_removed"
@@ -97,6 +98,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.GROUP_USER_REMOVED: "A user was taken out of a group that is not a role.",
     AuditAction.PERMISSION_GRANTED: "A permission was given to a user or group outside rfr's services.",
     AuditAction.PERMISSION_REVOKED: "A permission was taken from a user or group outside rfr's services.",
+    AuditAction.GRANT_REFUSED: "An attempt to change grants was refused (one's own account; a read-only admin).",
     AuditAction.TEAM_CREATED: "A team was created.",
     AuditAction.TEAM_MEMBER_ADDED: "A user joined a team.",
     AuditAction.TEAM_MEMBER_REMOVED: "A user left a team.",
