@@ -25,6 +25,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from guardian.conf import settings as guardian_settings
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from accounts.grants import grants_current_request, grants_recorded_by_caller
@@ -81,6 +82,11 @@ def _who() -> tuple[Any, HttpRequest | None]:
     return (user if user is not None and user.is_authenticated else None), request
 
 
+def _is_guardian_anonymous_user(user: Any) -> bool:
+    name = guardian_settings.ANONYMOUS_USER_NAME
+    return name is not None and user.get_username() == name and not user.has_usable_password()
+
+
 @receiver(pre_save, sender=User, dispatch_uid="accounts.grants_user_pre_save")
 def user_pre_save(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
     if _silent(kwargs) or instance.pk is None:
@@ -102,6 +108,8 @@ def user_post_save(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
         return
     actor, request = _who()
     if created:
+        if _is_guardian_anonymous_user(instance):
+            return  # made by django-guardian at every migrate: no password, no roles, cannot sign in
         user_created_record(user=instance, actor=actor, request=request)
     elif changes:
         user_changes_record(user=instance, changes=changes, actor=actor, request=request)
