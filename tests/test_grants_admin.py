@@ -107,8 +107,17 @@ def test_admin_cannot_join_a_team_supervisor_group_through_the_admin() -> None:
     response = client.post(reverse("admin:auth_group_change", args=[team_group.pk]), {"name": team_group.name})
     assert response.status_code == 403
     assert AuditEvent.objects.filter(action="grant.refused", actor=boss).count() == 2
-    # Nor can they reach the case through a bulk action or an add form.
+    # Nor add an account, nor reset someone's password to sign in as them.
     assert client.post(reverse("admin:auth_user_add"), {"username": "x"}).status_code == 403
+    owner = world.users["owner"]
+    response = client.post(
+        reverse("admin:auth_user_password_change", args=[owner.pk]),
+        {"password1": "taken over 123456", "password2": "taken over 123456"},
+    )
+    assert response.status_code == 403
+    owner.refresh_from_db()
+    assert not owner.check_password("taken over 123456")
+    assert AuditEvent.objects.filter(action="grant.refused", actor=boss).count() == 4
 
 
 def test_superuser_edits_in_the_admin_are_recorded_with_their_name() -> None:

@@ -114,9 +114,7 @@ def test_orm_path_grants_are_recorded() -> None:
     assert created_root.target_id == str(root.pk)
     superuser = AuditEvent.objects.get(action="user.superuser_changed")
     assert superuser.detail == {"username": "ivy", "via": "outside_services", "from": False, "to": True}
-    assert all(
-        e.detail.get("via") == "outside_services" for e in AuditEvent.objects.filter(seq__gt=start)
-    )
+    assert all(e.detail.get("via") == "outside_services" for e in AuditEvent.objects.filter(seq__gt=start))
     assert audit_chain_verify().ok
 
 
