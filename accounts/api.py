@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiToken
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
+from accounts.selectors import password_change_required
 from accounts.services import api_token_issue, api_tokens_revoke, login_failure_record
 
 
@@ -31,6 +32,9 @@ class TokenRequestSerializer(AuthTokenSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)  # authenticate(): failures and lockouts are recorded by accounts.signals
         user = attrs["user"]
+        if password_change_required(user):
+            # An admin set this password: only its owner, choosing their own on the web, may use the account.
+            raise PermissionDenied("An admin set your password: choose your own on the web before using the API.")
         device = user_totp_device(user)
         request = self.context.get("request")
         attrs["totp_verified"] = False

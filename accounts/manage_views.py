@@ -188,9 +188,18 @@ def user_action(request: HttpRequest, user_id: int, action: str) -> HttpResponse
             texts = [str(text) for errors in form.errors.values() for text in errors]
             raise InvalidInput("invalid_password", " ".join(texts) or "Enter the new password twice.")
         user_password_set(
-            user=user, password=form.cleaned_data["password1"], set_by=admin, request=request, validate=True
+            user=user,
+            password=form.cleaned_data["password1"],
+            set_by=admin,
+            request=request,
+            validate=True,
+            require_change=True,
         )
-        messages.success(request, f"Set a new password for {name}; their API tokens were revoked.")
+        messages.success(
+            request,
+            f"Set a new password for {name}; their API tokens were revoked, and they must choose their own password "
+            "when they next sign in.",
+        )
     elif action == "revoke_tokens":
         revoked = api_tokens_revoke(user=user, revoked_by=admin, reason="revoked_by_admin", request=request)
         messages.success(request, f"Revoked {revoked} API token{'s' if revoked != 1 else ''} of {name}.")

@@ -71,3 +71,15 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user_id})"
+
+
+class PasswordChangeRequired(models.Model):
+    """An admin set this user's password (/manage/): the user must choose their own before anything else, so an
+    admin who resets a password to sign in as someone cannot do so unnoticed (accounts.middleware)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    set_by_username = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} (set by {self.set_by_username})"

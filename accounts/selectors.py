@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import LoginLockout, Team
+from accounts.models import LoginLockout, PasswordChangeRequired, Team
 from accounts.roles import ROLES
 from audit.services import client_ip
 
@@ -67,3 +67,10 @@ def user_roles(user: Any) -> list[str]:
 
 def teams_for_management() -> QuerySet[Team]:
     return Team.objects.order_by("name").prefetch_related("members", "supervisors")
+
+
+def password_change_required(user: Any) -> bool:
+    """Whether `user` must choose a new password first (an admin set their current one)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return PasswordChangeRequired.objects.filter(user_id=user.pk).exists()

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.grants import grants_recorded
-from accounts.models import ApiToken, LoginFailure, LoginLockout, Team
+from accounts.models import ApiToken, LoginFailure, LoginLockout, PasswordChangeRequired, Team
 from accounts.roles import ADMIN, ROLES
 from accounts.selectors import (
     login_failure_window,
@@ -418,9 +418,12 @@ def user_password_set(
     by: str = "",
     request: HttpRequest | None = None,
     validate: bool = False,
+    require_change: bool = False,
 ) -> None:
-    """Set a user's password on someone else's authority (an admin, the demo set-up), audited. The old password
-    stops working and so does every API token the user holds (revoked here; refused anyway, accounts.tokens)."""
+    """Set a user's password, audited: on someone else's authority (an admin, the demo set-up), or the user's own
+    (then `set_by` is the user). The old password stops working and so does every API token the user holds
+    (revoked here; refused anyway, accounts.tokens). With `require_change` (an admin's reset) the user must
+    choose their own password before anything else; setting their own clears that."""
     if validate:
         _password_validate(password, user)
     with transaction.atomic(), grants_recorded():
@@ -433,6 +436,13 @@ def user_password_set(
             detail["tokens_revoked"] = prefixes
         self_change = set_by is not None and getattr(set_by, "pk", None) == locked.pk
         action = AuditAction.USER_PASSWORD_CHANGED if self_change else AuditAction.USER_PASSWORD_RESET
+        if self_change:
+            PasswordChangeRequired.objects.filter(user_id=locked.pk).delete()
+        elif require_change:
+            PasswordChangeRequired.objects.update_or_create(
+                user_id=locked.pk, defaults={"set_by_username": getattr(set_by, "username", "") or by}
+            )
+            detail["change_required"] = True
         audit_event_record(action=action, actor=set_by, target=locked, request=request, detail=detail)
     user.password = locked.password
 

@@ -7,4 +7,5 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("totp/", views.totp, name="totp"),
     path("tokens/", views.api_tokens, name="api-tokens"),
+    path("password/", views.password_change, name="password-change"),
 ]

@@ -4,8 +4,10 @@ import io
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,7 +19,14 @@ from django_otp.qr import write_qrcode_image
 from accounts.forms import LoginForm, TOTPConfirmForm
 from accounts.models import ApiToken
 from accounts.otp import totp_token_verify, user_is_otp_verified, user_totp_device
-from accounts.services import api_tokens_revoke, login_failure_record, totp_device_confirm, totp_device_create
+from accounts.selectors import password_change_required
+from accounts.services import (
+    api_tokens_revoke,
+    login_failure_record,
+    totp_device_confirm,
+    totp_device_create,
+    user_password_set,
+)
 from accounts.tokens import TOKEN_STATES, api_token_refusal, token_ttl
 
 
@@ -97,4 +106,24 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/api_tokens.html",
         {"tokens": tokens, "ttl_hours": int(token_ttl().total_seconds() // 3600)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Choose one's own password (the old one is asked for): required after an admin has set it. Ends every API
+    token of the account (accounts.services.user_password_set)."""
+    user: Any = request.user
+    form = PasswordChangeForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user_password_set(user=user, password=form.cleaned_data["new_password1"], set_by=user, request=request)
+        update_session_auth_hash(request, user)  # stay signed in on this session; others end
+        messages.success(request, "Your password has been changed.")
+        return redirect(_safe_next(request))
+    return render(
+        request,
+        "accounts/password_change.html",
+        {"form": form, "required": password_change_required(user), "next": _safe_next(request)},
+        status=400 if request.method == "POST" else 200,
     )

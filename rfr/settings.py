@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.AdminTOTPRequiredMiddleware",
+    "accounts.middleware.PasswordChangeRequiredMiddleware",  # after an admin's reset: choose your own first
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees a view's refusal first: an ApplicationError becomes a page message (rfr.error_handling).

@@ -210,3 +210,38 @@ def test_case_access_explained_on_the_page_and_api() -> None:
     rows = {row["username"]: row for row in response.json()}
     assert rows["member"]["granted_by"] == "owner" and rows["supervisor"]["reason"] == "team_supervisor"
     assert client_for(world.users["admin"]).get(f"/api/cases/{case.pk}/access/").status_code == 404
+
+
+def test_after_an_admin_reset_the_user_must_choose_their_own_password() -> None:
+    boss = make_user("boss", role=ADMIN)
+    ivy = make_user("ivy")
+    _client(boss).post(
+        reverse("manage:user-action", args=[ivy.pk, "reset_password"]),
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    reset = AuditEvent.objects.get(action="user.password_reset")
+    assert reset.actor == boss and reset.detail["change_required"] is True
+    # Whoever signs in with the admin's password (the admin included) meets the change page first ...
+    client = Client()
+    assert client.post(reverse("login"), {"username": "ivy", "password": NEW_PASSWORD}).status_code == 302
+    response = client.get(reverse("cases:list"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("password-change"))
+    assert client.get("/api/cases/").json()["error"] == "password_change_required"
+    refused = APIClient().post(reverse("api-auth-token"), {"username": "ivy", "password": NEW_PASSWORD})
+    assert refused.status_code == 403
+    # ... and changing it is on the record, after which the account works again.
+    own = "my very own passphrase 31"
+    wrong = client.post(
+        reverse("password-change"),
+        {"old_password": "not it", "new_password1": own, "new_password2": own},
+    )
+    assert wrong.status_code == 400
+    response = client.post(
+        reverse("password-change"),
+        {"old_password": NEW_PASSWORD, "new_password1": own, "new_password2": own, "next": "/cases/"},
+    )
+    assert response.status_code == 302 and response["Location"] == "/cases/"
+    assert client.get(reverse("cases:list")).status_code == 200
+    changed = AuditEvent.objects.get(action="user.password_changed")
+    assert changed.actor == ivy and changed.target_id == str(ivy.pk)
+    assert APIClient().post(reverse("api-auth-token"), {"username": "ivy", "password": own}).status_code == 200
