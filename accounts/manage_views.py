@@ -100,6 +100,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
                     created_by=admin,
                     request=request,
                     validate=True,
+                    require_change=True,
                 )
                 if data["role"]:
                     user_role_grant(user=user, role=data["role"], granted_by=admin, request=request)

@@ -387,9 +387,11 @@ def user_create(
     by: str = "",
     request: HttpRequest | None = None,
     validate: bool = False,
+    require_change: bool = False,
 ) -> AbstractBaseUser:
     """Create a user account, with its audit event; `role`, if given, is noted (grant it with user_role_grant).
-    `validate` applies the password rules (rfr's pages do; the demo set-up chooses its own passwords)."""
+    `validate` applies the password rules (rfr's pages do; the demo set-up chooses its own passwords), and
+    `require_change` makes the new user choose their own password at first sign-in (rfr's pages)."""
     username = username.strip()
     if not username:
         raise InvalidInput("username_required", "Enter a username.", fields={"username": ["Enter a username."]})
@@ -403,7 +405,14 @@ def user_create(
         user = User.objects.create_user(
             username=username, password=password, first_name=first_name, last_name=last_name, email=email
         )
-        detail = {"username": username, **({"role": role} if role else {}), **({"by": by} if by else {})}
+        detail: dict[str, Any] = {
+            "username": username,
+            **({"role": role} if role else {}),
+            **({"by": by} if by else {}),
+        }
+        if require_change:
+            PasswordChangeRequired.objects.create(user_id=user.pk, set_by_username=getattr(created_by, "username", ""))
+            detail["change_required"] = True
         audit_event_record(
             action=AuditAction.USER_CREATED, actor=created_by, target=user, request=request, detail=detail
         )

@@ -95,6 +95,10 @@ def test_admin_creates_a_user_grants_and_revokes_a_role() -> None:
     ]
     assert all(e.ip_address for e in events)  # from a request
     assert not newbie.is_superuser
+    assert events[0].detail["change_required"] is True  # the admin chose it: the user picks their own at sign-in
+    first = Client()
+    first.post(reverse("login"), {"username": "newbie", "password": NEW_PASSWORD})
+    assert first.get("/")["Location"].startswith(reverse("password-change"))
 
 
 def test_admin_cannot_change_their_own_grants_on_the_pages() -> None:
