@@ -27,6 +27,7 @@ from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
+    case_access_explain,
     case_get_for_user,
     cases_visible_to,
     face_get_for_user,
@@ -122,6 +123,26 @@ class CaseDetailAPI(APIView):
     def get(self, request: Request, case_id: int) -> Response:
         case = case_get_for_user(user=request.user, case_id=case_id)
         return Response(CaseSerializer(case).data)
+
+
+class CaseAccessSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    reason = serializers.ChoiceField(choices=["owner", "member", "team_supervisor", "group"])
+    text = serializers.CharField()
+    can_search = serializers.BooleanField()
+    granted_by = serializers.CharField(allow_blank=True)
+    granted_at = serializers.DateTimeField(allow_null=True)
+    audit_seq = serializers.IntegerField(allow_null=True)
+
+
+class CaseAccessAPI(APIView):
+    """Who can see the case, and why (cases.access.case_access_explain)."""
+
+    @extend_schema(responses=CaseAccessSerializer(many=True))
+    def get(self, request: Request, case_id: int) -> Response:
+        case = case_get_for_user(user=request.user, case_id=case_id)
+        return Response(CaseAccessSerializer(case_access_explain(case=case), many=True).data)
 
 
 class CaseAuditAPI(ListAPIView):

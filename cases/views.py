@@ -37,6 +37,7 @@ from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
+    case_access_explain,
     case_get_for_user,
     case_user_may,
     cases_visible_to,
@@ -133,6 +134,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "is_owner": case.owner_id == request.user.pk,
             "members": case_members(case),
             "supervisors": team_supervisors(case),
+            "access": case_access_explain(case=case),
             "close_form": CaseCloseForm(),
         },
     )

@@ -39,7 +39,7 @@ ALLOWED_HOSTS = env_list("RFR_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 CSRF_TRUSTED_ORIGINS = env_list("RFR_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_apps.RfrAdminConfig",  # django.contrib.admin with rfr's site policy (accounts.admin_site)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.AdminTOTPRequiredMiddleware",
+    "accounts.middleware.PasswordChangeRequiredMiddleware",  # after an admin's reset: choose your own first
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees a view's refusal first: an ApplicationError becomes a page message (rfr.error_handling).
@@ -136,6 +137,8 @@ RFR_LOGIN_MAX_FAILURES = env_int("RFR_LOGIN_MAX_FAILURES", 5, minimum=1)
 RFR_LOGIN_FAILURE_WINDOW_SECONDS = env_int("RFR_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=60)
 RFR_LOGIN_LOCKOUT_SECONDS = env_int("RFR_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=60)
 RFR_REQUIRE_ADMIN_TOTP = env_bool("RFR_REQUIRE_ADMIN_TOTP", default=False)
+# API tokens expire this long after issue (a working day: scripts ask again, with the TOTP code where needed).
+RFR_TOKEN_TTL_HOURS = env_int("RFR_TOKEN_TTL_HOURS", 12, minimum=1, maximum=24 * 90)
 OTP_TOTP_ISSUER = "rfr"
 
 SESSION_COOKIE_AGE = env_int("RFR_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
@@ -163,7 +166,7 @@ REST_FRAMEWORK = {
     # Token first: a request with no credentials gets 401 with `WWW-Authenticate: Token`, which tells an API
     # client what to send; the browser's session still works for the pages' own calls.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.tokens.ExpiringTokenAuthentication",  # hashed, expiring, revocable (accounts.tokens)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
