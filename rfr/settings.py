@@ -7,6 +7,7 @@ workers: the production shape. Every variable is listed in docs/configuration.md
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from pathlib import Path
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "rfr.apps.RfrConfig",  # deployment checks (rfr/checks.py)
+    *(["drf_spectacular_sidecar"] if importlib.util.find_spec("drf_spectacular_sidecar") else []),
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -219,6 +221,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "rfr API",
     "DESCRIPTION": "Retrospective facial recognition workbench. Results are intelligence only, never identification.",
     "VERSION": "0.1.0",
+    # The schema and docs are for signed-in people (session or token), and Swagger UI comes from this
+    # server's static files (drf-spectacular-sidecar), never a CDN: rfr/api_docs.py.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status"; each gets its own, named enum in the schema.
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",
