@@ -28,10 +28,10 @@ def behind_proxy(settings: Any) -> None:
 
 
 def sign_in(username: str, password: str, *, peer: str, forwarded_for: str | None = None) -> Any:
-    headers = {"REMOTE_ADDR": peer}
+    meta: dict[str, Any] = {"REMOTE_ADDR": peer}
     if forwarded_for is not None:
-        headers["HTTP_X_FORWARDED_FOR"] = forwarded_for
-    return Client().post("/accounts/login/", {"username": username, "password": password}, **headers)
+        meta["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return Client(**meta).post("/accounts/login/", {"username": username, "password": password})
 
 
 def last_failure_ip() -> str | None:
