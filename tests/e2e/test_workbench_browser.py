@@ -326,6 +326,15 @@ def test_workbench_flow_in_a_real_browser(stack: dict[str, Any], insightface_ima
         download_info.value.save_as(str(report))
         assert report.read_bytes().startswith(b"%PDF")
         ivy.shot("report-downloaded")
+
+        # The API docs: served from rfr itself, working under its Content-Security-Policy.
+        ivy.go("/api/docs/")
+        if ivy.page.locator("#swagger-ui").count():
+            expect(ivy.page.locator("#swagger-ui .information-container")).to_be_visible()
+        else:
+            expect(ivy.page.locator("h1")).to_have_text("API documentation")
+        assert not ivy.csp_violations, "\n".join(ivy.csp_violations)
+        ivy.shot("api-docs")
         browser.close()
 
     # Every step is on the audit trail, and the chain verifies.
