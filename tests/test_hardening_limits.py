@@ -23,7 +23,7 @@ from rfr.limits import MEGABYTE, megabytes, request_body_limit
 from rfr.wsgi import LimitedInput, RequestBodyLimit, application
 from tests.factories import build_case_world
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 DECLARED_200_MB = 200 * 1000 * 1000
 

@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from rfr.proxies import client_address, trusted_proxy_networks
 from tests.factories import PASSWORD, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 PROXY = "172.30.57.10"
 CLIENT = "203.0.113.9"
