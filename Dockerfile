@@ -33,4 +33,6 @@ USER rfr
 VOLUME ["/data"]
 EXPOSE 8000
 
-CMD ["gunicorn", "rfr.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+# --limit-request-* bound the request line and headers; the body cap (40 MB upload + 1 MB) is rfr/wsgi.py's.
+CMD ["gunicorn", "rfr.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", \
+     "--limit-request-line", "8190", "--limit-request-fields", "100", "--limit-request-field_size", "8190"]

@@ -31,6 +31,7 @@ from audit.actions import AuditAction
 from audit.anchor import audit_anchor_append
 from audit.keys import audit_hmac
 from audit.models import AuditEvent, HashScheme
+from rfr.proxies import client_address
 
 GENESIS_HASH = "0" * 64
 # Any constant works; it names the advisory lock that serialises chain appends on PostgreSQL.
@@ -108,9 +109,12 @@ def _normalised_detail(detail: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The peer address, normalised as the database stores it, or None if it is not an IP address."""
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy is configured.
-    raw = (request.META.get("REMOTE_ADDR") or "").strip()
+    """The client's address, normalised as the database stores it, or None if it is not an IP address.
+
+    The peer (REMOTE_ADDR), unless the peer is one of RFR_TRUSTED_PROXIES, in which case the client that proxy
+    reports (rfr.proxies.client_address, which TrustedProxyMiddleware has usually applied already; applying
+    it again gives the same answer). The sign-in lockout keys on this too (accounts.selectors.request_ip)."""
+    raw = client_address(request.META).strip()
     if not raw:
         return None
     try:

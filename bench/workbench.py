@@ -37,6 +37,7 @@ import cProfile
 import io
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -82,6 +83,8 @@ def _setup(shape: str) -> dict[str, str]:
             conn.execute(f'CREATE DATABASE "{PG_DB}"')
         redis.Redis.from_url(REDIS_URL).flushdb()
         env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+        # The production shape refuses rfr's public built-in key.
+        env["RFR_SECRET_KEY"] = os.environ.get("RFR_SECRET_KEY") or secrets.token_urlsafe(50)
         env["REDIS_URL"] = REDIS_URL
     os.environ.update(env)
     import django

@@ -39,6 +39,7 @@ from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Prob
 from cases.permissions import SEARCH_CASE
 from cases.presenters import candidate_label, face_warnings, outcome_error
 from cases.timeline import case_audit_events
+from rfr.limits import text_limit
 
 
 def _django_request(request: Request) -> HttpRequest:
@@ -75,7 +76,7 @@ class CaseCreateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     purpose = serializers.ChoiceField(choices=Case.Purpose.choices)
     offence_category = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
-    legal_basis = serializers.CharField()
+    legal_basis = serializers.CharField(max_length=text_limit("legal_basis"))
     team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
 
 
@@ -241,7 +242,9 @@ class ProbeSerializer(serializers.ModelSerializer):
 class ProbeUploadSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="JPEG, PNG, WebP, BMP or TIFF; the original is stored unchanged.")
     source = serializers.ChoiceField(choices=Probe.Source.choices)  # type: ignore[assignment]
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=text_limit("probe_description")
+    )
     captured_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     lawfully_held = serializers.BooleanField(
         help_text="Must be true: the uploader states that the image is lawfully held."
@@ -330,9 +333,12 @@ class SearchCreateSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
+        max_length=text_limit("justification"),
         help_text="Why this search is necessary and proportionate; recorded and disclosed.",
     )
-    small_face_reason = serializers.CharField(required=False, allow_blank=True, default="")
+    small_face_reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=text_limit("small_face_reason")
+    )
 
 
 class DecisionSerializer(serializers.ModelSerializer):
@@ -347,7 +353,11 @@ class DecisionCreateSerializer(serializers.Serializer):
     schema_required_fields = ("rationale",)  # refused by candidate_decision_record when missing or blank
     decision = serializers.CharField(help_text="possible_match, not_a_match or inconclusive")
     rationale = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="The reasons for the decision; recorded."
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=text_limit("rationale"),
+        help_text="The reasons for the decision; recorded.",
     )
 
 

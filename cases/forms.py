@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Team
 from cases.models import Case
+from rfr.limits import text_limit
 
 
 class CaseCreateForm(forms.Form):
@@ -15,6 +16,7 @@ class CaseCreateForm(forms.Form):
     purpose = forms.ChoiceField(choices=Case.Purpose.choices)
     offence_category = forms.CharField(max_length=120, required=False)
     legal_basis = forms.CharField(
+        max_length=text_limit("legal_basis"),
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="The lawful basis for searching images in this case.",
     )
@@ -41,4 +43,6 @@ class MemberAddForm(forms.Form):
 
 
 class CaseCloseForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=text_limit("case_close_reason")
+    )

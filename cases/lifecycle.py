@@ -19,6 +19,7 @@ from audit.services import audit_event_record
 from cases.models import Case
 from cases.permissions import case_member_grant, case_member_ids, case_member_revoke, case_owner_grant
 from rfr.errors import Conflict, Forbidden, InvalidInput
+from rfr.limits import text_limit_check
 
 
 def case_create(
@@ -42,6 +43,7 @@ def case_create(
     if not legal_basis.strip():
         message = "State the lawful basis for searching images in this case."
         raise InvalidInput("legal_basis_required", message, fields={"legal_basis": [message]})
+    text_limit_check("legal_basis", legal_basis.strip())
     owner_teams = Team.objects.filter(members=owner.pk)
     if team is None:
         only = list(owner_teams[:2])
@@ -126,6 +128,7 @@ def case_close(
         raise Forbidden(
             "owner_or_supervisor_only", "Only the case owner or a supervisor of its team can close the case."
         )
+    text_limit_check("case_close_reason", reason.strip(), label="reason")
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
         if not locked.is_open:
@@ -139,7 +142,7 @@ def case_close(
             target=locked,
             case_id=locked.pk,
             request=request,
-            detail={"reason": reason.strip()[:2000]},
+            detail={"reason": reason.strip()},
         )
     case.status, case.closed_at = locked.status, locked.closed_at
     return locked

@@ -31,6 +31,7 @@ from cases.lifecycle import case_require_open
 from cases.models import Case, Probe, ProbeFace
 from rfr.engine import active_engine, image_limits, image_rejection_error
 from rfr.errors import Conflict, InvalidInput
+from rfr.limits import text_limit_check
 from rfr.queues import TaskName, task_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def probe_upload(
 ) -> Probe:
     """Store the original unchanged, record it, and queue detection. Bad files are refused before storing."""
     case_require_open(case=case, action="adding probe images")
+    text_limit_check("probe_description", description.strip(), label="description")
     if source not in Probe.Source.values:
         choices = ", ".join(Probe.Source.values)
         message = f"Choose where the image came from: one of {choices}."

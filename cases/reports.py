@@ -32,6 +32,10 @@ from cases.searches import candidates_of_search
 from rfr.engine import image_limits
 
 PROBE_PREVIEW_MAX_SIDE = 900
+# A fact longer than this is laid out as its own heading and paragraphs below the table, not in a table cell:
+# a cell cannot break across pages, so a long justification in one made the report fail (rfr/limits.py
+# allows 4,000 characters).
+LONG_FACT_CHARS = 300
 
 
 def _png_flowable(image_bgr: np.ndarray, width_mm: float) -> Image:
@@ -60,9 +64,17 @@ def _text(value: Any) -> str:
     return escape(str(value))
 
 
+def _paragraphs(value: Any, style: ParagraphStyle) -> list[Paragraph]:
+    """Free text as paragraphs that wrap and break across pages: one per line the author wrote. A run of
+    characters with no space (a pasted hash, a long URL) is split (splitLongWords) rather than overflow."""
+    lines = [line.strip() for line in str(value).splitlines()]
+    return [Paragraph(_text(line), style) for line in lines if line] or [Paragraph("", style)]
+
+
 def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> bytes:
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
+    body = ParagraphStyle("body", parent=small, leftIndent=4 * mm, spaceAfter=2)
     warning = ParagraphStyle(
         "warning",
         parent=styles["BodyText"],
@@ -84,20 +96,27 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         Spacer(1, 4 * mm),
     ]
 
-    def facts(rows: list[tuple[str, Any]]) -> Table:
+    def facts(rows: list[tuple[str, Any]]) -> list[Any]:
+        """Short facts in a two-column table; long ones (free text) after it, each under its own label, as
+        paragraphs that can run across pages."""
+        short = [(k, v) for k, v in rows if len(str(v)) <= LONG_FACT_CHARS]
+        long = [(k, v) for k, v in rows if len(str(v)) > LONG_FACT_CHARS]
         table = Table(
-            [[Paragraph(f"<b>{_text(k)}</b>", small), Paragraph(_text(v), small)] for k, v in rows],
+            [[Paragraph(f"<b>{_text(k)}</b>", small), Paragraph(_text(v), small)] for k, v in short],
             colWidths=[45 * mm, 125 * mm],
         )
         table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
-        return table
+        flowables: list[Any] = [table] if short else []
+        for k, v in long:
+            flowables += [Spacer(1, 1.5 * mm), Paragraph(f"<b>{_text(k)}</b>", small), *_paragraphs(v, body)]
+        return flowables
 
     def when(value: Any) -> str:
         return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z") if value else "not recorded"
 
     story += [
         Paragraph("Case", styles["Heading2"]),
-        facts(
+        *facts(
             [
                 ("Reference", case.reference),
                 ("Title", case.title),
@@ -107,7 +126,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             ]
         ),
         Paragraph("Probe image", styles["Heading2"]),
-        facts(
+        *facts(
             [
                 ("Probe", f"#{probe.pk} {probe.original_name}"),
                 ("Source", probe.get_source_display()),
@@ -137,7 +156,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         ]
     story += [
         Paragraph("Search", styles["Heading2"]),
-        facts(
+        *facts(
             [
                 ("Requested", f"{when(search.created_at)} by {search.requested_by.get_username()}"),
                 ("Justification", search.justification),
@@ -156,14 +175,26 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     rows: list[list[Any]] = [
         [Paragraph(f"<b>{h}</b>", small) for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")]
     ]
+    # Rationales may be long (rfr/limits.py), so the table names each decision and the rationales follow it
+    # as paragraphs that can run across pages.
+    rationales: list[Any] = []
     for candidate in candidates:
         decisions, withheld = decisions_visible_to(candidate=candidate, viewer=generated_by)
         decided = "<br/>".join(
             f"{_text(d.get_stage_display())}: {_text(d.get_decision_display())}"
             f" by {_text(d.reviewer.get_username())} at {_text(when(d.created_at))}."
-            f" Rationale: {_text(d.rationale)}"
+            " Rationale below."
             for d in decisions
         )
+        for d in decisions:
+            rationales += [
+                Paragraph(
+                    f"<b>Rank {candidate.rank} ({_text(candidate.subject_ref)}), {_text(d.get_stage_display())}:"
+                    f" {_text(d.get_decision_display())} by {_text(d.reviewer.get_username())}</b>",
+                    small,
+                ),
+                *_paragraphs(d.rationale, body),
+            ]
         if withheld:  # the second reviewer must not read the first assessment before giving their own
             decided = "<br/>".join(filter(None, [decided, _text(WITHHELD_TEXT)]))
         rows.append(
@@ -187,6 +218,8 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         )
     )
     story.append(table if candidates else Paragraph("No gallery face scored at or above the threshold.", small))
+    if rationales:
+        story += [Paragraph("Rationales", styles["Heading2"]), *rationales]
     story += [
         Spacer(1, 4 * mm),
         Paragraph(

@@ -28,6 +28,7 @@ from cases.models import Candidate, Decision
 from faceengine.align import align_face
 from rfr.engine import image_limits
 from rfr.errors import Conflict, Forbidden, InvalidInput
+from rfr.limits import text_limit_check
 from search.galleries import gallery_template_get
 from search.models import Template
 
@@ -75,6 +76,7 @@ def candidate_decision_record(
         choices = ", ".join(Decision.Verdict.values)
         raise InvalidInput("invalid_decision", f"The decision must be one of: {choices}.")
     rationale = (rationale or "").strip()
+    text_limit_check("rationale", rationale)
     if not rationale:
         raise InvalidInput("rationale_required", "Give the reasons for your decision; they are recorded.")
     with transaction.atomic():

@@ -25,6 +25,7 @@ from audit.services import audit_event_record
 from cases.lifecycle import case_require_open
 from cases.models import Candidate, Case, ProbeFace, Search
 from rfr.errors import InvalidInput, NotFound
+from rfr.limits import text_limit_check
 from rfr.queues import TaskName, task_enqueue_on_commit
 from search.execution import TOP_K_MAX, SearchHit, search_galleries
 from search.models import Gallery
@@ -66,6 +67,8 @@ def search_request(
     case = face.probe.case
     case_require_open(case=case, action="a new search")
     justification = (justification or "").strip()
+    text_limit_check("justification", justification)
+    text_limit_check("small_face_reason", (small_face_reason or "").strip())
     if not justification:
         raise InvalidInput(
             "justification_required",

@@ -36,13 +36,20 @@ class ImageLimits:
     min_side: int = 16
 
 
+def _megabytes(size: int) -> str:
+    # Binary megabytes, as the documentation states the limit (40 MB = 41,943,040 bytes): decimal megabytes
+    # made the same limit read "42 MB".
+    value = size / (1024 * 1024)
+    return f"{value:.0f} MB" if value == round(value) else f"{value:.1f} MB"
+
+
 def decode_image_file(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
     limits = limits or ImageLimits()
     path = Path(path)
     size = path.stat().st_size
     if size > limits.max_bytes:
         raise ImageTooLarge(
-            f"The file is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB. Send a smaller copy."
+            f"The file is {_megabytes(size)}; the limit is {_megabytes(limits.max_bytes)}. Send a smaller copy."
         )
     return decode_image(path.read_bytes(), limits)
 
@@ -54,7 +61,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> np.ndarray:
         raise EmptyImage("The file is empty. Choose the image file again.")
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.0f} MB. Send a smaller copy."
+            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}. Send a smaller copy."
         )
     with warnings.catch_warnings():
         # Our own pixel limit applies below; Pillow's warning would only duplicate it.

@@ -1,6 +1,12 @@
 from django.conf import settings
 from django.http import HttpRequest
 
+from rfr.limits import TEXT_LIMITS
+
 
 def rfr(request: HttpRequest) -> dict[str, object]:
-    return {"rfr_model_pack": settings.RFR_MODEL_PACK, "rfr_production_shape": settings.PRODUCTION_SHAPE}
+    return {
+        "rfr_model_pack": settings.RFR_MODEL_PACK,
+        "rfr_production_shape": settings.PRODUCTION_SHAPE,
+        "rfr_text_limits": TEXT_LIMITS,  # the maxlength of each free-text field (rfr/limits.py)
+    }

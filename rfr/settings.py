@@ -7,6 +7,8 @@ workers: the production shape. Every variable is listed in docs/configuration.md
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import os
 from pathlib import Path
 
@@ -29,11 +31,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("RFR_DEBUG", default=False)
 _DEV_SECRET = "rfr-embedded-default-insecure-secret-key-change-me-0123456789"
 SECRET_KEY = env_str("RFR_SECRET_KEY", _DEV_SECRET)
+RFR_DEFAULT_SECRET_KEY = _DEV_SECRET  # so that `check --deploy` (rfr/checks.py) can recognise it
 DATABASE_CONFIG = database_from_url("DATABASE_URL")
 REDIS_URL = redis_url("REDIS_URL")
 PRODUCTION_SHAPE = DATABASE_CONFIG is not None and REDIS_URL is not None
-if SECRET_KEY == _DEV_SECRET and env_bool("RFR_REQUIRE_SECRET_KEY", default=False):
-    raise ImproperlyConfigured("RFR_SECRET_KEY must be set when RFR_REQUIRE_SECRET_KEY is on.")
+# The embedded default may run on the built-in key; the production shape (or RFR_REQUIRE_SECRET_KEY) may not:
+# anyone who reads this file could forge its sessions and CSRF tokens.
+if SECRET_KEY == _DEV_SECRET and (PRODUCTION_SHAPE or env_bool("RFR_REQUIRE_SECRET_KEY", default=False)):
+    raise ImproperlyConfigured(
+        "RFR_SECRET_KEY must be set (a long random value) when DATABASE_URL and REDIS_URL are set or "
+        "RFR_REQUIRE_SECRET_KEY is on; the built-in key is public."
+    )
 
 ALLOWED_HOSTS = env_list("RFR_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("RFR_CSRF_TRUSTED_ORIGINS", [])
@@ -48,6 +56,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "rfr.apps.RfrConfig",  # deployment checks (rfr/checks.py)
+    *(["drf_spectacular_sidecar"] if importlib.util.find_spec("drf_spectacular_sidecar") else []),
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -58,7 +68,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the client's address (from a trusted proxy only) before anything reads REMOTE_ADDR.
+    "rfr.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "rfr.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -67,6 +80,8 @@ MIDDLEWARE = [
     "accounts.middleware.AdminTOTPRequiredMiddleware",
     "accounts.middleware.PasswordChangeRequiredMiddleware",  # after an admin's reset: choose your own first
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After auth and messages, so the 413 page for a body refused by rfr.wsgi renders like any other page.
+    "rfr.middleware.RequestTooLargeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees a view's refusal first: an ApplicationError becomes a page message (rfr.error_handling).
     "rfr.error_handling.ApplicationErrorMiddleware",
@@ -151,16 +166,46 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# HSTS goes with secure cookies: once the site is HTTPS-only, browsers are told never to try plain HTTP.
+SECURE_HSTS_SECONDS = env_int("RFR_HSTS_SECONDS", 365 * 24 * 60 * 60 if SESSION_COOKIE_SECURE else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RFR_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("RFR_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env_bool("RFR_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check speaks plain HTTP
+# Proxies whose X-Forwarded-For / X-Real-IP / X-Forwarded-Proto are believed (addresses or CIDR networks).
+# From any other peer those headers are dropped (rfr.middleware.TrustedProxyMiddleware).
+RFR_TRUSTED_PROXIES = env_list("RFR_TRUSTED_PROXIES", [])
+for _proxy in RFR_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"RFR_TRUSTED_PROXIES entry {_proxy!r} is not an IP address or CIDR network (e.g. 172.30.57.0/24)."
+        ) from None
+if RFR_TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Content-Security-Policy on every response (rfr.middleware.SecurityHeadersMiddleware): scripts only from
+# rfr's own static files, never inline. Styles also allow 'unsafe-inline', for the Django admin's and the
+# API docs' own <style> blocks; no rfr template uses inline styles.
+RFR_CONTENT_SECURITY_POLICY = env_str(
+    "RFR_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("RFR_TIME_ZONE", "Europe/London")
 USE_I18N = True
 USE_TZ = True
 
-# Uploads: larger bodies are refused before they reach the image decoder.
+# Uploads: one stated limit, 40 MB (binary: 41,943,040 bytes) per image (rfr/limits.py). A request body may
+# carry one image plus the envelope (form fields, multipart headers); a larger one is refused by rfr.wsgi
+# before any of it is read. Form fields and JSON bodies without a file may use the envelope only.
 RFR_MAX_UPLOAD_BYTES = env_int("RFR_MAX_UPLOAD_BYTES", 40 * 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = RFR_MAX_UPLOAD_BYTES
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+RFR_REQUEST_ENVELOPE_BYTES = env_int("RFR_REQUEST_ENVELOPE_BYTES", 1024 * 1024, minimum=64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RFR_REQUEST_ENVELOPE_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger files are spooled to a temporary file, not memory
 
 REST_FRAMEWORK = {
     # Token first: a request with no credentials gets 401 with `WWW-Authenticate: Token`, which tells an API
@@ -179,6 +224,12 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "rfr API",
     "DESCRIPTION": "Retrospective facial recognition workbench. Results are intelligence only, never identification.",
     "VERSION": "0.1.0",
+    # The schema and docs are for signed-in people (session or token), and Swagger UI comes from this
+    # server's static files (drf-spectacular-sidecar), never a CDN: rfr/api_docs.py.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status"; each gets its own, named enum in the schema.
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",

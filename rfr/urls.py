@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from rfr import views
+from rfr.api_docs import api_docs
 from rfr.error_handling import api_not_found
 
 urlpatterns = [
@@ -14,8 +15,9 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include("cases.urls")),
     # API
+    # Signed-in people only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]; api_docs is login_required).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", api_docs, name="api-docs"),
     path("api/auth/", include("accounts.api_urls")),
     path("api/", include("cases.api_urls")),
     # Last: any other /api/ address answers the API's JSON 404, not an HTML page.

@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from rfr.errors import InvalidInput
+from rfr.limits import text_limit_check
 from search.index.changes import index_changes_record
 from search.models import Gallery, GalleryImage, IndexChange, Subject, Template
 
@@ -49,6 +50,8 @@ def gallery_create(
     actor: Actor = None,
     request: HttpRequest | None = None,
 ) -> Gallery:
+    text_limit_check("gallery_description", description, label="description")
+    text_limit_check("gallery_provenance", provenance, label="provenance")
     if kind not in Gallery.Kind.values:
         raise InvalidInput("invalid_kind", f"The kind must be one of {', '.join(Gallery.Kind.values)}.")
     if index_mode not in Gallery.IndexMode.values:
