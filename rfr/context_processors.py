@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.http import HttpRequest
 
+from rfr.engine import active_pack_name
+
 
 def rfr(request: HttpRequest) -> dict[str, object]:
-    return {"rfr_model_pack": settings.RFR_MODEL_PACK, "rfr_production_shape": settings.PRODUCTION_SHAPE}
+    return {"rfr_model_pack": active_pack_name(), "rfr_production_shape": settings.PRODUCTION_SHAPE}

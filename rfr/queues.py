@@ -38,6 +38,8 @@ class TaskName(StrEnum):
     # The names gallery tasks were first released under, kept so messages queued before an upgrade still run.
     GALLERY_ENROL_BATCH = "search.tasks.gallery_enrol_batch"
     GALLERY_PURGE_EXPIRED = "search.tasks.gallery_purge_expired_task"
+    GALLERY_ENROL_RUN = "search.gallery_enrol_run"
+    MODELPACK_REEMBED = "search.modelpack_reembed"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -46,6 +48,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.SEARCH_RUN: Queue.SEARCH,
     TaskName.CASES_PURGE_EXPIRED: Queue.HOUSEKEEPING,
     TaskName.GALLERY_PURGE_EXPIRED: Queue.HOUSEKEEPING,
+    TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
+    TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
 }
 
 

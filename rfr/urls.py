@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("audit/", include("audit.urls")),
+    path("manage/", include("search.urls")),
     path("", include("cases.urls")),
     # API
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
