@@ -57,6 +57,7 @@ class AuditAction(StrEnum):
     GALLERY_PURGE = "gallery.purge"
     GALLERY_RETENTION_SET = "gallery.retention_set"
     GALLERY_PURGE_REQUESTED = "gallery.purge_requested"
+    GALLERY_ENROL_RESUME = "gallery.enrol_resume"
     MODELPACK_VERIFIED = "modelpack.verified"
     MODELPACK_ACTIVATED = "modelpack.activated"
     MODELPACK_REEMBED_START = "modelpack.reembed_start"
@@ -106,6 +107,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.GALLERY_PURGE: "Gallery images past their retention period were deleted.",
     AuditAction.GALLERY_RETENTION_SET: "A gallery's retention rule was changed: before and after.",
     AuditAction.GALLERY_PURGE_REQUESTED: "An admin ran a gallery's retention purge now: images deleted.",
+    AuditAction.GALLERY_ENROL_RESUME: "An admin queued an unfinished bulk enrolment run again: files pending.",
     AuditAction.MODELPACK_VERIFIED: "An admin checked a model pack's file hashes: the result.",
     AuditAction.MODELPACK_ACTIVATED: "An admin made a model pack the active one: before and after.",
     AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",

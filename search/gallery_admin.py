@@ -27,7 +27,7 @@ from django.http import HttpRequest
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from rfr.errors import InvalidInput, PayloadTooLarge
+from rfr.errors import Conflict, InvalidInput, PayloadTooLarge
 from rfr.queues import TaskName, task_enqueue_on_commit
 from search.enrolment import enrolment_entries_read, enrolment_run_create, enrolment_run_execute
 from search.galleries import gallery_purge_expired
@@ -320,6 +320,25 @@ def enrolment_run_start_from_folder(
         actor=actor,
         request=request,
     )
+
+
+def enrolment_run_resume(*, run: EnrolmentRun, actor: Actor = None, request: HttpRequest | None = None) -> int:
+    """Queue an unfinished run again (its worker died, or its message was lost); the items already done are
+    left alone, so a run still being worked on enrols nothing twice. Returns the files still pending."""
+    with transaction.atomic():
+        run = EnrolmentRun.objects.select_for_update().select_related("gallery").get(pk=run.pk)
+        pending = run.items.filter(status=EnrolmentItem.Status.PENDING).count()
+        if not pending:
+            raise Conflict("run_complete", f"Enrolment run {run.pk} has no files left to enrol.")
+        audit_event_record(
+            action=AuditAction.GALLERY_ENROL_RESUME,
+            actor=actor,
+            target=run.gallery,
+            request=request,
+            detail={"run_id": run.pk, "gallery": run.gallery.name, "pending": pending},
+        )
+        task_enqueue_on_commit(TaskName.GALLERY_ENROL_RUN, run.pk)
+    return pending
 
 
 def _upload_folder_of(path: Path) -> Path | None:

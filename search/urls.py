@@ -15,6 +15,7 @@ urlpatterns = [
     path("galleries/<int:gallery_id>/enrol/zip/", views.gallery_enrol_zip, name="manage-gallery-enrol-zip"),
     path("galleries/<int:gallery_id>/enrol/folder/", views.gallery_enrol_folder, name="manage-gallery-enrol-folder"),
     path("galleries/runs/<int:run_id>/", views.enrolment_run_detail, name="manage-enrolment-run"),
+    path("galleries/runs/<int:run_id>/resume/", views.enrolment_run_resume_view, name="manage-enrolment-run-resume"),
     path("galleries/runs/<int:run_id>/status/", views.enrolment_run_status, name="manage-enrolment-run-status"),
     path("galleries/subjects/<int:subject_id>/", views.subject_detail, name="manage-subject"),
     path("galleries/subjects/<int:subject_id>/remove/", views.subject_remove, name="manage-subject-remove"),

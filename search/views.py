@@ -30,6 +30,7 @@ from search.galleries import gallery_create, gallery_image_delete, subject_delet
 from search.gallery_admin import (
     enrolment_item_display_path,
     enrolment_run_progress,
+    enrolment_run_resume,
     enrolment_run_start_from_folder,
     enrolment_run_start_from_zip,
     galleries_overview,
@@ -199,6 +200,16 @@ def enrolment_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "search/manage/enrolment_run.html",
         {"run": run, "progress": enrolment_run_progress(run=run), "failed": failed},
     )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-enrolment-run", "run_id")
+def enrolment_run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EnrolmentRun, pk=run_id)
+    pending = enrolment_run_resume(run=run, actor=request.user, request=request)
+    messages.success(request, f"Enrolment run {run.pk} queued again: {pending} files left.")
+    return redirect("search:manage-enrolment-run", run_id=run.pk)
 
 
 @admin_only

@@ -228,6 +228,34 @@ def test_server_folder_inside_the_roots_enrols_and_outside_is_refused(
     assert (batch / "face.jpg").is_file()
 
 
+def test_an_unfinished_run_is_resumed_from_its_page(
+    admin_client: Client, custody: Gallery, faces_dir: Path, tmp_path: Path
+) -> None:
+    from search.enrolment import EnrolmentEntry, enrolment_run_create
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (identity, data), _ = _faces(faces_dir, 2)
+    (folder / "face.jpg").write_bytes(data)
+    # A run whose worker died before doing anything: its items are all still pending.
+    run = enrolment_run_create(
+        gallery=custody, images_dir=folder, entries=[EnrolmentEntry("face.jpg", f"CUST-{identity}", {})], source="t"
+    )
+    page = admin_client.get(reverse("search:manage-enrolment-run", args=[run.pk])).content.decode()
+    assert f"Resume run {run.pk}" in page
+    resume_url = reverse("search:manage-enrolment-run-resume", args=[run.pk])
+    response = admin_client.post(resume_url)
+    assert response["Location"] == reverse("search:manage-enrolment-run", args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == EnrolmentRun.Status.FINISHED and run.counts["enrolled"] == 1
+    event = AuditEvent.objects.get(action="gallery.enrol_resume")
+    assert event.detail == {"run_id": run.pk, "gallery": custody.name, "pending": 1} and event.actor_username == "ada"
+    again = admin_client.post(resume_url)
+    assert any("no files left" in m for m in _messages(again))
+    assert AuditEvent.objects.filter(action="gallery.enrol_resume").count() == 1
+    assert "Resume run" not in admin_client.get(again["Location"]).content.decode()
+
+
 def test_subject_and_image_removal_need_a_reason_and_are_audited(
     admin_client: Client, custody: Gallery, faces_dir: Path, engine: Any
 ) -> None:
@@ -340,6 +368,7 @@ def test_only_admins_may_use_the_gallery_pages(gallery_env: Path, custody: Galle
         (reverse("search:manage-subject-remove", args=[subject.pk]), {"reason": "because"}),
         (reverse("search:manage-gallery-retention", args=[custody.pk]), {"retention_days": "1"}),
         (reverse("search:manage-gallery-purge", args=[custody.pk]), {}),
+        (reverse("search:manage-enrolment-run-resume", args=[run.pk]), {}),
         (reverse("search:manage-gallery-enrol-folder", args=[custody.pk]), {"folder": "/tmp"}),
         (reverse("search:manage-gallery-new"), {"name": "Mine", "kind": "custody", "provenance": "x"}),
     ]
