@@ -15,6 +15,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -164,6 +165,10 @@ def _uploads_root() -> Path:
     return Path(settings.DATA_DIR).resolve() / UPLOADS_FOLDER
 
 
+def _too_large_unpacked() -> PayloadTooLarge:
+    return PayloadTooLarge("zip_too_large_uncompressed", "The zip's contents are too large once unpacked.")
+
+
 def _zip_member_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
     """The member's path as parts, or InvalidInput for any name or kind that could land outside the folder."""
     name = info.filename.replace("\\", "/")
@@ -201,33 +206,44 @@ def enrolment_zip_extract(*, upload: IO[bytes], size: int) -> Path:
             )
         limit = settings.RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES
         if sum(info.file_size for info in members) > limit:
-            raise PayloadTooLarge("zip_too_large_uncompressed", "The zip's contents are too large once unpacked.")
+            raise _too_large_unpacked()
         planned = [(info, _zip_member_parts(info)) for info in members]
         dest = _uploads_root() / uuid.uuid4().hex
         dest.mkdir(parents=True)
         try:
             written = 0
             for info, parts in planned:
-                if not parts:
-                    continue
-                target = dest.joinpath(*parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # The sizes in a zip's directory can lie: count what actually comes out.
-                with archive.open(info) as source, open(target, "xb") as out:
-                    while chunk := source.read(_COPY_CHUNK):
-                        written += len(chunk)
-                        if written > limit:
-                            raise PayloadTooLarge(
-                                "zip_too_large_uncompressed", "The zip's contents are too large once unpacked."
-                            )
-                        out.write(chunk)
+                written = _zip_member_extract(archive, info, dest, parts, written, limit)
             return _subjects_folder(dest)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
+
+
+def _zip_member_extract(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, parts: tuple[str, ...], written: int, limit: int
+) -> int:
+    """Write one member under dest; returns the bytes written so far. The sizes in a zip's directory can lie,
+    so what actually comes out is counted against the limit."""
+    if not parts:
+        return written
+    target = dest.joinpath(*parts)
+    try:
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            return written
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as source, open(target, "xb") as out:
+            while chunk := source.read(_COPY_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise _too_large_unpacked()
+                out.write(chunk)
+    except FileExistsError as error:
+        raise InvalidInput("zip_duplicate_member", f"The zip holds {info.filename} twice.") from error
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
+        raise InvalidInput("invalid_zip", f"The zip cannot be unpacked ({info.filename} is damaged).") from error
+    return written
 
 
 def _subjects_folder(dest: Path) -> Path:

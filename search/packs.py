@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Count, F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -283,6 +283,22 @@ def reembed_run_execute(*, run_id: int) -> ReembedRun | None:
     ReembedRun.objects.filter(pk=run.pk).update(
         total=GalleryImage.objects.count(), done=0, embedded=0, skipped=0, failed=0, errors=[]
     )
+    try:
+        galleries = _reembed_images(run=run, engine=engine)
+    except (OperationalError, InterfaceError):
+        raise  # transient: the task is retried, and the run carries on where it stopped
+    except Exception as error:
+        # A fault of the work itself (engine, storage): the run says so rather than running for ever.
+        logger.exception("re-embedding run %s stopped", run.pk)
+        return _reembed_finish(run=run, status=ReembedRun.Status.FAILED, message=f"stopped by an error: {error}")
+    for gallery_id in sorted(galleries):
+        get_index().save(gallery_id, run.pack_key)
+    run.refresh_from_db()
+    return _reembed_finish(run=run, status=ReembedRun.Status.FINISHED)
+
+
+def _reembed_images(*, run: ReembedRun, engine: FaceEngine) -> set[int]:
+    """Every gallery image, one at a time; returns the galleries that gained templates."""
     galleries: set[int] = set()
     errors: list[dict[str, Any]] = []
     for image in GalleryImage.objects.order_by("pk").iterator(chunk_size=200):
@@ -299,7 +315,4 @@ def reembed_run_execute(*, run_id: int) -> ReembedRun | None:
                 errors.append({"image_id": image.pk, "gallery_id": image.gallery_id, "message": error.message})
                 outcome["errors"] = errors
         ReembedRun.objects.filter(pk=run.pk).update(**outcome)
-    for gallery_id in sorted(galleries):
-        get_index().save(gallery_id, run.pack_key)
-    run.refresh_from_db()
-    return _reembed_finish(run=run, status=ReembedRun.Status.FINISHED)
+    return galleries

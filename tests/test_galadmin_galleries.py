@@ -188,6 +188,36 @@ def test_zip_bombs_and_non_zips_are_refused_before_extraction(
     assert _uploads_left(gallery_env) == []
 
 
+def _lying_zip() -> bytes:
+    """A zip whose directory says its member is 10 bytes when 1 MB comes out of it."""
+    data = bytearray(_zip({"subjects.csv": b"file,subject_ref\nbig.jpg,B\n", "big.jpg": bytes(1_000_000)}))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        local = archive.getinfo("big.jpg").header_offset
+    central = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)  # the second entry: big.jpg
+    data[local + 22 : local + 26] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_damaged_duplicate_and_lying_zips_are_refused(
+    admin_client: Client, custody: Gallery, gallery_env: Path
+) -> None:
+    csv_only = b"file,subject_ref\na.jpg,A\n"
+    damaged = bytearray(_zip({"subjects.csv": csv_only, "a.jpg": b"some image bytes " * 100}))
+    damaged[damaged.index(b"some image") + 5] ^= 0xFF  # stored, not compressed: the CRC no longer matches
+    response = _upload(admin_client, custody, bytes(damaged))
+    assert any("cannot be unpacked" in m for m in _messages(response))
+    buffer = io.BytesIO(_zip({"subjects.csv": csv_only, "a.jpg": b"one"}))
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("a.jpg", b"two")
+    response = _upload(admin_client, custody, buffer.getvalue())
+    assert any("holds a.jpg twice" in m for m in _messages(response))
+    lying = _upload(admin_client, custody, _lying_zip())
+    assert any("cannot be unpacked" in m for m in _messages(lying))
+    assert not EnrolmentRun.objects.exists()
+    assert _uploads_left(gallery_env) == []
+
+
 def test_server_folder_inside_the_roots_enrols_and_outside_is_refused(
     admin_client: Client, custody: Gallery, faces_dir: Path, tmp_path: Path, settings: Any
 ) -> None:
