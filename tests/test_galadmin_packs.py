@@ -195,3 +195,17 @@ def test_only_admins_may_use_the_model_pack_pages(packs: Path, eager_celery: Non
             assert client.post(url).status_code == 403, (role, url)
     assert not ActivePack.objects.exists() and ReembedRun.objects.count() == 1
     assert not AuditEvent.objects.filter(action__startswith="modelpack.").exists()
+
+
+def test_a_reembedding_whose_pack_is_gone_ends_failed_and_says_why(packs: Path) -> None:
+    from search.packs import reembed_run_execute
+
+    run = ReembedRun.objects.create(pack_name="removed-pack", pack_key="removed-pack@1", actor_name="ada")
+    reembed_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == ReembedRun.Status.FAILED and "No model pack named 'removed-pack'" in run.message
+    event = AuditEvent.objects.get(action="modelpack.reembed")
+    assert event.detail["status"] == "failed" and event.detail["run_id"] == run.pk
+    # A redelivered message for a run that has ended changes nothing.
+    reembed_run_execute(run_id=run.pk)
+    assert AuditEvent.objects.filter(action="modelpack.reembed").count() == 1
