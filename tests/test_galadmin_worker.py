@@ -36,9 +36,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def worker(settings: Any, tmp_path: Path, pack_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    if not os.environ.get("REDIS_URL") or connection.vendor != "postgresql" or celery_app.conf.task_always_eager:
+def worker(settings: Any, tmp_path: Path, pack_dir: Path) -> Iterator[Path]:
+    """A Celery worker on the inference queue and the test database; yields its log file."""
+    if not os.environ.get("REDIS_URL") or connection.vendor != "postgresql":
         pytest.skip("needs the production shape: PostgreSQL and Redis")
+    # Tasks go to the broker even if an earlier test left Celery eager (tests.factories.eager_celery).
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
     packs = tmp_path / "modelpacks"
     packs.mkdir()
     os.symlink(pack_dir.resolve(), packs / pack_dir.name)
@@ -57,24 +61,25 @@ def worker(settings: Any, tmp_path: Path, pack_dir: Path) -> Iterator[subprocess
         "DJANGO_SETTINGS_MODULE": "rfr.settings",
     }
     command = [sys.executable, "-m", "celery", "-A", "rfr", "worker", "-Q", Queue.INFERENCE.value, "--pool", "solo"]
-    command += ["-l", "warning", "-n", f"galadmin-{os.getpid()}@%h"]
+    command += ["-l", "info", "-n", f"galadmin-{os.getpid()}@%h"]
     process = subprocess.Popen(
         command,
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(tmp_path / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
-    yield process
+    yield tmp_path / "worker.log"
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
         process.kill()
+    celery_app.conf.task_always_eager = eager
     get_index().clear()
 
 
-def _wait_done(client: Client, url: str, timeout: float = 180) -> dict[str, Any]:
+def _wait_done(client: Client, url: str, log: Path, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     seen: list[int] = []
     while time.monotonic() < deadline:
@@ -83,10 +88,10 @@ def _wait_done(client: Client, url: str, timeout: float = 180) -> dict[str, Any]
         if status["status"] != "processing":
             return {**status, "seen": seen}
         time.sleep(0.5)
-    raise AssertionError(f"still processing after {timeout} s: {seen[-5:]}")
+    raise AssertionError(f"still processing after {timeout} s: {seen[-5:]}\n" + log.read_text()[-3000:])
 
 
-def test_zip_enrolment_and_reembedding_run_on_a_worker(worker: Any, faces_dir: Path, settings: Any) -> None:
+def test_zip_enrolment_and_reembedding_run_on_a_worker(worker: Path, faces_dir: Path, settings: Any) -> None:
     admin = Client()
     admin.force_login(make_user("ada", role=ADMIN))
     gallery = gallery_create(name="Custody", kind=Gallery.Kind.CUSTODY, provenance="test")
@@ -107,7 +112,7 @@ def test_zip_enrolment_and_reembedding_run_on_a_worker(worker: Any, faces_dir: P
     response = admin.post(reverse("search:manage-gallery-enrol-zip", args=[gallery.pk]), {"archive": upload})
     run = EnrolmentRun.objects.get()
     assert response["Location"] == reverse("search:manage-enrolment-run", args=[run.pk])
-    status = _wait_done(admin, reverse("search:manage-enrolment-run-status", args=[run.pk]))
+    status = _wait_done(admin, reverse("search:manage-enrolment-run-status", args=[run.pk]), worker)
     assert status["counts"] == {"pending": 0, "enrolled": 4, "skipped": 0, "failed": 1}
     assert run.items.get(subject_ref="CUST-MISSING").message == "file not found"
     # The worker deleted the extracted copies once the run was over.
@@ -115,7 +120,7 @@ def test_zip_enrolment_and_reembedding_run_on_a_worker(worker: Any, faces_dir: P
 
     response = admin.post(reverse("search:manage-modelpack-reembed", args=[COPY]))
     reembed = ReembedRun.objects.get()
-    status = _wait_done(admin, reverse("search:manage-reembed-run-status", args=[reembed.pk]))
+    status = _wait_done(admin, reverse("search:manage-reembed-run-status", args=[reembed.pk]), worker)
     assert status["status"] == "done" and status["counts"] == {"embedded": 4, "skipped": 0, "failed": 0}
     assert Template.objects.filter(gallery=gallery, pack_key=COPY_KEY).count() == 4
     page = admin.get(reverse("search:manage-reembed-run", args=[reembed.pk])).content.decode()
