@@ -1,23 +1,29 @@
-"""POST /api/auth/token/: exchange username + password (+ TOTP code where required) for an API token."""
+"""The token API.
+
+`POST /api/auth/token/`: exchange username + password (+ TOTP code where required) for a new API token. The
+key is in this one response and never again: only its hash is stored (accounts.tokens).
+`DELETE /api/auth/token/`: revoke the token the request is made with (or, signed in on the web, all of one's
+own tokens).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.authtoken.models import Token
+from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
+from accounts.models import ApiToken
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
-from accounts.services import login_failure_record, login_success_record
-from audit.actions import AuditAction
+from accounts.selectors import password_change_required
+from accounts.services import api_token_issue, api_tokens_revoke, login_failure_record
 
 
 class TokenRequestSerializer(AuthTokenSerializer):
@@ -26,37 +32,71 @@ class TokenRequestSerializer(AuthTokenSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)  # authenticate(): failures and lockouts are recorded by accounts.signals
         user = attrs["user"]
+        if password_change_required(user):
+            # An admin set this password: only its owner, choosing their own on the web, may use the account.
+            raise PermissionDenied("An admin set your password: choose your own on the web before using the API.")
         device = user_totp_device(user)
         request = self.context.get("request")
+        attrs["totp_verified"] = False
         if device is not None:
             if not totp_token_verify(device=device, token=attrs.get("otp_token") or ""):
                 login_failure_record(username=user.get_username(), request=request, reason="otp_invalid")
                 raise serializers.ValidationError(
                     {"otp_token": ["Enter the current 6-digit code from your authenticator app."]}
                 )
+            attrs["totp_verified"] = True
         elif admin_totp_required(user):
             raise PermissionDenied("Admins must set up an authenticator app (TOTP) on the web before using the API.")
         return attrs
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField(help_text="Send as `Authorization: Token <token>` on every API request.")
+    token = serializers.CharField(
+        help_text="Send as `Authorization: Token <token>` on every API request. Shown only in this response."
+    )
+    expires_at = serializers.DateTimeField(help_text="After this time the token is refused; ask for a new one.")
 
 
-class ObtainTokenView(ObtainAuthToken):
-    serializer_class = TokenRequestSerializer
+class ObtainTokenView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
     # Password guessing through the API meets the same lockout as the sign-in page, and this rate besides.
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
 
+    def get_throttles(self) -> list[Any]:
+        # The rate guards password guessing; revoking (DELETE) is not throttled by it.
+        return super().get_throttles() if self.request.method == "POST" else []
+
+    def get_authenticators(self) -> list[Any]:
+        # POST takes credentials in the body; DELETE is made with the token (or session) to revoke.
+        if getattr(self, "request", None) is not None and self.request.method == "POST":
+            return []
+        return [auth() for auth in self.settings.DEFAULT_AUTHENTICATION_CLASSES]
+
+    def get_permissions(self) -> list[Any]:
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
     @extend_schema(request=TokenRequestSerializer, responses={200: TokenResponseSerializer})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = self.get_serializer(data=request.data)
+        serializer = TokenRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        user = serializer.validated_data["user"]
-        with transaction.atomic():
-            token, created = Token.objects.get_or_create(user=user)
-            login_success_record(
-                user=user, request=request, action=AuditAction.AUTH_TOKEN_OBTAINED, detail={"new": created}
-            )
-        return Response({"token": token.key})
+        key, token = api_token_issue(
+            user=serializer.validated_data["user"],
+            totp_verified=serializer.validated_data["totp_verified"],
+            request=request._request,
+        )
+        return Response({"token": key, "expires_at": token.expires_at})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Revoke the token this request is made with; with a web session, every token of one's own."""
+        token_ids = [request.auth.pk] if isinstance(request.auth, ApiToken) else None
+        api_tokens_revoke(
+            user=cast(Any, request.user),
+            revoked_by=request.user,
+            reason="revoked_by_owner",
+            token_ids=token_ids,
+            request=request._request,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

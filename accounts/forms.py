@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.otp import totp_token_verify, user_totp_device
+from accounts.roles import ROLES
 from accounts.selectors import login_lockout_active
 from accounts.services import login_failure_record
 
@@ -52,3 +53,58 @@ class TOTPConfirmForm(forms.Form):
         max_length=12,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+
+
+# --- rfr's admin pages (/manage/) --------------------------------------------------------------------------------
+
+ROLE_CHOICES = [("", "No role yet"), *[(role, role.capitalize()) for role in ROLES]]
+
+
+class _PasswordPair(forms.Form):
+    password1 = forms.CharField(
+        label="New password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 12 characters; not a common password, not all digits, not like the username.",
+    )
+    password2 = forms.CharField(
+        label="New password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        return cleaned
+
+
+class UserCreateForm(_PasswordPair):
+    field_order = ["username", "first_name", "last_name", "email", "role", "password1", "password2"]
+    username = forms.CharField(label="Username", max_length=150)
+    first_name = forms.CharField(label="First name", max_length=150, required=False)
+    last_name = forms.CharField(label="Last name", max_length=150, required=False)
+    email = forms.EmailField(label="Email", required=False)
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES, required=False)
+
+
+class PasswordResetForm(_PasswordPair):
+    pass
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=[(role, role.capitalize()) for role in ROLES])
+
+
+class DeactivateForm(forms.Form):
+    reason = forms.CharField(label="Reason for deactivating", max_length=500, required=False)
+
+
+class TeamCreateForm(forms.Form):
+    name = forms.CharField(label="Team name", max_length=120)
+
+
+class TeamPersonForm(forms.Form):
+    username = forms.CharField(label="Username", max_length=150)
+    relation = forms.ChoiceField(label="As", choices=[("members", "Member"), ("supervisors", "Supervisor")])

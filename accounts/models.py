@@ -46,3 +46,40 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiToken(models.Model):
+    """An API token. Only the sha256 of the key is stored: the key is shown once, when issued, and never again.
+
+    A token works until it expires (RFR_TOKEN_TTL_HOURS), is revoked, its user is deactivated, its user's
+    password changes (`password_check` no longer matches), or, while RFR_REQUIRE_ADMIN_TOTP is on, its user is
+    an admin and the token was not issued against a TOTP code (accounts.tokens.api_token_refusal).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    password_check = models.CharField(max_length=64, help_text="HMAC of the password hash at issue.")
+    totp_verified = models.BooleanField(default=False, help_text="Issued against a TOTP code.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user_id})"
+
+
+class PasswordChangeRequired(models.Model):
+    """An admin set this user's password (/manage/): the user must choose their own before anything else, so an
+    admin who resets a password to sign in as someone cannot do so unnoticed (accounts.middleware)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    set_by_username = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} (set by {self.set_by_username})"

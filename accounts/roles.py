@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.db.models import QuerySet
 
+from accounts.grants import grants_recorded
 from accounts.models import Team
 
 INVESTIGATOR = "investigator"
@@ -77,7 +78,13 @@ def users_supervised_by(user: AnyUser) -> QuerySet[Any]:
 
 
 def role_model_permissions_sync(**kwargs: Any) -> None:
-    """post_migrate: give each role group its model permissions (permissions exist only after migrate)."""
+    """post_migrate: give each role group its model permissions (permissions exist only after migrate). These
+    are the roles' definition, in this file under version control, so they are not recorded as grants."""
+    with grants_recorded():
+        _role_model_permissions_sync()
+
+
+def _role_model_permissions_sync() -> None:
     for role, codes in ROLE_MODEL_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         for code in codes:

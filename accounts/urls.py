@@ -6,4 +6,6 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("totp/", views.totp, name="totp"),
+    path("tokens/", views.api_tokens, name="api-tokens"),
+    path("password/", views.password_change, name="password-change"),
 ]

@@ -20,10 +20,24 @@ class AuditAction(StrEnum):
     AUTH_TOKEN_OBTAINED = "auth.token_obtained"
     AUTH_TOTP_ENROLLED = "auth.totp_enrolled"
     AUTH_TOTP_VERIFIED = "auth.totp_verified"
+    AUTH_TOKEN_REVOKED = "auth.token_revoked"
+    AUTH_TOTP_DEVICE_ADDED = "auth.totp_device_added"
+    AUTH_TOTP_REMOVED = "auth.totp_removed"
     # Users, roles and teams
     USER_CREATED = "user.created"
     USER_PASSWORD_RESET = "user.password_reset"
+    USER_PASSWORD_CHANGED = "user.password_changed"
+    USER_DEACTIVATED = "user.deactivated"
+    USER_REACTIVATED = "user.reactivated"
+    USER_STAFF_CHANGED = "user.staff_changed"
+    USER_SUPERUSER_CHANGED = "user.superuser_changed"
     ROLE_GRANTED = "role.granted"
+    ROLE_REVOKED = "role.revoked"
+    GROUP_USER_ADDED = "group.user_added"
+    GROUP_USER_REMOVED = "group.user_removed"
+    PERMISSION_GRANTED = "permission.granted"
+    PERMISSION_REVOKED = "permission.revoked"
+    GRANT_REFUSED = "grant.refused"
     TEAM_CREATED = "team.created"
     TEAM_MEMBER_ADDED = "team.member_added"
     TEAM_MEMBER_REMOVED = "team.member_removed"
@@ -40,6 +54,7 @@ class AuditAction(StrEnum):
     PROBE_PROCESSED = "probe.processed"
     PROBE_FAILED = "probe.failed"
     PROBE_FACE_DRAWN = "probe.face_drawn"
+    PROBE_IMAGE_VIEWED = "probe.image_viewed"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -48,6 +63,7 @@ class AuditAction(StrEnum):
     SEARCH_REPORT_DOWNLOADED = "search.report_downloaded"
     CANDIDATE_VIEWED = "candidate.viewed"
     CANDIDATE_DECIDED = "candidate.decided"
+    CANDIDATE_IMAGE_VIEWED = "candidate.image_viewed"
     # Galleries
     GALLERY_CREATE = "gallery.create"
     GALLERY_ENROL_START = "gallery.enrol_start"
@@ -75,9 +91,23 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.AUTH_TOKEN_OBTAINED: "A user exchanged their credentials for an API token.",
     AuditAction.AUTH_TOTP_ENROLLED: "A user set up an authenticator app.",
     AuditAction.AUTH_TOTP_VERIFIED: "A session was verified with the authenticator app.",
+    AuditAction.AUTH_TOKEN_REVOKED: "API tokens were revoked: by whom, how many, why.",
+    AuditAction.AUTH_TOTP_DEVICE_ADDED: "An authenticator app was added to an account, not yet confirmed.",
+    AuditAction.AUTH_TOTP_REMOVED: "A user's authenticator apps were removed.",
     AuditAction.USER_CREATED: "A user account was created: username and by whom.",
     AuditAction.USER_PASSWORD_RESET: "A user's password was set by someone else (e.g. demo set-up).",
+    AuditAction.USER_PASSWORD_CHANGED: "A user's password was changed other than by an admin reset.",
+    AuditAction.USER_DEACTIVATED: "A user account was disabled (its API tokens die with it).",
+    AuditAction.USER_REACTIVATED: "A disabled user account was enabled again.",
+    AuditAction.USER_STAFF_CHANGED: "A user's staff flag (access to the Django admin) changed.",
+    AuditAction.USER_SUPERUSER_CHANGED: "A user's superuser flag changed (never from rfr's pages).",
     AuditAction.ROLE_GRANTED: "A role (investigator, supervisor, admin) was granted to a user.",
+    AuditAction.ROLE_REVOKED: "A role was taken from a user.",
+    AuditAction.GROUP_USER_ADDED: "A user was put in a group that is not a role (e.g. a team's supervisor group).",
+    AuditAction.GROUP_USER_REMOVED: "A user was taken out of a group that is not a role.",
+    AuditAction.PERMISSION_GRANTED: "A permission was given to a user or group outside rfr's services.",
+    AuditAction.PERMISSION_REVOKED: "A permission was taken from a user or group outside rfr's services.",
+    AuditAction.GRANT_REFUSED: "An attempt to change grants was refused (one's own account; a read-only admin).",
     AuditAction.TEAM_CREATED: "A team was created.",
     AuditAction.TEAM_MEMBER_ADDED: "A user joined a team.",
     AuditAction.TEAM_MEMBER_REMOVED: "A user left a team.",
@@ -92,6 +122,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_PROCESSED: "Faces were found in a probe: how many, with which model pack.",
     AuditAction.PROBE_FAILED: "A probe could not be processed: code and message.",
     AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
+    AuditAction.PROBE_IMAGE_VIEWED: "Someone viewed a probe image or one of its face crops.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",
@@ -99,6 +130,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.SEARCH_REPORT_DOWNLOADED: "Someone downloaded a search's PDF report: its sha256.",
     AuditAction.CANDIDATE_VIEWED: "Someone opened one candidate side by side with the probe face.",
     AuditAction.CANDIDATE_DECIDED: "A person assessed a candidate: stage, verdict, rationale, resulting outcome.",
+    AuditAction.CANDIDATE_IMAGE_VIEWED: "Someone viewed a candidate's gallery image or its aligned crop.",
     AuditAction.GALLERY_CREATE: "A gallery was created: name, kind, retention, index mode.",
     AuditAction.GALLERY_ENROL_START: "A bulk enrolment run started: files listed, source.",
     AuditAction.GALLERY_ENROL: "Images were enrolled into a gallery (one image, or a run's final counts).",

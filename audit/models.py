@@ -2,7 +2,9 @@
 
 Changes are refused at three levels: the model (save of an existing row, delete), the queryset (update,
 delete, bulk_update) and, on PostgreSQL, a trigger (migration 0002) that refuses UPDATE, DELETE and TRUNCATE
-whatever the client. The hash chain (`manage.py audit verify`) detects what gets past all three.
+whatever the client; the application's database role does not own the table, so it cannot disable the trigger
+(`manage.py dbroles`). The keyed hash chain and its anchor outside the database (`manage.py audit verify`)
+detect what gets past all of that.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 AuditEventManager = models.Manager.from_queryset(AuditEventQuerySet)
 
 
+class HashScheme(models.TextChoices):
+    """How a row's `row_hash` was computed (audit.services.compute_row_hash)."""
+
+    # Rows written before keyed hashing (plain sha256, which anyone can recompute); migration audit/0004
+    # marks every existing row so. A chain may go from SHA256 to HMAC_SHA256 once, never back.
+    SHA256 = "sha256", "sha256 (before keyed hashing)"
+    HMAC_SHA256 = "hmac-sha256", "HMAC-SHA256 under the audit key"
+
+
 class AuditEvent(models.Model):
     seq = models.PositiveBigIntegerField(unique=True, help_text="Position in the hash chain, from 1.")
     created_at = models.DateTimeField(db_index=True)
@@ -54,6 +65,7 @@ class AuditEvent(models.Model):
     detail = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     row_hash = models.CharField(max_length=64, unique=True)
+    hash_scheme = models.CharField(max_length=16, choices=HashScheme.choices, default=HashScheme.HMAC_SHA256)
 
     objects = AuditEventManager()
 

@@ -8,12 +8,21 @@ Who may read what is held as permissions, so this app needs to know nothing of r
 
 Scopes are registered by the apps that know the relationships (`audit_scope_register`, called from their
 AppConfig.ready), so the dependency points from them to audit, never back.
+
+Reading an event is not reading its case: what an event's `detail` says about a case (justifications,
+rationales, verdicts, subject references, file names, descriptions) is case content, shown only to people who
+may read that case. `audit_events_for_reader` is the one place events become what a person may read: for an
+event on a case the reader is not on, `detail` keeps only the keys of `CASE_EVENT_SAFE_DETAIL` (ids, counts,
+settings); the action, time, actor, target and case id stay. Which cases a user may read is the cases app's
+knowledge, registered through `audit_case_readers_register`; further redactions (cases: a first assessment
+still awaiting its independent second review) through `audit_redactor_register`. The rows never change;
+only what is shown does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.db.models import Q, QuerySet
@@ -24,16 +33,58 @@ from audit.models import AuditEvent
 
 AnyUser = AbstractBaseUser | AnonymousUser
 AuditScope = Callable[[AnyUser], Q]
+# The ids of the cases a user may read the content of.
+CaseReaders = Callable[[AnyUser], Collection[int]]
+# Replaces (in memory) the detail of the events a reader may not read in full.
+AuditRedactor = Callable[[list[AuditEvent], AnyUser], None]
 
 VIEW_AUDIT = "audit.view_auditevent"
 VIEW_ALL_AUDIT = "audit.view_all_auditevent"
 
 _scopes: dict[str, AuditScope] = {}
+_case_readers: dict[str, CaseReaders] = {}
+_redactors: dict[str, AuditRedactor] = {}
+
+REDACTED_TEXT = "Case content withheld: only people on the case may read it."
+
+# For an event on a case the reader is not on, the detail keys that may still be shown: ids, counts, settings
+# and access changes, never what was said or seen (justifications, rationales, verdicts, subject references,
+# file names, descriptions, reasons). An action missing here shows no detail at all (deny by default).
+CASE_EVENT_SAFE_DETAIL: dict[str, frozenset[str]] = {
+    AuditAction.CASE_CREATED: frozenset({"team_id"}),
+    AuditAction.CASE_MEMBER_ADDED: frozenset({"user_id", "username"}),
+    AuditAction.CASE_MEMBER_REMOVED: frozenset({"user_id", "username"}),
+    AuditAction.CASE_RETENTION_PURGED: frozenset({"deleted", "files_deleted"}),
+    AuditAction.PROBE_UPLOADED: frozenset({"size_bytes", "lawfully_held"}),
+    AuditAction.PROBE_PROCESSED: frozenset({"faces", "pack_key"}),
+    AuditAction.PROBE_FAILED: frozenset({"code"}),
+    AuditAction.PROBE_FACE_DRAWN: frozenset({"probe_id"}),
+    AuditAction.PROBE_IMAGE_VIEWED: frozenset({"probe_id", "face_id", "shown"}),
+    AuditAction.SEARCH_REQUESTED: frozenset(
+        {"probe_id", "face_id", "galleries", "top_k", "threshold", "threshold_source", "pack_key"}
+    ),
+    AuditAction.SEARCH_COMPLETED: frozenset({"candidates", "pack_key"}),
+    AuditAction.SEARCH_FAILED: frozenset({"code"}),
+    AuditAction.SEARCH_CANDIDATES_VIEWED: frozenset({"via", "candidates"}),
+    AuditAction.CANDIDATE_VIEWED: frozenset({"search_id", "rank"}),
+    AuditAction.CANDIDATE_IMAGE_VIEWED: frozenset({"search_id", "rank", "shown"}),
+    AuditAction.CANDIDATE_DECIDED: frozenset({"candidate_id", "search_id", "rank", "stage"}),
+}
 
 
 def audit_scope_register(name: str, scope: AuditScope) -> None:
     """Add the events `scope(user)` selects to what a holder of audit.view_auditevent may read."""
     _scopes[name] = scope
+
+
+def audit_case_readers_register(name: str, readers: CaseReaders) -> None:
+    """Say which cases a user may read the content of (the cases app, from its AppConfig.ready)."""
+    _case_readers[name] = readers
+
+
+def audit_redactor_register(name: str, redactor: AuditRedactor) -> None:
+    """Add a redaction applied to every list of events shown to a person (after the case-content one)."""
+    _redactors[name] = redactor
 
 
 def _holds(user: AnyUser, perm: str) -> bool:
@@ -85,3 +136,36 @@ def audit_events_filter(
 def audit_action_choices() -> list[tuple[str, str]]:
     """(code, what it records) for every action of the vocabulary, for the filter's suggestions."""
     return [(action.value, AUDIT_ACTION_DESCRIPTIONS[action]) for action in AuditAction]
+
+
+def audit_case_ids_readable_by(*, user: AnyUser) -> set[int]:
+    """The cases whose content `user` may read, as the registered readers say; none if nobody registered."""
+    readable: set[int] = set()
+    if not getattr(user, "is_authenticated", False):
+        return readable
+    for readers in _case_readers.values():
+        readable.update(int(pk) for pk in readers(user))
+    return readable
+
+
+def audit_event_detail_redact(event: AuditEvent) -> dict[str, object]:
+    """The detail of a case event as shown to someone not on the case: the safe keys and a note."""
+    safe = CASE_EVENT_SAFE_DETAIL.get(event.action, frozenset())
+    detail = event.detail or {}
+    return {**{key: detail[key] for key in sorted(safe) if key in detail}, "redacted": REDACTED_TEXT}
+
+
+def audit_events_for_reader(
+    *, events: Iterable[AuditEvent], viewer: AnyUser, readable_case_ids: Collection[int] | None = None
+) -> list[AuditEvent]:
+    """`events` as `viewer` may read them: case content only for the cases they are on, then every registered
+    redaction (the detail is replaced in memory only; audit rows are never changed). Pass
+    `readable_case_ids` (from `audit_case_ids_readable_by`) when calling repeatedly for one reader."""
+    events = list(events)
+    readable = audit_case_ids_readable_by(user=viewer) if readable_case_ids is None else readable_case_ids
+    for event in events:
+        if event.case_id is not None and event.case_id not in readable:
+            event.detail = audit_event_detail_redact(event)
+    for redactor in _redactors.values():
+        redactor(events, viewer)
+    return events

@@ -5,8 +5,11 @@
         audit_event_record(action=AuditAction.CASE_CREATED, actor=user, target=case, case_id=case.pk, request=request)
 
 The event joins the caller's transaction: a rollback removes it together with the change, and a commit
-always carries it. Each row is chained to the previous one by `row_hash = sha256(prev_hash + "\\n" +
-canonical_content(row))`; `manage.py audit verify` (audit.verify) recomputes the chain.
+always carries it. Each row is chained to the previous one by `row_hash = HMAC-SHA256(audit key, prev_hash +
+"\\n" + canonical_content(row))`, keyed with a secret held outside the database (audit.keys); rows written
+before keyed hashing keep their plain sha256 (`hash_scheme`). When the transaction commits, the new head is
+appended to the anchor file (audit.anchor). `manage.py audit verify` (audit.verify) recomputes the chain and
+checks it against the anchor.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -24,7 +28,9 @@ from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
 from audit.actions import AuditAction
-from audit.models import AuditEvent
+from audit.anchor import audit_anchor_append
+from audit.keys import audit_hmac
+from audit.models import AuditEvent, HashScheme
 
 GENESIS_HASH = "0" * 64
 # Any constant works; it names the advisory lock that serialises chain appends on PostgreSQL.
@@ -67,7 +73,13 @@ def canonical_content(event: AuditEvent) -> str:
 
 
 def compute_row_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + "\n" + canonical_content(event)).encode("utf-8")).hexdigest()
+    """The row's hash under its `hash_scheme`: keyed for every row written now, plain sha256 for old rows."""
+    message = prev_hash + "\n" + canonical_content(event)
+    if event.hash_scheme == HashScheme.HMAC_SHA256:
+        return audit_hmac(message)
+    if event.hash_scheme == HashScheme.SHA256:
+        return hashlib.sha256(message.encode("utf-8")).hexdigest()
+    raise ValueError(f"Unknown audit hash scheme {event.hash_scheme!r}.")
 
 
 def _check_no_biometrics(value: Any, path: str = "detail") -> None:
@@ -155,9 +167,12 @@ def audit_event_record(
             user_agent=(request.META.get("HTTP_USER_AGENT", "")[:400] if request is not None else ""),
             detail=clean_detail,
             prev_hash=last["row_hash"] if last else GENESIS_HASH,
+            hash_scheme=HashScheme.HMAC_SHA256,
         )
         event.row_hash = compute_row_hash(event.prev_hash, event)
         event.save(force_insert=True)
+        # Anchored only once it has committed: a rolled-back event must not be claimed as the head.
+        transaction.on_commit(partial(audit_anchor_append, seq=event.seq, row_hash=event.row_hash), robust=True)
     return event
 
 

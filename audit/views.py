@@ -1,4 +1,8 @@
-"""/audit/: the audit trail for supervisors (their teams) and admins (everything), filterable; CSV export."""
+"""/audit/: the audit trail for supervisors (their teams) and admins (everything), filterable; CSV export.
+
+Both show each event as its reader may read it (`audit.selectors.audit_events_for_reader`): the case content
+in `detail` only to people on the case, and a first assessment awaiting its second review only to its author.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ from audit.forms import AuditFilterForm
 from audit.models import AuditEvent
 from audit.selectors import (
     audit_action_choices,
+    audit_case_ids_readable_by,
     audit_events_filter,
+    audit_events_for_reader,
     audit_events_visible_to,
     audit_view_allowed,
 )
@@ -52,6 +58,7 @@ def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any]:
 def audit_list(request: HttpRequest) -> HttpResponse:
     form, events = _filtered(request)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
+    page.object_list = audit_events_for_reader(events=page.object_list, viewer=request.user)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -66,12 +73,32 @@ class _Echo:
         return value
 
 
-def _csv_rows(events: Any) -> Iterator[str]:
+CSV_CHUNK = 2000
+
+
+def _chunks(events: Any) -> Iterator[list[AuditEvent]]:
+    chunk: list[AuditEvent] = []
+    for event in events.iterator(chunk_size=CSV_CHUNK):
+        chunk.append(event)
+        if len(chunk) == CSV_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _csv_rows(events: Any, viewer: Any) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
-    event: AuditEvent
-    for event in events.iterator(chunk_size=2000):
-        yield writer.writerow(
+    readable = audit_case_ids_readable_by(user=viewer)  # once per export, not per chunk
+    for chunk in _chunks(events):
+        for event in audit_events_for_reader(events=chunk, viewer=viewer, readable_case_ids=readable):
+            yield _csv_row(writer, event)
+
+
+def _csv_row(writer: Any, event: AuditEvent) -> str:
+    return str(
+        writer.writerow(
             [
                 event.pk,
                 event.seq,
@@ -87,6 +114,7 @@ def _csv_rows(events: Any) -> Iterator[str]:
                 event.row_hash,
             ]
         )
+    )
 
 
 @login_required
@@ -94,7 +122,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     form, events = _filtered(request)
     filters = {k: (str(v) if v is not None else None) for k, v in form.filters().items()} if request.GET else {}
     last_seq = audit_export_record(user=request.user, events=events, filters=filters, request=request)
-    response = StreamingHttpResponse(_csv_rows(events.filter(seq__lte=last_seq)), content_type="text/csv")
+    response = StreamingHttpResponse(_csv_rows(events.filter(seq__lte=last_seq), request.user), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="rfr-audit-{stamp}.csv"'
     return response

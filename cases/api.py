@@ -23,9 +23,11 @@ from rest_framework.views import APIView
 
 from accounts.models import Team
 from audit.models import AuditEvent
+from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
+    case_access_explain,
     case_get_for_user,
     cases_visible_to,
     face_get_for_user,
@@ -36,7 +38,7 @@ from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
 from cases.presenters import candidate_label, face_warnings, outcome_error
-from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
+from cases.timeline import case_audit_events
 
 
 def _django_request(request: Request) -> HttpRequest:
@@ -123,6 +125,26 @@ class CaseDetailAPI(APIView):
         return Response(CaseSerializer(case).data)
 
 
+class CaseAccessSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    reason = serializers.ChoiceField(choices=["owner", "member", "team_supervisor", "group"])
+    text = serializers.CharField()
+    can_search = serializers.BooleanField()
+    granted_by = serializers.CharField(allow_blank=True)
+    granted_at = serializers.DateTimeField(allow_null=True)
+    audit_seq = serializers.IntegerField(allow_null=True)
+
+
+class CaseAccessAPI(APIView):
+    """Who can see the case, and why (cases.access.case_access_explain)."""
+
+    @extend_schema(responses=CaseAccessSerializer(many=True))
+    def get(self, request: Request, case_id: int) -> Response:
+        case = case_get_for_user(user=request.user, case_id=case_id)
+        return Response(CaseAccessSerializer(case_access_explain(case=case), many=True).data)
+
+
 class CaseAuditAPI(ListAPIView):
     serializer_class = AuditEventSerializer
     pagination_class = StandardPagination
@@ -132,10 +154,11 @@ class CaseAuditAPI(ListAPIView):
         return case_audit_events(case=case)
 
     def paginate_queryset(self, queryset: Any) -> list[Any] | None:
-        # As on the timeline page: a first assessment awaiting its second review is shown to its author only.
+        # As on the timeline page and /audit/: a first assessment awaiting its second review is shown to its
+        # author only.
         page = super().paginate_queryset(queryset)
         events = list(queryset) if page is None else page
-        return audit_events_withhold_pending_reviews(events=events, viewer=self.request.user)
+        return audit_events_for_reader(events=events, viewer=self.request.user)
 
 
 # --- Probes and faces ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
     path("cases/<int:case_id>/", api.CaseDetailAPI.as_view(), name="api-case-detail"),
     path("cases/<int:case_id>/audit/", api.CaseAuditAPI.as_view(), name="api-case-audit"),
+    path("cases/<int:case_id>/access/", api.CaseAccessAPI.as_view(), name="api-case-access"),
     path("cases/<int:case_id>/probes/", api.CaseProbesAPI.as_view(), name="api-case-probes"),
     path("probes/<int:probe_id>/", api.ProbeAPI.as_view(), name="api-probe"),
     path("probes/<int:probe_id>/faces/", api.ProbeFacesAPI.as_view(), name="api-probe-faces"),

@@ -9,12 +9,22 @@ class CasesConfig(AppConfig):
     def ready(self) -> None:
         # Django's one hook for wiring an app once every model is loaded: these modules import models, so they
         # cannot be imported at the top of apps.py (which Django loads before the models).
-        from audit.selectors import audit_scope_register
+        from audit.selectors import audit_case_readers_register, audit_redactor_register, audit_scope_register
         from cases import (
             signals,  # noqa: F401  (keeps guardian permissions in step with teams)
             tasks,  # noqa: F401  (registers the Celery tasks services queue by name)
         )
-        from cases.access import case_ids_supervised_by
+        from cases.access import case_ids_supervised_by, cases_visible_to
+        from cases.timeline import audit_events_withhold_pending_reviews
 
         # A supervisor reads the audit events on the cases of the teams they supervise.
         audit_scope_register("team-cases", lambda user: Q(case_id__in=case_ids_supervised_by(user=user)))
+        # Case content in audit events is shown only to people on the case (need-to-know), and a first
+        # assessment awaiting its second review only to its author (independence), wherever events are shown.
+        audit_case_readers_register(
+            "case-viewers", lambda user: cases_visible_to(user=user).values_list("pk", flat=True)
+        )
+        audit_redactor_register(
+            "pending-reviews",
+            lambda events, viewer: audit_events_withhold_pending_reviews(events=events, viewer=viewer),  # type: ignore[arg-type]
+        )

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.grants import grants_recorded
 from accounts.models import Team
 from audit.actions import AuditAction
 from audit.services import audit_event_record
@@ -48,7 +49,7 @@ def case_create(
     elif not owner_teams.filter(pk=team.pk).exists():
         message = "You can only open a case for a team you belong to."
         raise InvalidInput("invalid_team", message, fields={"team": [message]})
-    with transaction.atomic():
+    with transaction.atomic(), grants_recorded():  # the case's permissions are recorded by case.created
         case = Case.objects.create(
             owner=owner,  # type: ignore[misc]
             reference=reference.strip(),
@@ -87,7 +88,7 @@ def case_member_add(
         raise InvalidInput("user_inactive", "That account is disabled.")
     if user.pk in case_member_ids(case):
         raise Conflict("already_member", f"{user.get_username()} is already a member of this case.")
-    with transaction.atomic():
+    with transaction.atomic(), grants_recorded():
         case_member_grant(case, user)
         audit_event_record(
             action=AuditAction.CASE_MEMBER_ADDED,
@@ -105,7 +106,7 @@ def case_member_remove(
     _require_owner(case, removed_by, "remove members")
     if user.pk not in case_member_ids(case):
         raise Conflict("not_a_member", f"{user.get_username()} is not a member of this case.")
-    with transaction.atomic():
+    with transaction.atomic(), grants_recorded():
         case_member_revoke(case, user)
         audit_event_record(
             action=AuditAction.CASE_MEMBER_REMOVED,

@@ -199,9 +199,12 @@ class Candidate(models.Model):
         UNREVIEWED = "unreviewed", "Not yet reviewed"
         POSSIBLE_MATCH = "possible_match", "Possible match — awaiting second review"
         RELEASED = "released", "Possible match — agreed by a second reviewer"
-        DISPUTED = "disputed", "Possible match not agreed by the second reviewer"
+        DISPUTED = "disputed", "The two assessments disagree — not released"
         NOT_A_MATCH = "not_a_match", "Not a match"
         INCONCLUSIVE = "inconclusive", "Inconclusive"
+        # A supervisor's or designated reviewer's own first assessment, whatever its verdict: it never ends
+        # review alone, and the label does not tell the next person what it was (cases.review).
+        AWAITING_REVIEW = "awaiting_review", "Assessed once — awaiting an independent second assessment"
 
     search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="candidates")
     rank = models.PositiveIntegerField()

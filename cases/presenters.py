@@ -19,7 +19,7 @@ def candidate_label(candidate: Candidate) -> str:
     if outcome == Candidate.Outcome.RELEASED:
         return f"{POSSIBLE_MATCH_WORDING} (agreed by a second reviewer; released to the case)"
     if outcome == Candidate.Outcome.DISPUTED:
-        return "Not released: the second reviewer did not agree that this is a possible match"
+        return "Not released: the two assessments disagree"
     return str(candidate.get_outcome_display())
 
 

@@ -282,5 +282,28 @@ def probe_face_from_region(
     return face
 
 
+def probe_image_view_record(
+    *,
+    probe: Probe,
+    viewer: AbstractBaseUser,
+    face: ProbeFace | None = None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Every view of a probe's original image, or of one of its face crops (`face`), is on the record: one
+    event per request, written before the image is sent."""
+    detail: dict[str, object] = {"probe_id": probe.pk, "shown": "original" if face is None else "face_crop"}
+    if face is not None:
+        detail["face_id"] = face.pk
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.PROBE_IMAGE_VIEWED,
+            actor=viewer,
+            target=probe if face is None else face,
+            case_id=probe.case_id,
+            request=request,
+            detail=detail,
+        )
+
+
 def probes_of_case(*, case: Case) -> QuerySet[Probe]:
     return case.probes.select_related("uploaded_by").prefetch_related("faces")

@@ -1,7 +1,14 @@
 """Review: a person assesses each candidate, and a possible match is released only when a second, different
 reviewer agrees. Until then every page, API response and report reads "possible match — intelligence only,
 not an identification", and the first assessment is withheld from everyone but its author, so the second
-review is independent. Opening a candidate is recorded. Each change commits with its audit event.
+review is independent. Opening a candidate, and viewing its images, is recorded. Each change commits with its
+audit event.
+
+Who ends review: an operator's "not a match" or "inconclusive" is final (only a lead goes to a second
+review), but a second reviewer (a member of RFR_SECOND_REVIEWER_GROUPS: supervisor or designated reviewer)
+never ends review alone. Their own first assessment, whatever its verdict, awaits a second assessment by a
+different person on the case; so the two assessments of any candidate a second reviewer touches come from two
+people, and the candidate's final outcome is theirs only if both agree ("disputed" otherwise).
 """
 
 from __future__ import annotations
@@ -25,6 +32,29 @@ from search.galleries import gallery_template_get
 from search.models import Template
 
 AnyUser = AbstractBaseUser | AnonymousUser
+
+# A first assessment stands alone with these outcomes, and awaits a second, different person with these.
+FIRST_OUTCOMES = {
+    Decision.Verdict.POSSIBLE_MATCH: Candidate.Outcome.POSSIBLE_MATCH,
+    Decision.Verdict.NOT_A_MATCH: Candidate.Outcome.NOT_A_MATCH,
+    Decision.Verdict.INCONCLUSIVE: Candidate.Outcome.INCONCLUSIVE,
+}
+AGREED_OUTCOMES = {
+    Decision.Verdict.POSSIBLE_MATCH: Candidate.Outcome.RELEASED,
+    Decision.Verdict.NOT_A_MATCH: Candidate.Outcome.NOT_A_MATCH,
+    Decision.Verdict.INCONCLUSIVE: Candidate.Outcome.INCONCLUSIVE,
+}
+AWAITING_SECOND_REVIEW = frozenset({Candidate.Outcome.POSSIBLE_MATCH, Candidate.Outcome.AWAITING_REVIEW})
+
+
+def candidate_awaits_second_review(*, candidate: Candidate) -> bool:
+    """Whether the candidate has one assessment and awaits a second, different person's."""
+    return candidate.outcome in AWAITING_SECOND_REVIEW
+
+
+def candidate_second_review_needs_reviewer(*, candidate: Candidate) -> bool:
+    """Whether only a second reviewer may give the second assessment: an operator's possible match."""
+    return candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH
 
 
 def user_is_second_reviewer(*, user: AbstractBaseUser) -> bool:
@@ -60,31 +90,36 @@ def candidate_decision_record(
             raise Conflict("already_reviewed", "This candidate already has its assessment and second review.")
         if previous:
             first = previous[0]
-            if first.decision != Decision.Verdict.POSSIBLE_MATCH:
+            if not candidate_awaits_second_review(candidate=locked):
                 raise Conflict(
                     "review_not_needed",
                     "Only a possible match goes to a second review; this candidate was assessed as"
                     f" '{first.get_decision_display()}'.",
                 )
-            if not user_is_second_reviewer(user=reviewer):
+            # An operator's possible match needs a second reviewer; a second reviewer's own first assessment
+            # needs anyone else on the case (the two people differ either way: checked above).
+            if candidate_second_review_needs_reviewer(candidate=locked) and not user_is_second_reviewer(user=reviewer):
                 groups = " or ".join(settings.RFR_SECOND_REVIEWER_GROUPS)
                 raise Forbidden(
                     "second_reviewer_required",
                     f"The second review must be given by a {groups}; ask one to review this candidate.",
                 )
             stage = Decision.Stage.SECOND
+            # Two people who agree settle the candidate; any disagreement leaves it unreleased ("disputed").
             outcome = (
-                Candidate.Outcome.RELEASED
-                if decision == Decision.Verdict.POSSIBLE_MATCH
+                AGREED_OUTCOMES[Decision.Verdict(decision)]
+                if decision == first.decision
                 else Candidate.Outcome.DISPUTED
             )
         else:
             stage = Decision.Stage.FIRST
-            outcome = {
-                Decision.Verdict.POSSIBLE_MATCH: Candidate.Outcome.POSSIBLE_MATCH,
-                Decision.Verdict.NOT_A_MATCH: Candidate.Outcome.NOT_A_MATCH,
-                Decision.Verdict.INCONCLUSIVE: Candidate.Outcome.INCONCLUSIVE,
-            }[Decision.Verdict(decision)]
+            # A supervisor (or designated reviewer) cannot end review alone: their own first assessment,
+            # whatever its verdict, is never the second review and waits for a different person.
+            outcome = (
+                Candidate.Outcome.AWAITING_REVIEW
+                if user_is_second_reviewer(user=reviewer)
+                else FIRST_OUTCOMES[Decision.Verdict(decision)]
+            )
         record = Decision.objects.create(
             candidate=locked,
             reviewer=reviewer,
@@ -130,6 +165,22 @@ def candidate_view_record(
         )
 
 
+def candidate_image_view_record(
+    *, candidate: Candidate, viewer: AbstractBaseUser, shown: str, request: HttpRequest | None = None
+) -> None:
+    """Every view of a candidate's gallery image (`shown="gallery_image"`) or aligned crop (`"aligned_crop"`)
+    is on the record: one event per request, written before the image is sent."""
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.CANDIDATE_IMAGE_VIEWED,
+            actor=viewer,
+            target=candidate,
+            case_id=candidate.search.case_id,
+            request=request,
+            detail={"search_id": candidate.search_id, "rank": candidate.rank, "shown": shown},
+        )
+
+
 def candidate_gallery_template(*, candidate: Candidate) -> Template | None:
     """The gallery template a candidate came from, or None once the gallery image has been deleted."""
     return gallery_template_get(template_id=candidate.template_id)
@@ -149,7 +200,7 @@ def candidate_aligned_crop(*, candidate: Candidate) -> np.ndarray | None:
 
 
 # --- Independence of the second review ---------------------------------------------------------------------
-# While a possible match awaits its second review, the first assessment's verdict and rationale are shown
+# While a candidate awaits its second review, the first assessment's verdict and rationale are shown
 # to their author only: whoever gives the second review must reach their own view without them. Once the
 # second review is recorded (or the first assessment needs none), every decision is shown to everyone on
 # the case. The same rule applies to the pages, the API, the PDF report and the case timeline.
@@ -165,7 +216,7 @@ def decisions_visible_to(
 ) -> tuple[list[Decision], int]:
     """The candidate's decisions `viewer` may read now, and how many are withheld from them."""
     decisions = list(candidate.decisions.all()) if decisions is None else list(decisions)
-    if candidate.outcome != Candidate.Outcome.POSSIBLE_MATCH:
+    if not candidate_awaits_second_review(candidate=candidate):
         return decisions, 0
     viewer_id = getattr(viewer, "pk", None)
     visible = [d for d in decisions if viewer_id is not None and d.reviewer_id == viewer_id]

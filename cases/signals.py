@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from accounts.grants import grants_recorded
 from accounts.models import Team
 from cases.models import Case
 from cases.permissions import case_team_permissions_sync, team_supervisors_sync
@@ -19,7 +20,10 @@ def team_supervisors_changed(
 ) -> None:
     if not reverse:  # team.supervisors.add(user): instance is the team
         if action in ("post_add", "post_remove", "post_clear"):
-            team_supervisors_sync(instance)
+            # The supervisor group mirrors a team change that is itself recorded (by a service, or by
+            # accounts.signals), so the mirror's group changes are not recorded a second time.
+            with grants_recorded():
+                team_supervisors_sync(instance)
         return
     # user.supervised_teams.add(team): instance is the user, pk_set the teams
     if action == "pre_clear":
@@ -31,8 +35,9 @@ def team_supervisors_changed(
         team_ids = getattr(instance, "_rfr_cleared_team_ids", [])
     else:
         return
-    for team in Team.objects.filter(pk__in=team_ids):
-        team_supervisors_sync(team)
+    with grants_recorded():
+        for team in Team.objects.filter(pk__in=team_ids):
+            team_supervisors_sync(team)
 
 
 @receiver(post_save, sender=Case, dispatch_uid="cases.case_saved")

@@ -1,7 +1,10 @@
 """A case's timeline: its audit events, newest first, as the people on the case may read them.
 
 The audit rows are never changed; what changes is what is shown. A first assessment still awaiting its
-second review is shown without its verdict and rationale to anyone but its author (cases.review).
+second review is shown without its verdict and rationale to anyone but its author (cases.review). The same
+withholding applies wherever audit events are shown (/audit/, its CSV, the case audit API): cases registers
+`audit_events_withhold_pending_reviews` with audit (cases/apps.py), and every view shows events through
+`audit.selectors.audit_events_for_reader`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from django.db.models import QuerySet
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from cases.models import Candidate, Case, Decision
-from cases.review import WITHHELD_TEXT, AnyUser
+from cases.review import AWAITING_SECOND_REVIEW, WITHHELD_TEXT, AnyUser
 
 
 def case_audit_events(*, case: Case) -> QuerySet[AuditEvent]:
@@ -32,7 +35,7 @@ def audit_events_withhold_pending_reviews(*, events: Iterable[AuditEvent], viewe
     if not first_ids:
         return events
     pending = set(
-        Candidate.objects.filter(pk__in=set(first_ids.values()), outcome=Candidate.Outcome.POSSIBLE_MATCH).values_list(
+        Candidate.objects.filter(pk__in=set(first_ids.values()), outcome__in=AWAITING_SECOND_REVIEW).values_list(
             "pk", flat=True
         )
     )
@@ -40,6 +43,10 @@ def audit_events_withhold_pending_reviews(*, events: Iterable[AuditEvent], viewe
     for event in events:
         candidate_id = first_ids.get(event.pk)
         if candidate_id in pending and (viewer_id is None or event.actor_id != viewer_id):
-            kept = {k: event.detail[k] for k in ("candidate_id", "search_id", "rank", "stage") if k in event.detail}
+            kept = {
+                k: event.detail[k]
+                for k in ("candidate_id", "search_id", "rank", "stage", "redacted")
+                if k in event.detail
+            }
             event.detail = {**kept, "withheld": WITHHELD_TEXT}
     return events

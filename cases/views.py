@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -25,15 +26,18 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from audit.selectors import audit_events_for_reader
 from cases import probes, review, searches
 from cases.access import (
     candidate_get_for_user,
+    case_access_explain,
     case_get_for_user,
     case_user_may,
     cases_visible_to,
@@ -47,10 +51,12 @@ from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Sea
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import candidate_label, face_view, probe_progress, search_progress
 from cases.reports import search_report_download_record, search_report_pdf
-from cases.timeline import audit_events_withhold_pending_reviews, case_audit_events
+from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
 from rfr.errors import ApplicationError, InvalidInput
 from search.galleries import galleries_searchable
+
+ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
 IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -74,6 +80,17 @@ def _png_response(image_bgr: np.ndarray) -> HttpResponse:
     response = HttpResponse(buffer.tobytes(), content_type="image/png")
     for key, value in IMAGE_HEADERS.items():
         response[key] = value
+    return response
+
+
+def _recorded(response: ResponseT, record: Callable[[], None]) -> ResponseT:
+    """Record the view of an image once it is known to be there, before a byte is sent; if the record cannot
+    be written, nothing is sent (and the open file is closed)."""
+    try:
+        record()
+    except BaseException:
+        response.close()
+        raise
     return response
 
 
@@ -117,6 +134,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "is_owner": case.owner_id == request.user.pk,
             "members": case_members(case),
             "supervisors": team_supervisors(case),
+            "access": case_access_explain(case=case),
             "close_form": CaseCloseForm(),
         },
     )
@@ -168,8 +186,9 @@ def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_timeline(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     page = Paginator(case_audit_events(case=case), 50).get_page(request.GET.get("page"))
-    # A first assessment awaiting its second review is not shown to the (possible) second reviewer.
-    page.object_list = audit_events_withhold_pending_reviews(events=page.object_list, viewer=request.user)
+    # As everywhere audit events are shown: a first assessment awaiting its second review is not shown to the
+    # (possible) second reviewer.
+    page.object_list = audit_events_for_reader(events=page.object_list, viewer=request.user)
     return render(request, "cases/case_timeline.html", {"case": case, "page": page})
 
 
@@ -271,7 +290,11 @@ def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
 @require_GET
 def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    return _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+    response = _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+    return _recorded(
+        response,
+        lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, request=request),  # type: ignore[arg-type]
+    )
 
 
 @login_required
@@ -289,7 +312,11 @@ def probe_face_draw(request: HttpRequest, probe_id: int) -> HttpResponse:
 @require_GET
 def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
     face = face_get_for_user(user=request.user, face_id=face_id)
-    return _image_response(face.aligned_crop, "image/png")
+    response = _image_response(face.aligned_crop, "image/png")
+    return _recorded(
+        response,
+        lambda: probes.probe_image_view_record(probe=face.probe, face=face, viewer=request.user, request=request),  # type: ignore[arg-type]
+    )
 
 
 # --- Search ----------------------------------------------------------------------------------------------
@@ -417,7 +444,8 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
     decisions = list(candidate.decisions.select_related("reviewer"))
     user_decided = any(d.reviewer_id == request.user.pk for d in decisions)
     shown, withheld = review.decisions_visible_to(candidate=candidate, viewer=request.user, decisions=decisions)
-    awaiting_second = candidate.outcome == Candidate.Outcome.POSSIBLE_MATCH
+    awaiting_second = review.candidate_awaits_second_review(candidate=candidate)
+    needs_reviewer = review.candidate_second_review_needs_reviewer(candidate=candidate)
     return render(
         request,
         "cases/workbench/candidate_detail.html",
@@ -432,7 +460,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "withheld_text": review.WITHHELD_TEXT,
             "verdicts": Decision.Verdict.choices,
             "can_decide": not user_decided and (not decisions or awaiting_second),
-            "needs_second_reviewer": awaiting_second and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
+            "needs_second_reviewer": needs_reviewer and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
             "awaiting_second": awaiting_second,
             "gallery_image_held": review.candidate_gallery_template(candidate=candidate) is not None,
             "previous_id": siblings[position - 1] if position > 0 else None,
@@ -465,7 +493,16 @@ def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
     template = review.candidate_gallery_template(candidate=candidate)
     if template is None:
         raise Http404("The gallery image is no longer held.")
-    return _image_response(template.image.file)
+    response = _image_response(template.image.file)
+    return _recorded(
+        response,
+        lambda: review.candidate_image_view_record(
+            candidate=candidate,
+            viewer=request.user,  # type: ignore[arg-type]
+            shown="gallery_image",
+            request=request,
+        ),
+    )
 
 
 @login_required
@@ -475,4 +512,12 @@ def candidate_crop(request: HttpRequest, candidate_id: int) -> HttpResponse:
     crop = review.candidate_aligned_crop(candidate=candidate)
     if crop is None:
         raise Http404("The gallery image is no longer held.")
-    return _png_response(crop)
+    return _recorded(
+        _png_response(crop),
+        lambda: review.candidate_image_view_record(
+            candidate=candidate,
+            viewer=request.user,  # type: ignore[arg-type]
+            shown="aligned_crop",
+            request=request,
+        ),
+    )

@@ -39,7 +39,7 @@ ALLOWED_HOSTS = env_list("RFR_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 CSRF_TRUSTED_ORIGINS = env_list("RFR_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_apps.RfrAdminConfig",  # django.contrib.admin with rfr's site policy (accounts.admin_site)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.AdminTOTPRequiredMiddleware",
+    "accounts.middleware.PasswordChangeRequiredMiddleware",  # after an admin's reset: choose your own first
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees a view's refusal first: an ApplicationError becomes a page message (rfr.error_handling).
@@ -136,6 +137,8 @@ RFR_LOGIN_MAX_FAILURES = env_int("RFR_LOGIN_MAX_FAILURES", 5, minimum=1)
 RFR_LOGIN_FAILURE_WINDOW_SECONDS = env_int("RFR_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=60)
 RFR_LOGIN_LOCKOUT_SECONDS = env_int("RFR_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=60)
 RFR_REQUIRE_ADMIN_TOTP = env_bool("RFR_REQUIRE_ADMIN_TOTP", default=False)
+# API tokens expire this long after issue (a working day: scripts ask again, with the TOTP code where needed).
+RFR_TOKEN_TTL_HOURS = env_int("RFR_TOKEN_TTL_HOURS", 12, minimum=1, maximum=24 * 90)
 OTP_TOTP_ISSUER = "rfr"
 
 SESSION_COOKIE_AGE = env_int("RFR_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
@@ -163,7 +166,7 @@ REST_FRAMEWORK = {
     # Token first: a request with no credentials gets 401 with `WWW-Authenticate: Token`, which tells an API
     # client what to send; the browser's session still works for the pages' own calls.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.tokens.ExpiringTokenAuthentication",  # hashed, expiring, revocable (accounts.tokens)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -207,6 +210,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-cases": {"task": TaskName.CASES_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
     "purge-expired-gallery-images": {"task": TaskName.GALLERY_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
+    # A checkpoint of the audit chain's head, besides the one written as each event commits (audit.anchor).
+    "audit-anchor-head": {"task": TaskName.AUDIT_ANCHOR.value, "schedule": 60 * 60},
 }
 
 # Face engine and model packs.
@@ -243,5 +248,22 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("RFR_LOG_LEVEL", "INFO")},
     "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
+
+# Audit trail tamper evidence (docs/audit-and-permissions.md): the key of the row hashes, held outside the
+# database, and the append-only file (and optionally syslog) that the chain's head is anchored in.
+RFR_AUDIT_KEY = env_str("RFR_AUDIT_KEY", "")
+RFR_AUDIT_KEY_FILE = env_path("RFR_AUDIT_KEY_FILE", DATA_DIR / "audit.key")
+RFR_AUDIT_ANCHOR_FILE = env_path("RFR_AUDIT_ANCHOR_FILE", DATA_DIR / "audit-anchor.log")
+RFR_AUDIT_ANCHOR_SYSLOG = env_str("RFR_AUDIT_ANCHOR_SYSLOG", "")  # "/dev/log" or "host:port" (UDP); "" = off
+if RFR_AUDIT_KEY and len(RFR_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("RFR_AUDIT_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+# The embedded default generates its key file on first use. With a database server the operator must choose
+# the key, so that a new container never silently starts a new one (the test suite, run by pytest, which
+# sets PYTEST_VERSION, uses a generated key on its throwaway databases).
+if DATABASE_CONFIG is not None and not RFR_AUDIT_KEY and not os.environ.get("PYTEST_VERSION"):
+    if not os.environ.get("RFR_AUDIT_KEY_FILE"):
+        raise ImproperlyConfigured("RFR_AUDIT_KEY or RFR_AUDIT_KEY_FILE must be set when DATABASE_URL is set.")
+    if not RFR_AUDIT_KEY_FILE.is_file():
+        raise ImproperlyConfigured(f"RFR_AUDIT_KEY_FILE={RFR_AUDIT_KEY_FILE} does not exist.")
 
 os.makedirs(DATA_DIR, exist_ok=True)

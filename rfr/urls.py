@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("manage/", include("accounts.manage_urls")),  # rfr's admin pages; other apps add sections under it
     path("audit/", include("audit.urls")),
     path("manage/", include("search.urls")),
     path("", include("cases.urls")),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,8 +64,25 @@ def engine(pack_dir: Path) -> FaceEngine:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """On PostgreSQL the audit table refuses TRUNCATE, which Django uses to empty tables between
-    transactional tests; the throwaway test database alone gets the trigger's escape (audit.testing)."""
-    from audit.testing import audit_truncate_allow_on_test_databases
+    transactional tests; on the throwaway test database alone the flush gets past the trigger (audit.testing)."""
+    from audit.testing import audit_flush_allow_on_test_databases
 
     with django_db_blocker.unblock():
-        audit_truncate_allow_on_test_databases()
+        audit_flush_allow_on_test_databases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_anchor_file_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Processes the tests start (workers, manage.py) anchor the audit head here, not in var/."""
+    path = tmp_path_factory.mktemp("audit-anchor") / "session.log"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RFR_AUDIT_ANCHOR_FILE", str(path))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _audit_anchor_file_of_the_test(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Path:
+    """Each test anchors in a file of its own: the tables are emptied between tests, the anchor is not."""
+    path = tmp_path_factory.mktemp("audit-anchor") / "anchor.log"
+    settings.RFR_AUDIT_ANCHOR_FILE = path
+    return path

@@ -122,6 +122,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     ],
     "api-case-detail": [Row(viewers(), json=True)],
     "api-case-audit": [Row(viewers(), json=True)],
+    "api-case-access": [Row(viewers(), json=True)],
     # ---- the workbench under a case (cases/urls.py, cases/api_urls.py): probes, faces, searches, candidates.
     "cases:workbench": [Row(viewers())],
     "cases:probe-upload": [
@@ -224,7 +225,11 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
 }
 
 # URL names that the discovery rule would catch but that are not case-scoped, each with the reason.
-NOT_CASE_SCOPED: dict[str, str] = {}
+NOT_CASE_SCOPED: dict[str, str] = {
+    "manage:user": "an account on rfr's admin pages (admins only, 403 for others: tests/test_grants_pages.py)",
+    "manage:user-action": "a change to an account on rfr's admin pages (admins only: tests/test_grants_pages.py)",
+    "manage:team": "a team on rfr's admin pages (admins only: tests/test_grants_pages.py)",
+}
 # rfr's own gallery and model-pack pages (search/urls.py): admins only, 403 for everyone else
 # (tests/test_galadmin_galleries.py, tests/test_galadmin_packs.py); galleries hold no case content.
 NOT_CASE_SCOPED.update(

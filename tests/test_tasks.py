@@ -26,6 +26,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.SEARCH_RUN: Queue.SEARCH,
         TaskName.CASES_PURGE_EXPIRED: Queue.HOUSEKEEPING,
         TaskName.GALLERY_PURGE_EXPIRED: Queue.HOUSEKEEPING,
+        TaskName.AUDIT_ANCHOR: Queue.HOUSEKEEPING,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():

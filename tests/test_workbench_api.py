@@ -15,9 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import api_token_issue
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
 from cases.lifecycle import case_close
@@ -68,9 +68,9 @@ def test_token_authentication_reads_a_probe(
 ) -> None:
     data = (insightface_images / "Tom_Hanks_54745.png").read_bytes()
     response = run_on_commit(lambda: upload(client_for(people["investigator"]), case, data, "hanks.png"))
-    token = Token.objects.create(user=people["investigator"])
+    key, _ = api_token_issue(user=people["investigator"], totp_verified=False)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     body = client.get(f"/api/probes/{response.json()['id']}/").json()
     assert body["status"] == "done" and len(body["faces"]) == 1
     assert APIClient().get(f"/api/probes/{response.json()['id']}/").status_code in {401, 403}

@@ -124,6 +124,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "RFR_MEDIA_ROOT": str(media),
+        # The stack's own anchor: `audit verify` below checks this database's chain against it.
+        "RFR_AUDIT_ANCHOR_FILE": str(media / "audit-anchor.log"),
         "RFR_FACES_DATA": str(faces_dir),
         "E2E_PASSWORD": PASSWORD,
         "PYTHONUNBUFFERED": "1",
