@@ -39,6 +39,8 @@ class TaskName(StrEnum):
     GALLERY_ENROL_BATCH = "search.tasks.gallery_enrol_batch"
     GALLERY_PURGE_EXPIRED = "search.tasks.gallery_purge_expired_task"
     AUDIT_ANCHOR = "audit.anchor_head"
+    GALLERY_ENROL_RUN = "search.gallery_enrol_run"
+    MODELPACK_REEMBED = "search.modelpack_reembed"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -48,6 +50,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.CASES_PURGE_EXPIRED: Queue.HOUSEKEEPING,
     TaskName.GALLERY_PURGE_EXPIRED: Queue.HOUSEKEEPING,
     TaskName.AUDIT_ANCHOR: Queue.HOUSEKEEPING,
+    TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
+    TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
 }
 
 

@@ -280,6 +280,15 @@ RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, m
 RFR_CASE_RETENTION_DAYS = env_int("RFR_CASE_RETENTION_DAYS", 6 * 365, minimum=0)
 RFR_SECOND_REVIEWER_GROUPS = env_list("RFR_SECOND_REVIEWER_GROUPS", ["supervisor", "reviewer"])
 RFR_DEFAULT_TOP_K = env_int("RFR_DEFAULT_TOP_K", 50, minimum=1, maximum=500)
+# Bulk enrolment from the gallery page (search.gallery_admin): the folders the server may read from (comma
+# separated; none by default, so naming a folder is refused until an operator lists one), and the caps on an
+# uploaded zip, checked before anything is extracted (zip bombs): size of the upload, members, uncompressed bytes.
+RFR_ENROLMENT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("RFR_ENROLMENT_ROOTS", [])]
+RFR_ENROLMENT_ZIP_MAX_BYTES = env_int("RFR_ENROLMENT_ZIP_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+RFR_ENROLMENT_ZIP_MAX_MEMBERS = env_int("RFR_ENROLMENT_ZIP_MAX_MEMBERS", 20_000, minimum=1)
+RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES = env_int(
+    "RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES", 2 * 1024 * 1024 * 1024, minimum=1024
+)
 RFR_FACES_DATA = env_path("RFR_FACES_DATA", (BASE_DIR.parent / "shared" / "data" / "faces").resolve())
 
 LOGGING = {

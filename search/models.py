@@ -202,3 +202,57 @@ class EnrolmentItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.status}"
+
+
+class ActivePack(models.Model):
+    """The model pack an administrator chose on the model-pack page; one row at most (pk 1).
+
+    Overrides the RFR_MODEL_PACK setting while it exists (rfr.engine.active_pack_name), so a pack can be
+    activated from the page, audited, without editing the deployment's environment.
+    """
+
+    SINGLETON_PK = 1
+
+    name = models.CharField(max_length=200, help_text="The pack's folder under RFR_MODEL_PACK_DIR.")
+    pack_key = models.CharField(max_length=120)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"active pack {self.name}"
+
+
+class ReembedRun(models.Model):
+    """One re-embedding of every gallery image with a model pack; resumable (images that already have a
+    template of the pack are skipped), its progress read by the model-pack page."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    pack_name = models.CharField(max_length=200)
+    pack_key = models.CharField(max_length=120)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    embedded = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # Per-image failures (image id and message, never a path or a subject reference), the first few hundred.
+    errors = models.JSONField(default=list, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"re-embed {self.pk} with {self.pack_key} ({self.status})"
