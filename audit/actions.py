@@ -55,6 +55,9 @@ class AuditAction(StrEnum):
     GALLERY_IMAGE_DELETE = "gallery.image_delete"
     GALLERY_SUBJECT_DELETE = "gallery.subject_delete"
     GALLERY_PURGE = "gallery.purge"
+    GALLERY_ENROL_INTERRUPTED = "gallery.enrol_interrupted"
+    # Housekeeping
+    STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
     AUDIT_EXPORTED = "audit.exported"
 
@@ -98,5 +101,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.GALLERY_IMAGE_DELETE: "A gallery image and its templates were deleted, with the reason.",
     AuditAction.GALLERY_SUBJECT_DELETE: "A gallery subject with all images and templates was deleted, with the reason.",
     AuditAction.GALLERY_PURGE: "Gallery images past their retention period were deleted.",
+    AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
+    AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

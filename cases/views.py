@@ -42,6 +42,7 @@ from cases.access import (
     search_get_for_user,
 )
 from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
+from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
@@ -260,11 +261,21 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
     )
 
 
+WAITING_FOR_WORKER_TEXT = "Waiting for a worker…"
+
+
+def _waiting(work: Probe | Search) -> dict[str, Any]:
+    # Polled with the progress: when nothing is moving, say so rather than show a frozen bar. The work is not
+    # lost: housekeeping sends it again (cases.housekeeping), so the page only has to keep polling.
+    waiting = work_waiting_for_worker(work)
+    return {"waiting_for_worker": waiting, **({"status_text": WAITING_FOR_WORKER_TEXT} if waiting else {})}
+
+
 @login_required
 @require_GET
 def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    return JsonResponse(probe_progress(probe))
+    return JsonResponse({**probe_progress(probe), **_waiting(probe)})
 
 
 @login_required
@@ -380,7 +391,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
 @require_GET
 def search_status(request: HttpRequest, search_id: int) -> JsonResponse:
     search = search_get_for_user(user=request.user, search_id=search_id)
-    return JsonResponse(search_progress(search))
+    return JsonResponse({**search_progress(search), **_waiting(search)})
 
 
 @login_required

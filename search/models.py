@@ -64,14 +64,16 @@ class Subject(models.Model):
 
 
 def gallery_image_path(instance: GalleryImage, filename: str) -> str:
-    # Named by content hash so a resumed enrolment rewrites the same path rather than leaving a copy.
+    # Named by content hash; a name already taken (a copy left by a crash, which the storage sweep removes)
+    # gets a suffix.
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     return f"galleries/{instance.gallery_id}/{instance.sha256[:2]}/{instance.sha256}.{suffix[:8]}"
 
 
 def gallery_storage() -> FileSystemStorage:
-    # Overwrite rather than rename: the same content hash is the same image, written again on a resume.
-    return FileSystemStorage(allow_overwrite=True)
+    # Never overwrite: each write owns its file, so removing it when its transaction rolls back (rfr.storage)
+    # cannot remove a file that a concurrent enrolment of the same image committed.
+    return FileSystemStorage()
 
 
 class GalleryImage(models.Model):
@@ -163,6 +165,8 @@ class EnrolmentRun(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
+        # Its command or job died (no heartbeat); running it again resumes with the pending items.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="enrolment_runs")
     actor = models.ForeignKey(
@@ -174,6 +178,9 @@ class EnrolmentRun(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched while the run is being worked through; housekeeping marks a running run without one for
+    # RFR_ENROLMENT_RUN_DEAD_SECONDS interrupted.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

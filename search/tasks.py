@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from rfr.queues import TaskName
-from search.enrolment import enrolment_items_process
+from search.enrolment import enrolment_items_process, enrolment_runs_mark_interrupted
 from search.galleries import gallery_purge_expired
 from search.models import Gallery
 
@@ -31,3 +31,9 @@ def gallery_purge_expired_task(gallery_id: int | None = None) -> dict[str, int]:
         if gallery is None:
             return {}
     return gallery_purge_expired(gallery=gallery)
+
+
+@shared_task(name=TaskName.ENROLMENT_RUNS_CHECK.value, **_RETRY)
+def enrolment_runs_check() -> list[int]:
+    """Mark enrolment runs whose command or job died interrupted; scheduled by Celery beat. Safe to run twice."""
+    return enrolment_runs_mark_interrupted()
