@@ -83,7 +83,7 @@ def work_requeue() -> dict[str, int]:
                 task_enqueue(task, pk)
             except Exception:
                 logger.warning("the broker still refuses work; re-queueing stops until the next round", exc_info=True)
-                model.objects.filter(pk=pk, status=status).update(heartbeat_at=None)
+                model.objects.filter(pk=pk, status=status).update(heartbeat_at=None, requeues=F("requeues") - 1)
                 return sent
             sent[key] += 1
     if any(sent.values()):
