@@ -11,15 +11,17 @@ What no exception handler can see (the process killed between writing and commit
 `transaction.atomic()` of a caller rolling back) leaves an unreferenced file behind; the housekeeping sweep
 (`cases.housekeeping.storage_orphans_sweep`) finds and removes those after a grace period.
 
-Each write owns its file: the storages used here never overwrite (a taken name gets a suffix), so removing a
-file on rollback can never remove one that a committed row names.
+A probe's files are never overwritten (a taken name gets a suffix), so each write owns its file. Gallery
+images are named by content and overwritten, so that a resumed enrolment writes the very file an uninterrupted
+one would: two enrolments of the same bytes share a name, and such a save passes `still_named`, asked after
+the rollback, so that a file a committed row names is kept.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,15 +37,16 @@ _local = threading.local()
 
 @dataclass
 class FilesWritten:
-    """The files saved inside one `atomic_with_files()` block, as (storage, name)."""
+    """The files saved inside one `atomic_with_files()` block: (storage, name, still_named)."""
 
-    files: list[tuple[Storage, str]] = field(default_factory=list)
+    files: list[tuple[Storage, str, Callable[[], bool] | None]] = field(default_factory=list)
 
     def remove(self) -> None:
-        for storage, name in self.files:
+        for storage, name, still_named in self.files:
             try:
-                storage.delete(name)
-            except OSError:  # the sweep finds it later; the original error is the one to report
+                if still_named is None or not still_named():
+                    storage.delete(name)
+            except Exception:  # the sweep finds it later; the error that rolled back is the one to report
                 logger.exception("could not remove %s after a rollback", name)
         self.files.clear()
 
@@ -74,14 +77,17 @@ def atomic_with_files(using: str | None = None) -> Iterator[FilesWritten]:
         stack.pop()
 
 
-def stored_file_save(field_file: FieldFile, name: str, content: File) -> str:
+def stored_file_save(
+    field_file: FieldFile, name: str, content: File, *, still_named: Callable[[], bool] | None = None
+) -> str:
     """Save `content` to the file field (without saving the row) and have the enclosing block own the file.
 
     Must be called inside `atomic_with_files()`: a file written anywhere else could outlive a failed insert.
+    For a storage that overwrites, `still_named()` says whether a committed row names the file (kept if so).
     """
     stack = _stack()
     if not stack:
         raise RuntimeError("stored_file_save() must be called inside atomic_with_files()")
     field_file.save(name, content, save=False)
-    stack[-1].files.append((field_file.storage, str(field_file.name)))
+    stack[-1].files.append((field_file.storage, str(field_file.name), still_named))
     return str(field_file.name)

@@ -117,7 +117,14 @@ def _commit_enrolment(
                 provenance=provenance,
                 captured_at=captured_at,
             )
-            stored_file_save(image.file, original_filename or "image.jpg", ContentFile(prepared.data))
+            # Content-addressed and overwritten: on rollback, kept if a concurrent enrolment of the same
+            # bytes committed it (the unique constraint makes ours wait for theirs, then fail).
+            stored_file_save(
+                image.file,
+                original_filename or "image.jpg",
+                ContentFile(prepared.data),
+                still_named=lambda: GalleryImage.objects.filter(file=image.file.name).exists(),
+            )
             image.save()
             face = prepared.face
             template = Template.objects.create(

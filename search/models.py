@@ -64,16 +64,15 @@ class Subject(models.Model):
 
 
 def gallery_image_path(instance: GalleryImage, filename: str) -> str:
-    # Named by content hash; a name already taken (a copy left by a crash, which the storage sweep removes)
-    # gets a suffix.
+    # Named by content hash so a resumed enrolment rewrites the same path rather than leaving a copy.
     suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     return f"galleries/{instance.gallery_id}/{instance.sha256[:2]}/{instance.sha256}.{suffix[:8]}"
 
 
 def gallery_storage() -> FileSystemStorage:
-    # Never overwrite: each write owns its file, so removing it when its transaction rolls back (rfr.storage)
-    # cannot remove a file that a concurrent enrolment of the same image committed.
-    return FileSystemStorage()
+    # Overwrite rather than rename: the same content hash is the same image, written again on a resume. A
+    # rolled-back write removes the file only if no committed row names it (rfr.storage, search.enrolment).
+    return FileSystemStorage(allow_overwrite=True)
 
 
 class GalleryImage(models.Model):
