@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from cases.housekeeping import work_requeue, work_waiting_for_worker
@@ -249,3 +251,40 @@ def test_work_committed_while_the_broker_dies_finishes_when_it_returns_with_nobo
     search = Search.objects.get(pk=search.pk)
     assert search.candidates.count() == 1 and search.requeues == 1
     assert AuditEvent.objects.filter(action="search.completed", target_id=str(search.pk)).count() == 1
+
+
+@pytest.mark.django_db
+def test_requeue_sends_only_silent_work_backs_off_and_takes_over_stale_processing(broker: OwnRedis) -> None:
+    import redis
+
+    world = build_case_world()
+    workbench_objects_create(world)
+    probe, search = world.extra["probe"], world.extra["search"]
+    queued = redis.Redis.from_url(URL)
+    now = timezone.now()
+
+    def state(model: Any, pk: int, status: str, silent: float | None, requeues: int = 0) -> None:
+        heartbeat = None if silent is None else now - timedelta(seconds=silent)
+        model.objects.filter(pk=pk).update(status=status, heartbeat_at=heartbeat, requeues=requeues)
+
+    # Queued two minutes ago and never started: sent again. Processing and heard from 10 s ago: left alone.
+    state(Probe, probe.pk, "pending", 130)
+    state(Search, search.pk, "processing", 10)
+    assert work_requeue() == {"probes": 1, "searches": 0}
+    assert (queued.llen("inference"), queued.llen("search")) == (1, 0)
+    assert Probe.objects.get(pk=probe.pk).requeues == 1
+    assert work_requeue() == {"probes": 0, "searches": 0}  # just sent: not again at the next round
+
+    # The second re-send waits twice as long (a backlog is not flooded with copies).
+    state(Probe, probe.pk, "pending", 130, requeues=1)
+    assert work_requeue() == {"probes": 0, "searches": 0}
+    state(Probe, probe.pk, "pending", 250, requeues=1)
+    # A processing search silent past RFR_TASK_STALE_SECONDS lost its worker: sent again.
+    state(Search, search.pk, "processing", 400)
+    assert work_requeue() == {"probes": 1, "searches": 1}
+    assert (queued.llen("inference"), queued.llen("search")) == (2, 1)
+
+    # Finished work is never sent, however old its heartbeat.
+    state(Probe, probe.pk, "done", 10_000)
+    state(Search, search.pk, "failed", 10_000)
+    assert work_requeue() == {"probes": 0, "searches": 0}
