@@ -243,6 +243,7 @@ class DrawnBoxSerializer(serializers.Serializer):
 
 class CaseProbesAPI(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(responses={200: ProbeSerializer(many=True)})
     def get(self, request: Request, case_id: int) -> Response:
@@ -439,6 +440,7 @@ class SearchWithCandidatesSerializer(SearchSerializer):
 
 class FaceSearchesAPI(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(
         request=SearchCreateSerializer,

@@ -102,7 +102,8 @@ def _pools_reset() -> None:
     if celery_app._pool is not None:
         celery_app._pool.force_close_all()
     celery_app._pool = None
-    celery_app.__dict__.get("amqp") and setattr(celery_app.amqp, "_producer_pool", None)
+    if "amqp" in celery_app.__dict__:
+        celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_a_database_failure_mid_upload_leaves_no_file_and_loses_nothing_else(
     assert _files(media) == before_files, "the refused upload's file was left behind"
     assert list(Probe.objects.values_list("original_name", flat=True)) == ["kept.jpg"]
     assert AuditEvent.objects.count() == before_events
-    assert Path(media / Probe.objects.get().original.name).read_bytes() == data
+    assert Path(media / str(Probe.objects.get().original.name)).read_bytes() == data
 
 
 def test_face_crops_of_a_failed_processing_are_removed(
@@ -145,7 +145,7 @@ def test_the_sweep_removes_old_orphans_keeps_named_and_young_files_and_audits_co
     media: Path, case: Case, people: dict[str, Any], insightface_images: Path
 ) -> None:
     response = upload(client_for(people["investigator"]), case, (insightface_images / "t1.jpg").read_bytes())
-    named = media / Probe.objects.get(pk=response.json()["id"]).original.name
+    named = media / str(Probe.objects.get(pk=response.json()["id"]).original.name)
     gallery = gallery_create(name="Custody", kind="custody")
     image = gallery_image_enrol(
         gallery=gallery,
@@ -154,7 +154,7 @@ def test_the_sweep_removes_old_orphans_keeps_named_and_young_files_and_audits_co
         original_filename="a.png",
     )
     assert image is not None
-    gallery_file = media / image.file.name
+    gallery_file = media / str(image.file.name)
     orphans = {
         media / f"probes/case-{case.pk}/ab/{'ab' * 32}.jpg": b"orphan original",
         media / f"probes/case-{case.pk}/faces/probe-999-face-1.png": b"orphan crop",
