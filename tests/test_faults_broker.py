@@ -99,8 +99,7 @@ def broker(redis_server: OwnRedis) -> Iterator[OwnRedis]:
 
 def _pools_reset() -> None:
     # Connections made for another broker URL must not be reused (what Celery itself does after a fork).
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
+    # Not closed: kombu keeps pools in a registry by URL, and would hand the closed one out again.
     celery_app._pool = None
     if "amqp" in celery_app.__dict__:
         celery_app.amqp._producer_pool = None
@@ -161,7 +160,7 @@ def test_with_the_broker_down_upload_and_search_refuse_with_a_clear_error_and_st
     assert list(AuditEvent.objects.order_by("pk")[events_before:].values_list("action", flat=True)) == ["auth.login"]
 
 
-def _worker(media: Path, data_dir: Path) -> subprocess.Popen[bytes]:
+def _worker(media: Path, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     database = connection.settings_dict
     env.update(
@@ -179,7 +178,7 @@ def _worker(media: Path, data_dir: Path) -> subprocess.Popen[bytes]:
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("wb"),
     )
 
 
@@ -225,7 +224,8 @@ def test_work_committed_while_the_broker_dies_finishes_when_it_returns_with_nobo
 
     broker.start()
     time.sleep(1.1)  # the lost probe has now been silent longer than RFR_REQUEUE_AFTER_SECONDS
-    worker = _worker(media, tmp_path / "worker-data")
+    log = tmp_path / "worker.log"
+    worker = _worker(media, tmp_path / "worker-data", log)
     try:
         # The beat schedule's re-queue task, run by the worker itself: nobody sends the work by hand.
         task_enqueue(TaskName.WORK_REQUEUE)
@@ -235,7 +235,7 @@ def test_work_committed_while_the_broker_dies_finishes_when_it_returns_with_nobo
             statuses = [model.objects.get(pk=pk).status for model, pk in rows]  # type: ignore[attr-defined]
             if all(status in {"done", "failed"} for status in statuses):
                 break
-            assert worker.poll() is None, "the worker died"
+            assert worker.poll() is None, "the worker died: " + log.read_text()[-3000:]
             time.sleep(0.5)
     finally:
         worker.terminate()
