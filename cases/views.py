@@ -256,6 +256,7 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "probe": probe,
             "faces": [face_view(f) for f in faces],
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
+            "waiting_for_worker": work_waiting_for_worker(probe),
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
         },
     )
@@ -382,6 +383,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "face": search.face,
             "candidates": [(c, candidate_label(c)) for c in candidates],
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
+            "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
         },
     )

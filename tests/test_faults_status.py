@@ -52,3 +52,7 @@ def test_status_says_waiting_for_a_worker_when_nothing_moves(
         assert body["status"] == status
     for url in (f"/api/probes/{probe.pk}/", f"/api/searches/{search.pk}/status/"):
         assert api.get(url).json()["waiting_for_worker"] is waiting, url
+    # Without JavaScript, the page itself says so ("Check again" reloads it).
+    if status != "done":
+        for url in (f"/probes/{probe.pk}/", f"/searches/{search.pk}/"):
+            assert ("Waiting for a worker…" in page.get(url).content.decode()) is waiting, url
