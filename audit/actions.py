@@ -78,6 +78,9 @@ class AuditAction(StrEnum):
     MODELPACK_ACTIVATED = "modelpack.activated"
     MODELPACK_REEMBED_START = "modelpack.reembed_start"
     MODELPACK_REEMBED = "modelpack.reembed"
+    GALLERY_ENROL_INTERRUPTED = "gallery.enrol_interrupted"
+    # Housekeeping
+    STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
     AUDIT_EXPORTED = "audit.exported"
 
@@ -144,5 +147,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.MODELPACK_ACTIVATED: "An admin made a model pack the active one: before and after.",
     AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",
     AuditAction.MODELPACK_REEMBED: "A re-embedding run ended: images embedded, skipped and failed.",
+    AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
+    AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

@@ -34,6 +34,7 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
+from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
@@ -203,6 +204,7 @@ class ProbeSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+    waiting_for_worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Probe
@@ -211,6 +213,7 @@ class ProbeSerializer(serializers.ModelSerializer):
             "case",
             "status",
             "progress",
+            "waiting_for_worker",
             "error",
             "no_face_found",
             "source",
@@ -231,6 +234,10 @@ class ProbeSerializer(serializers.ModelSerializer):
 
     def get_error(self, probe: Probe) -> dict[str, str] | None:
         return outcome_error(probe.error_code, probe.error_message)
+
+    def get_waiting_for_worker(self, probe: Probe) -> bool:
+        """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
+        return work_waiting_for_worker(probe)
 
     def get_no_face_found(self, probe: Probe) -> bool:
         return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
@@ -262,6 +269,7 @@ class DrawnBoxSerializer(serializers.Serializer):
 
 class CaseProbesAPI(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(responses={200: ProbeSerializer(many=True)})
     def get(self, request: Request, case_id: int) -> Response:
@@ -411,6 +419,7 @@ class SearchSerializer(serializers.ModelSerializer):
     probe = serializers.IntegerField(source="face.probe_id", read_only=True)
     error = serializers.SerializerMethodField()
     wording = serializers.SerializerMethodField()
+    waiting_for_worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Search
@@ -421,6 +430,7 @@ class SearchSerializer(serializers.ModelSerializer):
             "face",
             "status",
             "progress",
+            "waiting_for_worker",
             "error",
             "requested_by",
             "created_at",
@@ -438,6 +448,10 @@ class SearchSerializer(serializers.ModelSerializer):
 
     def get_error(self, search: Search) -> dict[str, str] | None:
         return outcome_error(search.error_code, search.error_message)
+
+    def get_waiting_for_worker(self, search: Search) -> bool:
+        """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
+        return work_waiting_for_worker(search)
 
     def get_wording(self, search: Search) -> str:
         return POSSIBLE_MATCH_WORDING
@@ -459,6 +473,7 @@ class SearchWithCandidatesSerializer(SearchSerializer):
 
 class FaceSearchesAPI(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(
         request=SearchCreateSerializer,

@@ -102,6 +102,10 @@ class Probe(models.Model):
     error_message = models.TextField(blank=True)
     pack_key = models.CharField(max_length=128, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When the work last showed life: queued, or a worker's progress step; empty when queueing failed. The
+    # housekeeping re-queue task (cases.housekeeping) sends work again that has shown none for too long.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]
@@ -180,6 +184,9 @@ class Search(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # As on Probe: when the work last showed life (queued, or a worker's step); empty when queueing failed.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

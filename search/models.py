@@ -70,7 +70,8 @@ def gallery_image_path(instance: GalleryImage, filename: str) -> str:
 
 
 def gallery_storage() -> FileSystemStorage:
-    # Overwrite rather than rename: the same content hash is the same image, written again on a resume.
+    # Overwrite rather than rename: the same content hash is the same image, written again on a resume. A
+    # rolled-back write removes the file only if no committed row names it (rfr.storage, search.enrolment).
     return FileSystemStorage(allow_overwrite=True)
 
 
@@ -163,6 +164,8 @@ class EnrolmentRun(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
+        # Its command or job died (no heartbeat); running it again resumes with the pending items.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="enrolment_runs")
     actor = models.ForeignKey(
@@ -174,6 +177,9 @@ class EnrolmentRun(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched while the run is being worked through; housekeeping marks a running run without one for
+    # RFR_ENROLMENT_RUN_DEAD_SECONDS interrupted.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

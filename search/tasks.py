@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from rfr.queues import TaskName
-from search.enrolment import enrolment_items_process
+from search.enrolment import enrolment_items_process, enrolment_runs_mark_interrupted
 from search.galleries import gallery_purge_expired
 from search.gallery_admin import enrolment_run_process
 from search.models import Gallery
@@ -45,3 +45,9 @@ def gallery_enrol_run(run_id: int) -> None:
 def modelpack_reembed(run_id: int) -> None:
     """Re-embed every gallery image with a pack; images already done (a redelivered message) are skipped."""
     reembed_run_execute(run_id=run_id)
+
+
+@shared_task(name=TaskName.ENROLMENT_RUNS_CHECK.value, **_RETRY)
+def enrolment_runs_check() -> list[int]:
+    """Mark enrolment runs whose command or job died interrupted; scheduled by Celery beat. Safe to run twice."""
+    return enrolment_runs_mark_interrupted()
