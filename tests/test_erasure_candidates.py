@@ -21,7 +21,7 @@ from search import galleries
 from search.models import GalleryImage, Subject, Template
 from tests.factories import build_case_world, client_for, workbench_objects_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 REMOVED_REF = "CUST-1"  # the reference workbench_objects_create gives the candidate's subject
 KEPT_REF = "CUST-KEPT-77"
