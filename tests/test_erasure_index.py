@@ -115,7 +115,7 @@ def _stored_vectors(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
     """Every vector a snapshot file's FAISS index stores, with its ids (the exact store of the PQ layout)."""
     read = snapshots.snapshot_read(path)
     assert read is not None
-    _, index = read
+    index: Any = read[1]  # IndexIDMap2 over the flat or PQ + re-rank layout
     ids = snapshots.index_ids(index)
     inner = faiss.downcast_index(index.index)
     vectors = inner.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
@@ -281,9 +281,7 @@ def test_a_failed_rewrite_deletes_the_snapshot_and_the_daily_sweep_bounds_a_miss
     # retention run, which sweeps every gallery's snapshots (the documented bound).
     with monkeypatch.context() as patch:
         patch.setattr(galleries, "index_snapshots_erase", lambda **kwargs: {})
-        galleries.subject_delete(
-            subject=Subject.objects.get(external_ref=victim.ref), reason="deletion on application"
-        )
+        galleries.subject_delete(subject=Subject.objects.get(external_ref=victim.ref), reason="deletion on application")
     assert _vector_in_files(index_dir(), victim.vectors[1:]) == [str(path)]
     assert galleries.gallery_purge_expired() == {}  # no gallery has a retention rule; the sweep still runs
     assert _vector_in_files(index_dir(), victim.vectors) == []
