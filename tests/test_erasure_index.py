@@ -303,3 +303,17 @@ def test_retention_purge_erases_at_once(gallery_env: Path, faces_dir: Path, tmp_
     assert not EnrolmentItem.objects.filter(subject_ref=victim.ref).exists()
     assert not EnrolmentItem.objects.filter(path__in=victim.paths).exists()
     assert not Subject.objects.filter(external_ref=victim.ref).exists()
+
+
+def test_the_erase_command_sweeps_the_snapshots(gallery_env: Path, faces_dir: Path, tmp_path: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    world = _enrol_world(faces_dir, tmp_path, mode=Gallery.IndexMode.EXACT)
+    path = snapshot_path(world.gallery.pk, world.pack_key)
+    stale = path.with_name(f".{path.name}.999.cafe.tmp")
+    shutil.copy(path, stale)  # a crashed writer's temporary copy, holding every vector
+    out = StringIO()
+    call_command("index", "erase", world.gallery.name, stdout=out)
+    assert f"{path.name}: clean" in out.getvalue() and not stale.exists()
