@@ -154,12 +154,14 @@ def _delete_images(
         _enrolment_items_scrub(gallery_id=gallery_id, image_ids=image_ids, subject_refs=subject_refs or [], cause=cause)
         for gallery_id in gallery_ids
     )
-    responses = gallery_entries_removed.send(
-        sender=GalleryImage, template_ids=template_ids, image_ids=image_ids, cause=cause, removed_at=timezone.now()
-    )
     with gallery_removal_permitted():
         Template.objects.filter(pk__in=template_ids).delete()
         GalleryImage.objects.filter(pk__in=image_ids).delete()
+    # After the deletes: a search storing candidates holds its hits' template rows (cases.searches.search_run),
+    # so the deletes wait for it to commit, and the candidates it stored are then marked here.
+    responses = gallery_entries_removed.send(
+        sender=GalleryImage, template_ids=template_ids, image_ids=image_ids, cause=cause, removed_at=timezone.now()
+    )
 
     def remove_files() -> None:
         for storage, name in files:

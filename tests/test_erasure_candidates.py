@@ -160,3 +160,43 @@ def test_the_report_marks_it_removed(removed: dict[str, Any], tmp_path: Any) -> 
     text = _pdf_text(report.content, tmp_path)
     assert "removed from the gallery" in text and KEPT_REF in text
     assert REMOVED_REF not in text
+
+
+def test_a_removal_that_lands_while_a_search_stores_its_candidates(
+    gallery_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hits are checked against the database, then the subject is removed, then the candidates are stored:
+    the removed subject must not come back as a candidate."""
+    from cases import searches
+    from cases.models import Search
+    from search.index.changes import index_changes_record
+
+    world = build_case_world()
+    workbench_objects_create(world)
+    gallery, face = world.extra["gallery"], world.extra["face"]
+    subject = Subject.objects.get(external_ref=REMOVED_REF)
+    template = Template.objects.get(subject=subject)
+    index_changes_record(gallery_id=gallery.pk, pack_key="test-pack@1", changes=[(template.pk, "add")])
+    search = Search.objects.create(
+        case=world.case,
+        face=face,
+        requested_by=world.users["owner"],
+        galleries=[{"id": gallery.pk, "name": gallery.name}],
+        threshold=0.3,
+        threshold_source=Search.ThresholdSource.SETTING,
+        justification="Race",
+        pack_key="test-pack@1",
+    )
+    checked = searches.search_galleries
+
+    def checked_then_removed(**kwargs: Any) -> Any:
+        hits = checked(**kwargs)
+        assert [hit.subject_ref for hit in hits] == [REMOVED_REF]
+        galleries.subject_delete(subject=subject, reason="deletion on application")
+        return hits
+
+    monkeypatch.setattr(searches, "search_galleries", checked_then_removed)
+    searches.search_run(search_id=search.pk)
+    search.refresh_from_db()
+    assert search.status == Search.Status.DONE
+    assert not Candidate.objects.filter(search=search).exists()
