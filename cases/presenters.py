@@ -22,8 +22,9 @@ def candidate_removal_text(candidate: Candidate) -> str:
         return ""
     when = timezone.localtime(candidate.subject_removed_at).strftime("%Y-%m-%d")
     return (
-        f"Subject removed from the gallery on {when} ({candidate.get_subject_removal_display()}):"
-        " the reference and image are no longer held and no decision can be recorded."
+        f"This candidate's gallery image was removed from the gallery on {when}"
+        f" ({candidate.get_subject_removal_display()}): the subject reference and image are no longer held and"
+        " no decision can be recorded."
     )
 
 
