@@ -38,7 +38,7 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
-from cases.presenters import candidate_label, face_warnings, outcome_error
+from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
 
@@ -369,6 +369,12 @@ class DecisionCreateSerializer(serializers.Serializer):
     )
 
 
+class CandidateRemovalSerializer(serializers.Serializer):
+    removed_at = serializers.DateTimeField()
+    cause = serializers.ChoiceField(choices=Candidate.Removal.choices)
+    text = serializers.CharField(help_text="The removal in words, as the pages and the report show it.")
+
+
 class CandidateSerializer(serializers.ModelSerializer):
     gallery = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()  # type: ignore[assignment]
@@ -380,6 +386,16 @@ class CandidateSerializer(serializers.ModelSerializer):
     decisions_withheld = serializers.SerializerMethodField(
         help_text="How many decisions are withheld from the requesting user until the second review."
     )
+    subject_ref = serializers.SerializerMethodField(
+        help_text="The gallery subject's reference; null once the subject's gallery entry has been removed."
+    )
+    subject_removed = serializers.BooleanField(
+        read_only=True, help_text="The gallery entry was removed (deletion on request or retention)."
+    )
+    subject_removal = serializers.SerializerMethodField(
+        help_text="When and why the gallery entry was removed (null while it is held); no decision can be"
+        " recorded on a removed candidate."
+    )
 
     class Meta:
         model = Candidate
@@ -388,6 +404,8 @@ class CandidateSerializer(serializers.ModelSerializer):
             "rank",
             "score",
             "subject_ref",
+            "subject_removed",
+            "subject_removal",
             "gallery",
             "outcome",
             "released",
@@ -409,6 +427,21 @@ class CandidateSerializer(serializers.ModelSerializer):
 
     def get_gallery(self, candidate: Candidate) -> dict[str, Any]:
         return {"id": candidate.gallery_id, "name": candidate.gallery_name}
+
+    def get_subject_ref(self, candidate: Candidate) -> str | None:
+        return None if candidate.subject_removed else candidate.subject_ref
+
+    @extend_schema_field(CandidateRemovalSerializer(allow_null=True))
+    def get_subject_removal(self, candidate: Candidate) -> dict[str, Any] | None:
+        if not candidate.subject_removed:
+            return None
+        return CandidateRemovalSerializer(
+            {
+                "removed_at": candidate.subject_removed_at,
+                "cause": candidate.subject_removal,
+                "text": candidate_removal_text(candidate),
+            }
+        ).data
 
     def get_label(self, candidate: Candidate) -> str:
         return candidate_label(candidate)

@@ -28,7 +28,7 @@ from rfr.errors import InvalidInput, NotFound
 from rfr.limits import text_limit_check
 from rfr.queues import TaskName, queue_require_available, task_enqueue_on_commit
 from search.execution import TOP_K_MAX, SearchHit, search_galleries
-from search.models import Gallery
+from search.models import Gallery, Template
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,15 @@ def search_run(*, search_id: int) -> None:
         if search is None or search.status == Search.Status.DONE:
             return
         search.candidates.all().delete()  # a run cut short before commit left none; this is belt and braces
+        # Erasure: a gallery entry removed since its hit was checked never becomes a candidate. Locking the hits'
+        # templates makes a removal in progress finish first (its rows are then gone), or wait for this commit
+        # and then mark what it inserted (search.galleries marks candidates after deleting the templates).
+        held = set(
+            Template.objects.select_for_update()
+            .filter(pk__in=[hit.template_id for hit in hits])
+            .values_list("pk", flat=True)
+        )
+        hits = [hit for hit in hits if hit.template_id in held]
         Candidate.objects.bulk_create(
             [
                 Candidate(

@@ -9,14 +9,74 @@ applying the changes after the version it holds.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 
+from rfr.errors import Forbidden
 
-class Gallery(models.Model):
+# -- removal guard --------------------------------------------------------------------------------------------
+# Gallery rows hold biometrics. Removing them must record a reason, write the audit event, mark the candidates
+# that point at them and erase the index files, which search.galleries does; so a delete anywhere else (the
+# Django admin, a shell, a script) is refused. search.galleries permits it for the length of its own removal.
+# Raw SQL is not guarded: the database owner can always delete, and the audit trail then shows no removal.
+_REMOVAL_PERMITTED: ContextVar[bool] = ContextVar("rfr_gallery_removal_permitted", default=False)
+REMOVAL_REFUSED_MESSAGE = (
+    "Gallery subjects, images and templates are removed only with a reason, through the gallery removal"
+    " services (search.galleries: subject_delete, gallery_image_delete, gallery_purge_expired; `manage.py"
+    " gallery remove-subject --reason`), which audit the removal and erase the index files."
+)
+
+
+@contextmanager
+def gallery_removal_permitted() -> Iterator[None]:
+    """Deleting gallery rows is allowed inside this block only (search.galleries; benchmark tear-down)."""
+    token = _REMOVAL_PERMITTED.set(True)
+    try:
+        yield
+    finally:
+        _REMOVAL_PERMITTED.reset(token)
+
+
+def removal_guard() -> None:
+    if not _REMOVAL_PERMITTED.get():
+        raise Forbidden("removal_outside_services", REMOVAL_REFUSED_MESSAGE)
+
+
+class GuardedQuerySet(models.QuerySet):
+    """A queryset whose delete() is refused outside gallery_removal_permitted()."""
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.model is Gallery:
+            # An empty gallery holds no biometric; one with subjects goes subject by subject, each audited.
+            if Subject.objects.filter(gallery__in=self).exists():
+                removal_guard()
+        else:
+            removal_guard()
+        return super().delete()
+
+
+class GuardedModel(models.Model):
+    """Model.delete() refused outside gallery_removal_permitted() (cascades from a guarded delete go through)."""
+
+    objects = GuardedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if not isinstance(self, Gallery) or Subject.objects.filter(gallery=self).exists():
+            removal_guard()
+        return super().delete(*args, **kwargs)
+
+
+class Gallery(GuardedModel):
     class Kind(models.TextChoices):
         CUSTODY = "custody", "Custody images"
         WATCHLIST = "watchlist", "Watchlist"
@@ -46,7 +106,7 @@ class Gallery(models.Model):
         return self.name
 
 
-class Subject(models.Model):
+class Subject(GuardedModel):
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="subjects")
     external_ref = models.CharField(max_length=120, help_text="Custody or PNC reference.")
     name = models.CharField(max_length=200, blank=True)
@@ -75,7 +135,7 @@ def gallery_storage() -> FileSystemStorage:
     return FileSystemStorage(allow_overwrite=True)
 
 
-class GalleryImage(models.Model):
+class GalleryImage(GuardedModel):
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="images")
     subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to=gallery_image_path, storage=gallery_storage, max_length=255)
@@ -93,7 +153,7 @@ class GalleryImage(models.Model):
         return self.original_filename or self.sha256[:12]
 
 
-class Template(models.Model):
+class Template(GuardedModel):
     """One face on a gallery image. Templates of different model packs are never compared."""
 
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="templates")
