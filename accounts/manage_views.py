@@ -50,6 +50,7 @@ MANAGE_SECTIONS: list[tuple[str, str, str]] = [
     ("manage:teams", "Teams", "Create teams; add and remove members and supervisors."),
     ("search:manage-galleries", "Galleries", "Enrol images in bulk, remove subjects, retention."),
     ("search:manage-modelpacks", "Model packs", "List, verify and activate model packs; re-embedding."),
+    ("search:manage-thresholds", "Thresholds", "Where the accuracy work will set search thresholds (placeholder)."),
 ]
 
 

@@ -71,6 +71,16 @@ class AuditAction(StrEnum):
     GALLERY_IMAGE_DELETE = "gallery.image_delete"
     GALLERY_SUBJECT_DELETE = "gallery.subject_delete"
     GALLERY_PURGE = "gallery.purge"
+    GALLERY_RETENTION_SET = "gallery.retention_set"
+    GALLERY_PURGE_REQUESTED = "gallery.purge_requested"
+    GALLERY_ENROL_RESUME = "gallery.enrol_resume"
+    MODELPACK_VERIFIED = "modelpack.verified"
+    MODELPACK_ACTIVATED = "modelpack.activated"
+    MODELPACK_REEMBED_START = "modelpack.reembed_start"
+    MODELPACK_REEMBED = "modelpack.reembed"
+    GALLERY_ENROL_INTERRUPTED = "gallery.enrol_interrupted"
+    # Housekeeping
+    STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
     AUDIT_EXPORTED = "audit.exported"
 
@@ -130,5 +140,14 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.GALLERY_IMAGE_DELETE: "A gallery image and its templates were deleted, with the reason.",
     AuditAction.GALLERY_SUBJECT_DELETE: "A gallery subject with all images and templates was deleted, with the reason.",
     AuditAction.GALLERY_PURGE: "Gallery images past their retention period were deleted.",
+    AuditAction.GALLERY_RETENTION_SET: "A gallery's retention rule was changed: before and after.",
+    AuditAction.GALLERY_PURGE_REQUESTED: "An admin ran a gallery's retention purge now: images deleted.",
+    AuditAction.GALLERY_ENROL_RESUME: "An admin queued an unfinished bulk enrolment run again: files pending.",
+    AuditAction.MODELPACK_VERIFIED: "An admin checked a model pack's file hashes: the result.",
+    AuditAction.MODELPACK_ACTIVATED: "An admin made a model pack the active one: before and after.",
+    AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",
+    AuditAction.MODELPACK_REEMBED: "A re-embedding run ended: images embedded, skipped and failed.",
+    AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
+    AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

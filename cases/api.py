@@ -34,10 +34,11 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
+from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
-from cases.presenters import candidate_label, face_warnings, outcome_error
+from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
 
@@ -203,6 +204,7 @@ class ProbeSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+    waiting_for_worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Probe
@@ -211,6 +213,7 @@ class ProbeSerializer(serializers.ModelSerializer):
             "case",
             "status",
             "progress",
+            "waiting_for_worker",
             "error",
             "no_face_found",
             "source",
@@ -231,6 +234,10 @@ class ProbeSerializer(serializers.ModelSerializer):
 
     def get_error(self, probe: Probe) -> dict[str, str] | None:
         return outcome_error(probe.error_code, probe.error_message)
+
+    def get_waiting_for_worker(self, probe: Probe) -> bool:
+        """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
+        return work_waiting_for_worker(probe)
 
     def get_no_face_found(self, probe: Probe) -> bool:
         return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
@@ -262,6 +269,7 @@ class DrawnBoxSerializer(serializers.Serializer):
 
 class CaseProbesAPI(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(responses={200: ProbeSerializer(many=True)})
     def get(self, request: Request, case_id: int) -> Response:
@@ -361,6 +369,12 @@ class DecisionCreateSerializer(serializers.Serializer):
     )
 
 
+class CandidateRemovalSerializer(serializers.Serializer):
+    removed_at = serializers.DateTimeField()
+    cause = serializers.ChoiceField(choices=Candidate.Removal.choices)
+    text = serializers.CharField(help_text="The removal in words, as the pages and the report show it.")
+
+
 class CandidateSerializer(serializers.ModelSerializer):
     gallery = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()  # type: ignore[assignment]
@@ -372,6 +386,16 @@ class CandidateSerializer(serializers.ModelSerializer):
     decisions_withheld = serializers.SerializerMethodField(
         help_text="How many decisions are withheld from the requesting user until the second review."
     )
+    subject_ref = serializers.SerializerMethodField(
+        help_text="The gallery subject's reference; null once the subject's gallery entry has been removed."
+    )
+    subject_removed = serializers.BooleanField(
+        read_only=True, help_text="The gallery entry was removed (deletion on request or retention)."
+    )
+    subject_removal = serializers.SerializerMethodField(
+        help_text="When and why the gallery entry was removed (null while it is held); no decision can be"
+        " recorded on a removed candidate."
+    )
 
     class Meta:
         model = Candidate
@@ -380,6 +404,8 @@ class CandidateSerializer(serializers.ModelSerializer):
             "rank",
             "score",
             "subject_ref",
+            "subject_removed",
+            "subject_removal",
             "gallery",
             "outcome",
             "released",
@@ -402,6 +428,21 @@ class CandidateSerializer(serializers.ModelSerializer):
     def get_gallery(self, candidate: Candidate) -> dict[str, Any]:
         return {"id": candidate.gallery_id, "name": candidate.gallery_name}
 
+    def get_subject_ref(self, candidate: Candidate) -> str | None:
+        return None if candidate.subject_removed else candidate.subject_ref
+
+    @extend_schema_field(CandidateRemovalSerializer(allow_null=True))
+    def get_subject_removal(self, candidate: Candidate) -> dict[str, Any] | None:
+        if not candidate.subject_removed:
+            return None
+        return CandidateRemovalSerializer(
+            {
+                "removed_at": candidate.subject_removed_at,
+                "cause": candidate.subject_removal,
+                "text": candidate_removal_text(candidate),
+            }
+        ).data
+
     def get_label(self, candidate: Candidate) -> str:
         return candidate_label(candidate)
 
@@ -411,6 +452,7 @@ class SearchSerializer(serializers.ModelSerializer):
     probe = serializers.IntegerField(source="face.probe_id", read_only=True)
     error = serializers.SerializerMethodField()
     wording = serializers.SerializerMethodField()
+    waiting_for_worker = serializers.SerializerMethodField()
 
     class Meta:
         model = Search
@@ -421,6 +463,7 @@ class SearchSerializer(serializers.ModelSerializer):
             "face",
             "status",
             "progress",
+            "waiting_for_worker",
             "error",
             "requested_by",
             "created_at",
@@ -438,6 +481,10 @@ class SearchSerializer(serializers.ModelSerializer):
 
     def get_error(self, search: Search) -> dict[str, str] | None:
         return outcome_error(search.error_code, search.error_message)
+
+    def get_waiting_for_worker(self, search: Search) -> bool:
+        """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
+        return work_waiting_for_worker(search)
 
     def get_wording(self, search: Search) -> str:
         return POSSIBLE_MATCH_WORDING
@@ -459,6 +506,7 @@ class SearchWithCandidatesSerializer(SearchSerializer):
 
 class FaceSearchesAPI(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
 
     @extend_schema(
         request=SearchCreateSerializer,

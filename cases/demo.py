@@ -216,7 +216,11 @@ def _demo_gallery_celeba(*, faces_data: Path, identities: int, progress: bool) -
     runs = EnrolmentRun.objects.filter(gallery=gallery)
     if not runs.filter(status=EnrolmentRun.Status.FINISHED).exists():
         # An interrupted earlier run is resumed (its pending items only) rather than started again.
-        run = runs.filter(status=EnrolmentRun.Status.RUNNING).order_by("pk").first()
+        run = (
+            runs.filter(status__in=[EnrolmentRun.Status.RUNNING, EnrolmentRun.Status.INTERRUPTED])
+            .order_by("pk")
+            .first()
+        )
         if run is None:
             entries = [
                 EnrolmentEntry(

@@ -49,7 +49,8 @@ class Case(models.Model):
 # --- Workbench: probes, faces, searches, candidates and decisions ------------------------------------------
 # Gallery-side identifiers on Candidate are plain integers plus a text snapshot, not foreign keys: a candidate
 # list is a record of what a search returned, and must stay readable (and disclosable) after a gallery image
-# is deleted on application; the biometric itself goes with the gallery row.
+# is deleted on application; the biometric itself goes with the gallery row, and the subject reference is
+# blanked with the candidate marked removed (the audit trail keeps the record of the deletion).
 
 POSSIBLE_MATCH_WORDING = "possible match — intelligence only, not an identification"
 
@@ -102,6 +103,10 @@ class Probe(models.Model):
     error_message = models.TextField(blank=True)
     pack_key = models.CharField(max_length=128, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When the work last showed life: queued, or a worker's progress step; empty when queueing failed. The
+    # housekeeping re-queue task (cases.housekeeping) sends work again that has shown none for too long.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]
@@ -180,6 +185,9 @@ class Search(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # As on Probe: when the work last showed life (queued, or a worker's step); empty when queueing failed.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -213,9 +221,18 @@ class Candidate(models.Model):
     gallery_name = models.CharField(max_length=200)
     subject_id = models.BigIntegerField()
     subject_ref = models.CharField(max_length=200)
-    template_id = models.BigIntegerField()
+
+    class Removal(models.TextChoices):
+        REQUEST = "request", "deleted on request"
+        RETENTION = "retention", "deleted under the gallery's retention rule"
+
+    template_id = models.BigIntegerField(db_index=True)
     image_id = models.BigIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.UNREVIEWED)
+    # Set, with subject_ref blanked, in the transaction that removes the gallery entry (cases.signals): the
+    # candidate stays in the case history at its rank, marked removed, and takes no further decision.
+    subject_removed_at = models.DateTimeField(null=True, blank=True)
+    subject_removal = models.CharField(max_length=16, choices=Removal.choices, blank=True)
 
     class Meta:
         ordering = ["search_id", "rank"]
@@ -227,6 +244,10 @@ class Candidate(models.Model):
     @property
     def released(self) -> bool:
         return self.outcome == self.Outcome.RELEASED
+
+    @property
+    def subject_removed(self) -> bool:
+        return self.subject_removed_at is not None
 
 
 class Decision(models.Model):

@@ -7,12 +7,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
 from faceengine.quality import WARNING_TEXT
 
+REMOVED_SUBJECT_TEXT = "removed from the gallery"
+
+
+def candidate_removal_text(candidate: Candidate) -> str:
+    """Why a candidate reads "removed" (empty while its gallery entry is held); the reason given for a deletion
+    request is not repeated here: it is for the gallery's keepers and the audit trail, not the case."""
+    if candidate.subject_removed_at is None:
+        return ""
+    when = timezone.localtime(candidate.subject_removed_at).strftime("%Y-%m-%d")
+    return (
+        f"This candidate's gallery image was removed from the gallery on {when}"
+        f" ({candidate.get_subject_removal_display()}): the subject reference and image are no longer held and"
+        " no decision can be recorded."
+    )
+
+
+def candidate_subject(candidate: Candidate) -> str:
+    """The subject column of a candidate list: the reference, or the removal marker once it has gone."""
+    return REMOVED_SUBJECT_TEXT if candidate.subject_removed_at is not None else candidate.subject_ref
+
 
 def candidate_label(candidate: Candidate) -> str:
-    """The words shown for a candidate; a possible match always carries the intelligence-only wording."""
+    """The words shown for a candidate; a possible match always carries the intelligence-only wording, and a
+    candidate whose gallery entry was removed always says so."""
+    label = _outcome_label(candidate)
+    removal = candidate_removal_text(candidate)
+    return f"{removal} Assessment: {label}" if removal else label
+
+
+def _outcome_label(candidate: Candidate) -> str:
     outcome = candidate.outcome
     if outcome == Candidate.Outcome.POSSIBLE_MATCH:
         return f"{POSSIBLE_MATCH_WORDING} (awaiting an independent second review; not released)"

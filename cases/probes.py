@@ -32,7 +32,8 @@ from cases.models import Case, Probe, ProbeFace
 from rfr.engine import active_engine, image_limits, image_rejection_error
 from rfr.errors import Conflict, InvalidInput
 from rfr.limits import text_limit_check
-from rfr.queues import TaskName, task_enqueue_on_commit
+from rfr.queues import TaskName, queue_require_available, task_enqueue_on_commit
+from rfr.storage import atomic_with_files, stored_file_save
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def probe_upload(
         raise image_rejection_error(exc) from None
     height, width = image.shape[:2]
     digest = hashlib.sha256(data).hexdigest()
+    # With the broker down, refuse now with nothing stored, rather than store work that waits for the re-queue.
+    queue_require_available()
     probe = Probe(
         case=case,
         uploaded_by=uploaded_by,  # type: ignore[misc]
@@ -93,9 +96,10 @@ def probe_upload(
         sha256=digest,
         width=width,
         height=height,
+        heartbeat_at=timezone.now(),
     )
-    with transaction.atomic():
-        probe.original.save("original", ContentFile(data), save=False)
+    with atomic_with_files():
+        stored_file_save(probe.original, "original", ContentFile(data))
         probe.save()
         audit_event_record(
             action=AuditAction.PROBE_UPLOADED,
@@ -112,12 +116,20 @@ def probe_upload(
                 "lawfully_held": True,
             },
         )
-        task_enqueue_on_commit(TaskName.PROBE_PROCESS, probe.pk)
+        task_enqueue_on_commit(
+            TaskName.PROBE_PROCESS, probe.pk, on_failure=lambda: probe_queue_failed(probe_id=probe.pk)
+        )
     return probe
 
 
+def probe_queue_failed(*, probe_id: int) -> None:
+    """The broker refused the task after the probe committed: clear its heartbeat so the re-queue task
+    (cases.housekeeping) sends it at its next round rather than after the usual wait."""
+    Probe.objects.filter(pk=probe_id, status=Probe.Status.PENDING).update(heartbeat_at=None)
+
+
 def _set_progress(probe_id: int, progress: int) -> None:
-    Probe.objects.filter(pk=probe_id).update(progress=progress)
+    Probe.objects.filter(pk=probe_id).update(progress=progress, heartbeat_at=timezone.now())
 
 
 def _encode_png(image_bgr: np.ndarray) -> bytes:
@@ -141,7 +153,7 @@ def _probe_face_build(
         template=np.asarray(face.template, dtype="<f4").tobytes(),
         pack_key=pack_key,
     )
-    probe_face.aligned_crop.save("crop.png", ContentFile(_encode_png(face.aligned)), save=False)
+    stored_file_save(probe_face.aligned_crop, "crop.png", ContentFile(_encode_png(face.aligned)))
     return probe_face
 
 
@@ -172,7 +184,8 @@ def probe_process(*, probe_id: int) -> None:
             return  # deleted meanwhile, or a redelivered message for work already finished
         probe.status = Probe.Status.PROCESSING
         probe.progress = 10
-        probe.save(update_fields=["status", "progress"])
+        probe.heartbeat_at = timezone.now()
+        probe.save(update_fields=["status", "progress", "heartbeat_at"])
     try:
         with probe.original.open("rb") as handle:
             data = handle.read()
@@ -202,7 +215,7 @@ def probe_process(*, probe_id: int) -> None:
     _set_progress(probe_id, 80)
     # Numbered left to right, as a person reads the picture.
     faces.sort(key=lambda f: (f.box[0], f.box[1]))
-    with transaction.atomic():
+    with atomic_with_files():
         probe = Probe.objects.select_for_update().filter(pk=probe_id).first()
         if probe is None or probe.status == Probe.Status.DONE:
             return
@@ -260,7 +273,7 @@ def probe_face_from_region(
             " or use another image of the person.",
         )
     analysed = engine.analyse(image, faces=found[:1])[0]
-    with transaction.atomic():
+    with atomic_with_files():
         locked = Probe.objects.select_for_update().get(pk=probe.pk)
         last = locked.faces.order_by("-index").values_list("index", flat=True).first() or 0
         face = _probe_face_build(

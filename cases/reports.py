@@ -26,7 +26,7 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import POSSIBLE_MATCH_WORDING, Search
-from cases.presenters import candidate_label
+from cases.presenters import candidate_label, candidate_subject
 from cases.review import WITHHELD_TEXT, decisions_visible_to
 from cases.searches import candidates_of_search
 from rfr.engine import image_limits
@@ -201,7 +201,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             [
                 Paragraph(str(candidate.rank), small),
                 Paragraph(f"{candidate.score:.3f}", small),
-                Paragraph(_text(candidate.subject_ref), small),
+                Paragraph(_text(candidate_subject(candidate)), small),
                 Paragraph(_text(candidate.gallery_name), small),
                 Paragraph(_text(candidate_label(candidate)), small),
                 Paragraph(decided or "not reviewed", small),

@@ -25,6 +25,7 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import Candidate, Decision
+from cases.presenters import candidate_removal_text
 from faceengine.align import align_face
 from rfr.engine import image_limits
 from rfr.errors import Conflict, Forbidden, InvalidInput
@@ -63,6 +64,16 @@ def user_is_second_reviewer(*, user: AbstractBaseUser) -> bool:
     return bool(getattr(user, "is_active", False)) and user.groups.filter(name__in=groups).exists()  # type: ignore[attr-defined]
 
 
+def candidate_removed_refuse(*, candidate: Candidate) -> None:
+    """A candidate whose gallery entry was removed takes no decision (read afresh: the removal may be new)."""
+    removed = Candidate.objects.filter(pk=candidate.pk, subject_removed_at__isnull=False).first()
+    if removed is not None:
+        raise Conflict(
+            "candidate_subject_removed",
+            f"{candidate_removal_text(removed)} The candidate stays in the case history, marked removed.",
+        )
+
+
 def candidate_decision_record(
     *,
     candidate: Candidate,
@@ -72,6 +83,7 @@ def candidate_decision_record(
     request: HttpRequest | None = None,
 ) -> Decision:
     """Record a person's assessment; the second, independent one decides if a possible match is released."""
+    candidate_removed_refuse(candidate=candidate)
     if decision not in Decision.Verdict.values:
         choices = ", ".join(Decision.Verdict.values)
         raise InvalidInput("invalid_decision", f"The decision must be one of: {choices}.")

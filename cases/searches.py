@@ -26,9 +26,9 @@ from cases.lifecycle import case_require_open
 from cases.models import Candidate, Case, ProbeFace, Search
 from rfr.errors import InvalidInput, NotFound
 from rfr.limits import text_limit_check
-from rfr.queues import TaskName, task_enqueue_on_commit
+from rfr.queues import TaskName, queue_require_available, task_enqueue_on_commit
 from search.execution import TOP_K_MAX, SearchHit, search_galleries
-from search.models import Gallery
+from search.models import Gallery, Template
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def search_request(
         threshold, threshold_source = float(threshold), Search.ThresholdSource.USER
         if not -1.0 <= threshold <= 1.0:
             raise InvalidInput("invalid_threshold", "The threshold is a similarity between -1 and 1.")
+    # With the broker down, refuse now with nothing stored, rather than store work that waits for the re-queue.
+    queue_require_available()
     search = Search(
         case=case,
         face=face,
@@ -101,6 +103,7 @@ def search_request(
         justification=justification,
         small_face_reason=small_face_reason,
         pack_key=face.pack_key,
+        heartbeat_at=timezone.now(),
     )
     with transaction.atomic():
         search.save()
@@ -123,8 +126,16 @@ def search_request(
                 "face_warnings": face.warnings,
             },
         )
-        task_enqueue_on_commit(TaskName.SEARCH_RUN, search.pk)
+        task_enqueue_on_commit(
+            TaskName.SEARCH_RUN, search.pk, on_failure=lambda: search_queue_failed(search_id=search.pk)
+        )
     return search
+
+
+def search_queue_failed(*, search_id: int) -> None:
+    """The broker refused the task after the search committed: clear its heartbeat so the re-queue task
+    (cases.housekeeping) sends it at its next round rather than after the usual wait."""
+    Search.objects.filter(pk=search_id, status=Search.Status.PENDING).update(heartbeat_at=None)
 
 
 def _best_hit_per_subject(hits: Sequence[SearchHit]) -> list[SearchHit]:
@@ -147,8 +158,8 @@ def search_run(*, search_id: int) -> None:
             return
         search.status = Search.Status.PROCESSING
         search.progress = 20
-        search.started_at = timezone.now()
-        search.save(update_fields=["status", "progress", "started_at"])
+        search.started_at = search.heartbeat_at = timezone.now()
+        search.save(update_fields=["status", "progress", "started_at", "heartbeat_at"])
     template = np.frombuffer(bytes(search.face.template), dtype="<f4").astype(np.float32)
     try:
         hits = search_galleries(
@@ -181,12 +192,21 @@ def search_run(*, search_id: int) -> None:
                     detail={"code": "search_error"},
                 )
         return
-    Search.objects.filter(pk=search_id).update(progress=80)
+    Search.objects.filter(pk=search_id).update(progress=80, heartbeat_at=timezone.now())
     with transaction.atomic():
         search = Search.objects.select_for_update().filter(pk=search_id).first()
         if search is None or search.status == Search.Status.DONE:
             return
         search.candidates.all().delete()  # a run cut short before commit left none; this is belt and braces
+        # Erasure: a gallery entry removed since its hit was checked never becomes a candidate. Locking the hits'
+        # templates makes a removal in progress finish first (its rows are then gone), or wait for this commit
+        # and then mark what it inserted (search.galleries marks candidates after deleting the templates).
+        held = set(
+            Template.objects.select_for_update()
+            .filter(pk__in=[hit.template_id for hit in hits])
+            .values_list("pk", flat=True)
+        )
+        hits = [hit for hit in hits if hit.template_id in held]
         Candidate.objects.bulk_create(
             [
                 Candidate(

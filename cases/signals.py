@@ -1,5 +1,6 @@
 """Keep guardian permissions in step with Team.supervisors and Case.team however they are changed
-(services, admin, shell): see cases.permissions for the model."""
+(services, admin, shell): see cases.permissions for the model. Mark the candidates of a removed gallery entry
+removed, in the removal's transaction (search.galleries.gallery_entries_removed)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from django.dispatch import receiver
 
 from accounts.grants import grants_recorded
 from accounts.models import Team
-from cases.models import Case
+from cases.models import Candidate, Case
 from cases.permissions import case_team_permissions_sync, team_supervisors_sync
+from search.galleries import gallery_entries_removed
+
+REMOVAL_CHUNK = 5000
 
 
 @receiver(m2m_changed, sender=Team.supervisors.through, dispatch_uid="cases.team_supervisors_changed")
@@ -47,3 +51,19 @@ def case_saved(sender: Any, instance: Case, created: bool, update_fields: Any = 
     if update_fields is not None and "team" not in update_fields and not created:
         return  # a save that cannot have changed the team
     case_team_permissions_sync(instance)
+
+
+@receiver(gallery_entries_removed, dispatch_uid="cases.gallery_entries_removed")
+def candidates_mark_removed(
+    sender: Any, template_ids: list[int], image_ids: list[int], cause: str, removed_at: Any, **kwargs: Any
+) -> int:
+    """The candidates that point at removed gallery entries keep their rank, score and decisions (case history)
+    but lose the subject reference, and are marked removed, so every page, API response and report says so and
+    no decision can be recorded on them (cases.review). Returns how many were marked."""
+    # Every template of a removed image goes with it, so the template id names each affected candidate.
+    marked = 0
+    for start in range(0, len(template_ids), REMOVAL_CHUNK):
+        marked += Candidate.objects.filter(
+            template_id__in=template_ids[start : start + REMOVAL_CHUNK], subject_removed_at__isnull=True
+        ).update(subject_ref="", subject_removed_at=removed_at, subject_removal=cause)
+    return marked

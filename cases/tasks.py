@@ -16,6 +16,7 @@ from celery import shared_task
 from celery.signals import celeryd_after_setup, worker_process_init
 from django.db import InterfaceError, OperationalError
 
+from cases.housekeeping import storage_orphans_sweep, work_requeue
 from cases.probes import probe_process
 from cases.retention import cases_purge_expired
 from cases.searches import search_run
@@ -42,6 +43,19 @@ def cases_purge_expired_task() -> dict[str, int]:
     """Retention purge of closed cases; scheduled daily by Celery beat. Safe to run twice."""
     purged = cases_purge_expired()
     return {str(case_id): sum(detail["deleted"].values()) for case_id, detail in purged.items()}
+
+
+@shared_task(name=TaskName.WORK_REQUEUE.value, **_RETRY)
+def work_requeue_task() -> dict[str, int]:
+    """Send again probes and searches that show no sign of a worker; scheduled every minute by Celery beat."""
+    return work_requeue()
+
+
+@shared_task(name=TaskName.STORAGE_SWEEP.value, **_RETRY)
+def storage_sweep_task() -> dict[str, int]:
+    """Remove (and audit) image files that no row names; scheduled by Celery beat. Safe to run twice."""
+    report = storage_orphans_sweep()
+    return {"files": len(report.files), "bytes": report.bytes}
 
 
 # The queues this worker consumes (its -Q), noted before the pool's processes are forked so they inherit it.

@@ -46,6 +46,7 @@ from cases.access import (
     search_get_for_user,
 )
 from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
+from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
@@ -274,16 +275,27 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "probe": probe,
             "faces": [face_view(f) for f in faces],
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
+            "waiting_for_worker": work_waiting_for_worker(probe),
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
         },
     )
+
+
+WAITING_FOR_WORKER_TEXT = "Waiting for a worker…"
+
+
+def _waiting(work: Probe | Search) -> dict[str, Any]:
+    # Polled with the progress: when nothing is moving, say so rather than show a frozen bar. The work is not
+    # lost: housekeeping sends it again (cases.housekeeping), so the page only has to keep polling.
+    waiting = work_waiting_for_worker(work)
+    return {"waiting_for_worker": waiting, **({"status_text": WAITING_FOR_WORKER_TEXT} if waiting else {})}
 
 
 @login_required
 @require_GET
 def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    return JsonResponse(probe_progress(probe))
+    return JsonResponse({**probe_progress(probe), **_waiting(probe)})
 
 
 @login_required
@@ -398,6 +410,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "face": search.face,
             "candidates": [(c, candidate_label(c)) for c in candidates],
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
+            "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
         },
     )
@@ -407,7 +420,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
 @require_GET
 def search_status(request: HttpRequest, search_id: int) -> JsonResponse:
     search = search_get_for_user(user=request.user, search_id=search_id)
-    return JsonResponse(search_progress(search))
+    return JsonResponse({**search_progress(search), **_waiting(search)})
 
 
 @login_required

@@ -2,7 +2,8 @@
 
 `ErrorDocumentingAutoSchema` adds the one error body to each operation's responses for the statuses it can
 answer: 401, 403 (and 429 on throttled endpoints) everywhere; 404 where the path names an object; 400, 413
-and 415 where it takes a body; 405 and 500 always. Statuses an operation declares itself keep its own text.
+and 415 where it takes a body; 405 and 500 always; 503 where a POST queues work (a view's `queues_work`).
+Statuses an operation declares itself keep its own text.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _DESCRIPTIONS = {
     "415": "The body is not of a supported type.",
     "429": "Too many requests; retry after the time in `Retry-After`.",
     "500": "A server fault; nothing sent was lost.",
+    "503": "The task queue cannot be reached (`queue_unavailable`); nothing was stored. Retry after `Retry-After`.",
 }
 
 
@@ -65,6 +67,8 @@ class ErrorDocumentingAutoSchema(AutoSchema):
             codes += ["400", "413", "415"]
         if getattr(self.view, "throttle_classes", None):
             codes.append("429")
+        if self.method == "POST" and getattr(self.view, "queues_work", False):
+            codes.append("503")
         return codes
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:

@@ -4,6 +4,7 @@ the image limits every decode uses. faceengine itself knows nothing of Django; t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -12,9 +13,24 @@ from faceengine import FaceEngine, ImageLimits, ImageRejected, get_engine
 from faceengine.errors import ImageTooLarge, UnsupportedImageType
 from rfr.errors import ApplicationError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
+# The app that stores an administrator's choice of pack registers how to read it (search, in its AppConfig.ready),
+# so this kernel module needs no app import; without one, or with no choice stored, RFR_MODEL_PACK decides.
+_active_pack_choice: Callable[[], str | None] | None = None
+
+
+def active_pack_choice_register(reader: Callable[[], str | None]) -> None:
+    global _active_pack_choice
+    _active_pack_choice = reader
+
+
+def active_pack_name() -> str:
+    """The folder name of the active pack: the administrator's stored choice, else the RFR_MODEL_PACK setting."""
+    chosen = _active_pack_choice() if _active_pack_choice is not None else None
+    return chosen or settings.RFR_MODEL_PACK
+
 
 def active_pack_dir() -> Path:
-    return Path(settings.RFR_MODEL_PACK_DIR) / settings.RFR_MODEL_PACK
+    return Path(settings.RFR_MODEL_PACK_DIR) / active_pack_name()
 
 
 def active_engine() -> FaceEngine:

@@ -28,9 +28,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from rfr.errors import ApplicationError, Forbidden
+from rfr.errors import ApplicationError, Forbidden, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
+
+_Response = TypeVar("_Response", bound=HttpResponse)
 
 API_PREFIX = "/api/"
 SERVER_ERROR_MESSAGE = "Something went wrong on the server; nothing you sent was lost. Try again, or report the fault."
@@ -56,6 +58,13 @@ def error_body(code: str, message: str, fields: dict[str, list[str]] | None = No
     if fields:
         body["fields"] = fields
     return body
+
+
+def _with_retry_after(response: _Response, exc: ApplicationError) -> _Response:
+    # A 503 says when to try again, so a client (or a person's script) waits rather than hammering.
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def is_api_request(request: HttpRequest) -> bool:
@@ -97,7 +106,9 @@ def _drf_body(exc: drf_exceptions.APIException) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: any exception raised in an API view becomes the one JSON error shape."""
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.fields or None), status=exc.status)
+        return _with_retry_after(
+            Response(error_body(exc.code, exc.message, exc.fields or None), status=exc.status), exc
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is larger than the server accepts."),
@@ -185,8 +196,11 @@ class ApplicationErrorMiddleware:
         if not isinstance(exception, ApplicationError):
             return None
         if is_api_request(request):
-            return JsonResponse(
-                error_body(exception.code, exception.message, exception.fields or None), status=exception.status
+            return _with_retry_after(
+                JsonResponse(
+                    error_body(exception.code, exception.message, exception.fields or None), status=exception.status
+                ),
+                exception,
             )
         view, view_kwargs = getattr(request, "rfr_view", (None, {}))
         # A refusal of who may act (403) is answered as Django answers PermissionDenied: a page, not a message.

@@ -67,3 +67,12 @@ class UnsupportedMediaType(ApplicationError):
     """The upload is not of a kind rfr reads (415)."""
 
     status = 415
+
+
+class ServiceUnavailable(ApplicationError):
+    """A service rfr depends on (the task queue) cannot be reached now; nothing was stored (503).
+
+    `retry_after` (seconds) is sent as the Retry-After header."""
+
+    status = 503
+    retry_after = 30

@@ -250,7 +250,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # task that was merely slow costs time, not correctness.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("RFR_TASK_VISIBILITY_TIMEOUT", 600, minimum=1),
+    # A broker that is down must cost a request a second or two, not hang it (rfr.queues).
+    "socket_connect_timeout": 2,
 }
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Each task runs on its queue (rfr.queues): inference, search or housekeeping. Anything unrouted goes to
 # housekeeping, which every deployment runs.
@@ -263,7 +267,20 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-gallery-images": {"task": TaskName.GALLERY_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
     # A checkpoint of the audit chain's head, besides the one written as each event commits (audit.anchor).
     "audit-anchor-head": {"task": TaskName.AUDIT_ANCHOR.value, "schedule": 60 * 60},
+    # Healing after faults (cases.housekeeping): work the broker lost or never got, dead enrolment runs, and
+    # files no row names.
+    "requeue-waiting-work": {"task": TaskName.WORK_REQUEUE.value, "schedule": 60},
+    "check-enrolment-runs": {"task": TaskName.ENROLMENT_RUNS_CHECK.value, "schedule": 5 * 60},
+    "sweep-orphan-files": {"task": TaskName.STORAGE_SWEEP.value, "schedule": 6 * 60 * 60},
 }
+# Probes and searches waiting this long with no sign of a worker are sent again (then twice as long, up to
+# 32 times); ones processing with no progress for RFR_TASK_STALE_SECONDS are taken as lost with their worker.
+RFR_REQUEUE_AFTER_SECONDS = env_int("RFR_REQUEUE_AFTER_SECONDS", 120, minimum=1)
+RFR_TASK_STALE_SECONDS = env_int("RFR_TASK_STALE_SECONDS", 300, minimum=1)
+# A running enrolment run with no heartbeat for this long is marked interrupted (its command or job died).
+RFR_ENROLMENT_RUN_DEAD_SECONDS = env_int("RFR_ENROLMENT_RUN_DEAD_SECONDS", 600, minimum=1)
+# Files under media that no row names are removed by the sweep once older than this (uploads in flight are not).
+RFR_ORPHAN_GRACE_SECONDS = env_int("RFR_ORPHAN_GRACE_SECONDS", 3600, minimum=0)
 
 # Face engine and model packs.
 RFR_MODEL_PACK_DIR = env_path("RFR_MODEL_PACK_DIR", DATA_DIR / "modelpacks")
@@ -280,6 +297,15 @@ RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, m
 RFR_CASE_RETENTION_DAYS = env_int("RFR_CASE_RETENTION_DAYS", 6 * 365, minimum=0)
 RFR_SECOND_REVIEWER_GROUPS = env_list("RFR_SECOND_REVIEWER_GROUPS", ["supervisor", "reviewer"])
 RFR_DEFAULT_TOP_K = env_int("RFR_DEFAULT_TOP_K", 50, minimum=1, maximum=500)
+# Bulk enrolment from the gallery page (search.gallery_admin): the folders the server may read from (comma
+# separated; none by default, so naming a folder is refused until an operator lists one), and the caps on an
+# uploaded zip, checked before anything is extracted (zip bombs): size of the upload, members, uncompressed bytes.
+RFR_ENROLMENT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("RFR_ENROLMENT_ROOTS", [])]
+RFR_ENROLMENT_ZIP_MAX_BYTES = env_int("RFR_ENROLMENT_ZIP_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+RFR_ENROLMENT_ZIP_MAX_MEMBERS = env_int("RFR_ENROLMENT_ZIP_MAX_MEMBERS", 20_000, minimum=1)
+RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES = env_int(
+    "RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES", 2 * 1024 * 1024 * 1024, minimum=1024
+)
 RFR_FACES_DATA = env_path("RFR_FACES_DATA", (BASE_DIR.parent / "shared" / "data" / "faces").resolve())
 
 LOGGING = {

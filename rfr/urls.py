@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("manage/", include("accounts.manage_urls")),  # rfr's admin pages; other apps add sections under it
     path("audit/", include("audit.urls")),
+    path("manage/", include("search.urls")),
     path("", include("cases.urls")),
     # API
     # Signed-in people only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]; api_docs is login_required).

@@ -1,5 +1,7 @@
-"""Admin for galleries: small uploads run the enrolment pipeline; deletions go through the services, so they
-are audited with a reason and take effect in search at once."""
+"""Admin for galleries: small uploads run the enrolment pipeline. The admin's own delete is switched off: a
+subject or image is removed only with the action "Remove with a reason", which asks for the reason and goes
+through the removal services (audited, erased from the index files, candidates marked removed). The models
+refuse any other delete (search.models.gallery_removal_permitted)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,72 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 
+from rfr.errors import ApplicationError
 from search import enrolment, galleries
 from search.models import EnrolmentRun, Gallery, GalleryImage, Subject
 
-ADMIN_DELETE_REASON = "deleted through the admin by {user}"
+REMOVE_TEMPLATE = "admin/search/remove_with_reason.html"
+
+
+class RemovalReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=1000,
+        help_text="Why the data is deleted (e.g. the deletion request and its decision); recorded in the audit trail.",
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required to delete gallery data.")
+        return str(reason)
+
+
+class RemoveWithReasonMixin:
+    """Deletion switched off; an action that asks for a reason first and removes through the services."""
+
+    removal_noun = "item"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the stock delete asks for no reason: see remove_with_reason
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return bool(request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}"))
+
+    def remove_one(self, request: HttpRequest, obj: Any, reason: str) -> None:
+        raise NotImplementedError
+
+    @admin.action(description="Remove with a reason…", permissions=["remove"])
+    def remove_with_reason(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        form = RemovalReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            removed = 0
+            for obj in queryset:
+                try:
+                    self.remove_one(request, obj, form.cleaned_data["reason"])
+                except ApplicationError as error:
+                    self.message_user(request, f"{obj}: {error.message}", messages.ERROR)  # type: ignore[attr-defined]
+                    continue
+                removed += 1
+            self.message_user(request, f"Removed {removed} {self.removal_noun}(s) with the reason given.")  # type: ignore[attr-defined]
+            return None
+        opts = self.model._meta  # type: ignore[attr-defined]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": f"Remove {opts.verbose_name_plural} with a reason",
+            "opts": opts,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action": "remove_with_reason",
+        }
+        return TemplateResponse(request, REMOVE_TEMPLATE, context)
 
 
 @admin.register(Gallery)
@@ -59,7 +120,9 @@ class GalleryImageUploadForm(forms.ModelForm):
 
 
 @admin.register(GalleryImage)
-class GalleryImageAdmin(admin.ModelAdmin):
+class GalleryImageAdmin(RemoveWithReasonMixin, admin.ModelAdmin):
+    removal_noun = "image"
+    actions = ["remove_with_reason"]
     list_display = ["pk", "gallery", "subject", "original_filename", "captured_at", "enrolled_at"]
     list_filter = ["gallery"]
     search_fields = ["subject__external_ref", "original_filename", "sha256"]
@@ -114,21 +177,14 @@ class GalleryImageAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.path)
         return super().response_add(request, obj, post_url_continue)
 
-    def delete_model(self, request: HttpRequest, obj: GalleryImage) -> None:
-        galleries.gallery_image_delete(
-            image=obj,
-            reason=ADMIN_DELETE_REASON.format(user=request.user),
-            actor=request.user,
-            request=request,
-        )
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[GalleryImage]) -> None:
-        for image in queryset:
-            self.delete_model(request, image)
+    def remove_one(self, request: HttpRequest, obj: GalleryImage, reason: str) -> None:
+        galleries.gallery_image_delete(image=obj, reason=reason, actor=request.user, request=request)
 
 
 @admin.register(Subject)
-class SubjectAdmin(admin.ModelAdmin):
+class SubjectAdmin(RemoveWithReasonMixin, admin.ModelAdmin):
+    removal_noun = "subject"
+    actions = ["remove_with_reason"]
     list_display = ["external_ref", "name", "gallery", "created_at"]
     list_filter = ["gallery"]
     search_fields = ["external_ref", "name"]
@@ -137,17 +193,8 @@ class SubjectAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # subjects come with their images (enrolment)
 
-    def delete_model(self, request: HttpRequest, obj: Subject) -> None:
-        galleries.subject_delete(
-            subject=obj,
-            reason=ADMIN_DELETE_REASON.format(user=request.user),
-            actor=request.user,
-            request=request,
-        )
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subject]) -> None:
-        for subject in queryset:
-            self.delete_model(request, subject)
+    def remove_one(self, request: HttpRequest, obj: Subject, reason: str) -> None:
+        galleries.subject_delete(subject=obj, reason=reason, actor=request.user, request=request)
 
 
 @admin.register(EnrolmentRun)

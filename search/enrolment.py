@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from tqdm import tqdm
@@ -36,6 +37,7 @@ from faceengine.engine import primary_face_index
 from rfr.engine import active_engine, image_limits
 from rfr.errors import InvalidInput
 from rfr.queues import TaskName, task_enqueue
+from rfr.storage import atomic_with_files, stored_file_save
 from search.index.changes import index_changes_record
 from search.index.live import get_index, index_pack_keys
 from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, IndexChange, Subject, Template
@@ -101,7 +103,7 @@ def _commit_enrolment(
 ) -> GalleryImage | None:
     """Image, template, index change (and the work item's status) in one transaction; None if a duplicate."""
     try:
-        with transaction.atomic():
+        with atomic_with_files():
             if GalleryImage.objects.filter(gallery=gallery, sha256=prepared.sha256).exists():
                 return None
             subject, _ = Subject.objects.get_or_create(
@@ -115,7 +117,14 @@ def _commit_enrolment(
                 provenance=provenance,
                 captured_at=captured_at,
             )
-            image.file.save(original_filename or "image.jpg", ContentFile(prepared.data), save=False)
+            # Content-addressed and overwritten: on rollback, kept if a concurrent enrolment of the same
+            # bytes committed it (the unique constraint makes ours wait for theirs, then fail).
+            stored_file_save(
+                image.file,
+                original_filename or "image.jpg",
+                ContentFile(prepared.data),
+                still_named=lambda: GalleryImage.objects.filter(file=image.file.name).exists(),
+            )
             image.save()
             face = prepared.face
             template = Template.objects.create(
@@ -164,7 +173,7 @@ def gallery_image_enrol(
         return None
     image = _decode(data)
     face = enrolment_face_choose(engine.analyse(image), image.shape)
-    with transaction.atomic():
+    with atomic_with_files():
         enrolled = _commit_enrolment(
             gallery=gallery,
             prepared=PreparedImage(data=data, sha256=sha, face=face),
@@ -236,6 +245,7 @@ def enrolment_run_create(
             actor=user,
             actor_name=getattr(user, "username", "") or "command line",
             source=source[:500],
+            heartbeat_at=timezone.now(),
         )
         items = []
         for entry in entries:
@@ -328,6 +338,57 @@ def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | Non
             _item_fail(item, str(error))
 
 
+# How often a run being worked through records that it is alive (housekeeping marks a silent one interrupted).
+HEARTBEAT_SECONDS = 10.0
+
+
+class _Heartbeat:
+    """Touches the run's heartbeat at most every HEARTBEAT_SECONDS while its command or job is alive."""
+
+    def __init__(self, run: EnrolmentRun) -> None:
+        self.run_id = run.pk
+        self.last = 0.0
+
+    def __call__(self, *, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= HEARTBEAT_SECONDS:
+            EnrolmentRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+            self.last = time.monotonic()
+
+
+def enrolment_runs_mark_interrupted(*, silent_seconds: float | None = None) -> list[int]:
+    """Mark running runs whose command or job died (no heartbeat for RFR_ENROLMENT_RUN_DEAD_SECONDS)
+    interrupted, each with its audit event. Running the run again (enrolment_run_execute) resumes it."""
+    silent_seconds = settings.RFR_ENROLMENT_RUN_DEAD_SECONDS if silent_seconds is None else silent_seconds
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=silent_seconds)
+    marked: list[int] = []
+    candidates = EnrolmentRun.objects.filter(status=EnrolmentRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    for run_id in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = EnrolmentRun.objects.select_for_update().select_related("gallery").filter(pk=run_id).first()
+            last = None if run is None else (run.heartbeat_at or run.started_at)
+            if run is None or run.status != EnrolmentRun.Status.RUNNING or last is None or last >= cutoff:
+                continue  # finished, or showed life, since the query
+            run.status = EnrolmentRun.Status.INTERRUPTED
+            run.save(update_fields=["status"])
+            audit_event_record(
+                action=AuditAction.GALLERY_ENROL_INTERRUPTED,
+                target=run.gallery,
+                detail={
+                    "run_id": run.pk,
+                    "gallery": run.gallery.name,
+                    "pending": run.items.filter(status=EnrolmentItem.Status.PENDING).count(),
+                    "silent_seconds": int((now - last).total_seconds()),
+                },
+            )
+            marked.append(run.pk)
+    if marked:
+        logger.warning("enrolment runs %s had no heartbeat for %s s: marked interrupted", marked, silent_seconds)
+    return marked
+
+
 def _enqueue_batches(batches: list[list[int]]) -> None:
     for batch in batches:
         task_enqueue(TaskName.GALLERY_ENROL_BATCH, batch)
@@ -348,6 +409,12 @@ def enrolment_run_execute(
     done_before = total - len(pending)
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
     eager = settings.CELERY_TASK_ALWAYS_EAGER if in_process is None else in_process
+    # Running (again): an interrupted run resumes with its pending items, and shows life while it works.
+    EnrolmentRun.objects.filter(pk=run.pk).exclude(status=EnrolmentRun.Status.FINISHED).update(
+        status=EnrolmentRun.Status.RUNNING
+    )
+    heartbeat = _Heartbeat(run)
+    heartbeat(force=True)
     bar = tqdm(
         total=total,
         initial=done_before,
@@ -361,6 +428,7 @@ def enrolment_run_execute(
             engine = active_engine()
             for batch in batches:
                 enrolment_items_process(item_ids=batch, engine=engine)
+                heartbeat()
                 bar.update(len(batch))
                 if on_progress is not None:
                     on_progress(bar.n)
@@ -371,6 +439,7 @@ def enrolment_run_execute(
             warned = False
             while remaining:
                 time.sleep(poll_seconds)
+                heartbeat()
                 now_remaining = run.items.filter(status=EnrolmentItem.Status.PENDING).count()
                 if now_remaining < remaining:
                     last_progress = time.monotonic()

@@ -9,14 +9,74 @@ applying the changes after the version it holds.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 
+from rfr.errors import Forbidden
 
-class Gallery(models.Model):
+# -- removal guard --------------------------------------------------------------------------------------------
+# Gallery rows hold biometrics. Removing them must record a reason, write the audit event, mark the candidates
+# that point at them and erase the index files, which search.galleries does; so a delete anywhere else (the
+# Django admin, a shell, a script) is refused. search.galleries permits it for the length of its own removal.
+# Raw SQL is not guarded: the database owner can always delete, and the audit trail then shows no removal.
+_REMOVAL_PERMITTED: ContextVar[bool] = ContextVar("rfr_gallery_removal_permitted", default=False)
+REMOVAL_REFUSED_MESSAGE = (
+    "Gallery subjects, images and templates are removed only with a reason, through the gallery removal"
+    " services (search.galleries: subject_delete, gallery_image_delete, gallery_purge_expired; `manage.py"
+    " gallery remove-subject --reason`), which audit the removal and erase the index files."
+)
+
+
+@contextmanager
+def gallery_removal_permitted() -> Iterator[None]:
+    """Deleting gallery rows is allowed inside this block only (search.galleries; benchmark tear-down)."""
+    token = _REMOVAL_PERMITTED.set(True)
+    try:
+        yield
+    finally:
+        _REMOVAL_PERMITTED.reset(token)
+
+
+def removal_guard() -> None:
+    if not _REMOVAL_PERMITTED.get():
+        raise Forbidden("removal_outside_services", REMOVAL_REFUSED_MESSAGE)
+
+
+class GuardedQuerySet(models.QuerySet):
+    """A queryset whose delete() is refused outside gallery_removal_permitted()."""
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.model is Gallery:
+            # An empty gallery holds no biometric; one with subjects goes subject by subject, each audited.
+            if Subject.objects.filter(gallery__in=self).exists():
+                removal_guard()
+        else:
+            removal_guard()
+        return super().delete()
+
+
+class GuardedModel(models.Model):
+    """Model.delete() refused outside gallery_removal_permitted() (cascades from a guarded delete go through)."""
+
+    objects = GuardedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if not isinstance(self, Gallery) or Subject.objects.filter(gallery=self).exists():
+            removal_guard()
+        return super().delete(*args, **kwargs)
+
+
+class Gallery(GuardedModel):
     class Kind(models.TextChoices):
         CUSTODY = "custody", "Custody images"
         WATCHLIST = "watchlist", "Watchlist"
@@ -46,7 +106,7 @@ class Gallery(models.Model):
         return self.name
 
 
-class Subject(models.Model):
+class Subject(GuardedModel):
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="subjects")
     external_ref = models.CharField(max_length=120, help_text="Custody or PNC reference.")
     name = models.CharField(max_length=200, blank=True)
@@ -70,11 +130,12 @@ def gallery_image_path(instance: GalleryImage, filename: str) -> str:
 
 
 def gallery_storage() -> FileSystemStorage:
-    # Overwrite rather than rename: the same content hash is the same image, written again on a resume.
+    # Overwrite rather than rename: the same content hash is the same image, written again on a resume. A
+    # rolled-back write removes the file only if no committed row names it (rfr.storage, search.enrolment).
     return FileSystemStorage(allow_overwrite=True)
 
 
-class GalleryImage(models.Model):
+class GalleryImage(GuardedModel):
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="images")
     subject = models.ForeignKey(Subject, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to=gallery_image_path, storage=gallery_storage, max_length=255)
@@ -92,7 +153,7 @@ class GalleryImage(models.Model):
         return self.original_filename or self.sha256[:12]
 
 
-class Template(models.Model):
+class Template(GuardedModel):
     """One face on a gallery image. Templates of different model packs are never compared."""
 
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="templates")
@@ -163,6 +224,8 @@ class EnrolmentRun(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
+        # Its command or job died (no heartbeat); running it again resumes with the pending items.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     gallery = models.ForeignKey(Gallery, on_delete=models.CASCADE, related_name="enrolment_runs")
     actor = models.ForeignKey(
@@ -174,6 +237,9 @@ class EnrolmentRun(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched while the run is being worked through; housekeeping marks a running run without one for
+    # RFR_ENROLMENT_RUN_DEAD_SECONDS interrupted.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -202,3 +268,57 @@ class EnrolmentItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.status}"
+
+
+class ActivePack(models.Model):
+    """The model pack an administrator chose on the model-pack page; one row at most (pk 1).
+
+    Overrides the RFR_MODEL_PACK setting while it exists (rfr.engine.active_pack_name), so a pack can be
+    activated from the page, audited, without editing the deployment's environment.
+    """
+
+    SINGLETON_PK = 1
+
+    name = models.CharField(max_length=200, help_text="The pack's folder under RFR_MODEL_PACK_DIR.")
+    pack_key = models.CharField(max_length=120)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"active pack {self.name}"
+
+
+class ReembedRun(models.Model):
+    """One re-embedding of every gallery image with a model pack; resumable (images that already have a
+    template of the pack are skipped), its progress read by the model-pack page."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    pack_name = models.CharField(max_length=200)
+    pack_key = models.CharField(max_length=120)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    embedded = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # Per-image failures (image id and message, never a path or a subject reference), the first few hundred.
+    errors = models.JSONField(default=list, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"re-embed {self.pk} with {self.pack_key} ({self.status})"

@@ -9,9 +9,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from rfr.queues import TaskName
-from search.enrolment import enrolment_items_process
+from search.enrolment import enrolment_items_process, enrolment_runs_mark_interrupted
 from search.galleries import gallery_purge_expired
+from search.gallery_admin import enrolment_run_process
 from search.models import Gallery
+from search.packs import reembed_run_execute
 
 _RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": True, "max_retries": 5}
 
@@ -31,3 +33,21 @@ def gallery_purge_expired_task(gallery_id: int | None = None) -> dict[str, int]:
         if gallery is None:
             return {}
     return gallery_purge_expired(gallery=gallery)
+
+
+@shared_task(name=TaskName.GALLERY_ENROL_RUN.value, **_RETRY)
+def gallery_enrol_run(run_id: int) -> None:
+    """Work through a whole enrolment run started from the gallery page; resumes where a dead worker stopped."""
+    enrolment_run_process(run_id=run_id)
+
+
+@shared_task(name=TaskName.MODELPACK_REEMBED.value, **_RETRY)
+def modelpack_reembed(run_id: int) -> None:
+    """Re-embed every gallery image with a pack; images already done (a redelivered message) are skipped."""
+    reembed_run_execute(run_id=run_id)
+
+
+@shared_task(name=TaskName.ENROLMENT_RUNS_CHECK.value, **_RETRY)
+def enrolment_runs_check() -> list[int]:
+    """Mark enrolment runs whose command or job died interrupted; scheduled by Celery beat. Safe to run twice."""
+    return enrolment_runs_mark_interrupted()

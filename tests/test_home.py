@@ -50,7 +50,8 @@ def test_nav_by_role() -> None:
         for href in nav.values():
             _page(user, href)
     superuser_nav = _nav_links(_page(world.users["admin"], reverse("home")))
-    assert superuser_nav["Galleries"] == reverse("admin:search_gallery_changelist")
+    assert superuser_nav["Galleries"] == reverse("search:manage-galleries")
+    assert admin_nav["Galleries"] == reverse("search:manage-galleries")
 
 
 def test_nav_marks_current_page_and_signs_out() -> None:

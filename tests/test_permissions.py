@@ -230,6 +230,28 @@ NOT_CASE_SCOPED: dict[str, str] = {
     "manage:user-action": "a change to an account on rfr's admin pages (admins only: tests/test_grants_pages.py)",
     "manage:team": "a team on rfr's admin pages (admins only: tests/test_grants_pages.py)",
 }
+# rfr's own gallery and model-pack pages (search/urls.py): admins only, 403 for everyone else
+# (tests/test_galadmin_galleries.py, tests/test_galadmin_packs.py); galleries hold no case content.
+NOT_CASE_SCOPED.update(
+    {
+        f"search:{name}": "gallery administration, admins only (tests/test_galadmin_*.py)"
+        for name in (
+            "manage-gallery",
+            "manage-gallery-retention",
+            "manage-gallery-purge",
+            "manage-gallery-enrol-zip",
+            "manage-gallery-enrol-folder",
+            "manage-enrolment-run",
+            "manage-enrolment-run-resume",
+            "manage-enrolment-run-status",
+            "manage-subject",
+            "manage-subject-remove",
+            "manage-image-remove",
+            "manage-reembed-run",
+            "manage-reembed-run-status",
+        )
+    }
+)
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 _ID_PARAM = re.compile(r"^(pk|id|.+_id)$")

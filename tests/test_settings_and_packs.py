@@ -135,6 +135,7 @@ def test_install_from_a_zip_verifies_and_refuses_a_bad_one(pack_copy: Path, tmp_
     assert not (root / "tampered").exists(), "a refused pack leaves nothing installed"
 
 
+@pytest.mark.django_db  # the active pack may be an admin's stored choice (search.packs), read from the database
 def test_modelpack_commands_verify_and_list(pack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     call_command("modelpack", "verify")
     call_command("modelpack", "list")

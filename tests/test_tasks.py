@@ -27,6 +27,9 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.CASES_PURGE_EXPIRED: Queue.HOUSEKEEPING,
         TaskName.GALLERY_PURGE_EXPIRED: Queue.HOUSEKEEPING,
         TaskName.AUDIT_ANCHOR: Queue.HOUSEKEEPING,
+        TaskName.WORK_REQUEUE: Queue.HOUSEKEEPING,
+        TaskName.STORAGE_SWEEP: Queue.HOUSEKEEPING,
+        TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():

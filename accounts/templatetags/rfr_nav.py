@@ -33,15 +33,14 @@ def _item(label: str, url: str, path: str) -> NavItem:
 
 def nav_items_for(*, user: Any, path: str) -> list[NavItem]:
     """The links the user may follow: everyone signed in gets cases and the API docs; supervisors and admins
-    the audit trail; those who may view galleries the gallery admin; admins rfr's Manage pages and the admin site."""
+    the audit trail; admins rfr's own gallery pages and Manage pages, and the admin site."""
     if not user.is_authenticated:
         return []
     items = [_item("Cases", reverse("cases:list"), path)]
     if audit_view_allowed(user=user):
         items.append(_item("Audit", reverse("audit-list"), path))
-    if user.is_staff and user.has_perm("search.view_gallery"):
-        items.append(_item("Galleries", reverse("admin:search_gallery_changelist"), path))
     if user_is_admin(user):
+        items.append(_item("Galleries", reverse("search:manage-galleries"), path))  # rfr's own gallery pages
         items.append(_item("Manage", reverse("manage:index"), path))  # rfr's audited admin pages
     if user.is_staff and user_is_admin(user):
         items.append(_item("Admin", reverse("admin:index"), path))  # the Django admin: read-only but for superusers

@@ -8,9 +8,10 @@ from the database when there is no usable snapshot. A worker therefore sees a ch
 process at its next search, without a restart. Snapshots are written atomically (see search.index.snapshots).
 
 Exact mode removes ids from the flat index. Approximate mode (PQ fast scan + exact re-rank, flat below
-search.index.snapshots.APPROX_MIN_TEMPLATES) keeps removed ids as tombstones that are filtered out of results
-until the next rebuild. Callers (search.execution) filter hits
-against the database as well, so a deletion is effective the moment it commits.
+search.index.snapshots.APPROX_MIN_TEMPLATES) keeps removed ids in memory as tombstones that are filtered out
+of results; no snapshot is written with them (a snapshot drops them from storage first). Callers
+(search.execution) filter hits against the database as well, so a deletion is effective the moment it
+commits; the files on disk are rewritten without the removed vectors once it commits (search.index.erasure).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from search.index.snapshots import (
     REFINE_FACTOR,
     SnapshotHeader,
     build_faiss_index,
+    index_without,
     layout_current,
     set_refine,
     snapshot_read,
@@ -244,15 +246,25 @@ class GalleryIndexes:
         if loaded.changes_since_snapshot >= SNAPSHOT_AFTER_CHANGES:
             self.write_snapshot(loaded)
 
-    @staticmethod
-    def write_snapshot(loaded: LoadedIndex) -> bool:
-        """Persist the index unless the file already holds this version or a newer one of the same epoch."""
+    def write_snapshot(self, loaded: LoadedIndex) -> bool:
+        """Persist the index unless the file already holds this version or a newer one of the same epoch.
+
+        Under the file lock the index is first brought up to the database's version, and its tombstones are
+        dropped from storage: a snapshot never writes back a vector that a committed removal took out of the
+        files (search.index.erasure), nor one of another epoch or mode."""
         if isinstance(loaded.index, _EmptyIndex):
             return False
         path = snapshot_path(loaded.gallery_id, loaded.pack_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock_file, loaded.lock:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
+            state = self._state(loaded.gallery_id, loaded.pack_key)
+            if state is None or state.epoch != loaded.epoch or state.mode != loaded.mode:
+                return False
+            if state.version > loaded.version and not self._catch_up(loaded, state.version):
+                return False  # the log was pruned under us: a newer snapshot is on disk already
+            if isinstance(loaded.index, _EmptyIndex):
+                return False
             existing = snapshot_read_header(path)
             if (
                 existing is not None
@@ -262,6 +274,10 @@ class GalleryIndexes:
             ):
                 loaded.changes_since_snapshot = 0
                 return False
+            if loaded.tombstones:
+                removed = np.fromiter(loaded.tombstones, dtype=np.int64, count=len(loaded.tombstones))
+                loaded.index = index_without(loaded.mode, loaded.index, removed)
+                loaded.tombstones = set()
             header = SnapshotHeader(
                 gallery_id=loaded.gallery_id,
                 pack_key=loaded.pack_key,

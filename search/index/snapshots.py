@@ -106,6 +106,31 @@ def upgrade_if_grown(mode: str, index: faiss.Index) -> faiss.Index | None:
     return build_faiss_index(mode, int(index.d), ids, vectors)
 
 
+def index_ids(index: faiss.Index) -> np.ndarray:
+    """The template ids an IndexIDMap2 holds, in storage order."""
+    mapped: Any = index
+    return faiss.vector_to_array(mapped.id_map).astype(np.int64)
+
+
+def index_without(mode: str, index: faiss.Index, remove: np.ndarray) -> faiss.Index:
+    """The index with the given ids physically gone, so that no copy of their vectors is left in memory that
+    a snapshot would write. Flat storage removes them in place (and compacts it); the PQ layout is rebuilt
+    from the exact vectors its re-rank stage keeps, retraining the codebook on what remains, because the PQ
+    codes and the refine store are both derived from the removed vectors."""
+    remove = np.asarray(remove, dtype=np.int64)
+    ids = index_ids(index)
+    gone = np.isin(ids, remove)
+    if not gone.any():
+        return index
+    mapped: Any = index
+    if is_flat(index):
+        mapped.remove_ids(ids[gone])
+        return index
+    vectors = faiss.downcast_index(mapped.index).reconstruct_n(0, mapped.ntotal)
+    keep = ~gone
+    return build_faiss_index(mode, int(index.d), ids[keep], vectors[keep])
+
+
 def set_refine(index: faiss.Index, k_factor: float) -> None:
     """PQ candidates re-ranked exactly per requested result (approximate layout only)."""
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index

@@ -17,7 +17,12 @@
         .then(function (data) {
           bar.value = data.progress;
           bar.textContent = data.progress + "%";
-          text.textContent = data.status_text + (data.status === "processing" ? " (" + data.progress + "%)" : "");
+          // No sign of a worker: say so (the server re-queues the work) rather than show a frozen percentage.
+          if (data.waiting_for_worker) {
+            text.textContent = "Waiting for a worker… The work is kept and will start as soon as one is free.";
+          } else {
+            text.textContent = data.status_text + (data.status === "processing" ? " (" + data.progress + "%)" : "");
+          }
           if (data.status === "done" || data.status === "failed") {
             text.textContent = data.status === "done" ? "Finished. Loading the results…" : "Failed. Loading the details…";
             window.location.reload();

@@ -1,4 +1,4 @@
-"""`manage.py index rebuild [GALLERY]` and `manage.py index status`."""
+"""`manage.py index rebuild [GALLERY]`, `manage.py index erase [GALLERY]` and `manage.py index status`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from search.index.erasure import index_snapshots_erase
 from search.index.live import gallery_index_rebuild, snapshot_path
 from search.index.snapshots import snapshot_read_header
 from search.models import Gallery, IndexState
@@ -19,6 +20,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         rebuild = sub.add_parser("rebuild", help="Rebuild one gallery's indexes, or all.")
         rebuild.add_argument("gallery", nargs="?")
+        erase = sub.add_parser(
+            "erase",
+            help="Rewrite snapshot files without the vectors of removed templates (done at each removal, and"
+            " swept daily by the retention run).",
+        )
+        erase.add_argument("gallery", nargs="?")
         sub.add_parser("status", help="Database version and snapshot version per gallery and pack.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -33,6 +40,12 @@ class Command(BaseCommand):
             galleries = galleries.filter(name=options["gallery"])
             if not galleries.exists():
                 raise CommandError(f"No gallery named {options['gallery']!r}.")
+        if options["action"] == "erase":
+            ids = list(galleries.values_list("pk", flat=True)) if options["gallery"] else None
+            for gallery_id, outcomes in index_snapshots_erase(gallery_ids=ids).items():
+                for name, outcome in outcomes.items():
+                    self.stdout.write(f"gallery {gallery_id}: {name}: {outcome}")
+            return
         for gallery in galleries:
             started = time.perf_counter()
             counts = gallery_index_rebuild(gallery=gallery)

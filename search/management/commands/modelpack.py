@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from faceengine.errors import ModelPackError
 from faceengine.packs import fetch_default_pack, install_insightface_pack, install_pack, list_packs, load_pack
+from rfr.engine import active_pack_name
 
 
 class Command(BaseCommand):
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         else:
             pack = install_pack(options["path"], root, replace=bool(options.get("replace")))
         self.stdout.write(self.style.SUCCESS(f"Installed and verified {pack.key} at {pack.path}"))
-        if pack.name != settings.RFR_MODEL_PACK:
+        if pack.name != active_pack_name():
             self.stdout.write(
                 f"To make it active set RFR_MODEL_PACK={pack.name}; stored templates of other packs must then be"
                 " re-embedded (python manage.py index rebuild) before they can be searched."
@@ -56,7 +57,7 @@ class Command(BaseCommand):
             self.stdout.write(f"No packs under {root}. Run `python manage.py modelpack fetch`.")
             return
         for path, pack, status in rows:
-            active = "*" if path.name == settings.RFR_MODEL_PACK else " "
+            active = "*" if path.name == active_pack_name() else " "
             if pack is None:
                 self.stdout.write(f"{active} {path.name:<40} BROKEN: {status}")
             else:
@@ -66,6 +67,6 @@ class Command(BaseCommand):
                 )
 
     def _verify(self, root: Path, options: dict[str, Any]) -> None:
-        name = options.get("name") or settings.RFR_MODEL_PACK
+        name = options.get("name") or active_pack_name()
         pack = load_pack(root / name)
         self.stdout.write(self.style.SUCCESS(f"OK {pack.key}: every file matches its sha256."))

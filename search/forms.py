@@ -1,0 +1,69 @@
+"""Forms of rfr's own gallery and model-pack pages (search.views); they check shape, services check rules."""
+
+from __future__ import annotations
+
+from django import forms
+
+from search.models import Gallery
+
+REASON_HELP = "Recorded in the audit trail with your name, e.g. the deletion request's reference."
+
+
+class GalleryCreateForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    kind = forms.ChoiceField(choices=Gallery.Kind.choices)
+    provenance = forms.CharField(
+        label="Provenance and legal basis",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=4000,
+        help_text="Where the images come from and under what authority they are held.",
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=4000, required=False)
+    retention_days = forms.IntegerField(
+        label="Retention (days)",
+        min_value=1,
+        max_value=36500,
+        required=False,
+        help_text="Images older than this are purged daily; leave empty to keep them.",
+    )
+    index_mode = forms.ChoiceField(choices=Gallery.IndexMode.choices, initial=Gallery.IndexMode.EXACT)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if Gallery.objects.filter(name=name).exists():
+            raise forms.ValidationError("A gallery of that name exists already.")
+        return name
+
+
+class RetentionForm(forms.Form):
+    retention_days = forms.IntegerField(
+        label="Retention (days)",
+        min_value=1,
+        max_value=36500,
+        required=False,
+        help_text="Leave empty to keep images until they are removed on request.",
+    )
+
+
+class ZipEnrolForm(forms.Form):
+    archive = forms.FileField(
+        label="Zip of images with subjects.csv",
+        help_text="subjects.csv has the columns file and subject_ref (or identity); further columns become the"
+        " subject's attributes. Files are named relative to subjects.csv.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+
+
+class FolderEnrolForm(forms.Form):
+    folder = forms.CharField(
+        label="Server folder",
+        max_length=1000,
+        help_text="A folder holding subjects.csv and its images, inside a folder the server is configured to read"
+        " (RFR_ENROLMENT_ROOTS).",
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason", widget=forms.Textarea(attrs={"rows": 2}), max_length=1000, help_text=REASON_HELP
+    )

@@ -1,0 +1,328 @@
+"""rfr's own admin pages for galleries (/manage/galleries/) and model packs (/manage/modelpacks/), and the
+place the accuracy work will put thresholds (/manage/thresholds/). Admins only (accounts.roles.user_is_admin);
+anyone else signed in gets 403, as on /audit/. Every change goes through an audited service
+(search.gallery_admin, search.galleries, search.packs); a refusal comes back as a message on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import user_is_admin
+from rfr.engine import active_pack_name
+from rfr.error_handling import error_return_to
+from rfr.errors import InvalidInput
+from search.forms import FolderEnrolForm, GalleryCreateForm, ReasonForm, RetentionForm, ZipEnrolForm
+from search.galleries import gallery_create, gallery_image_delete, subject_delete
+from search.gallery_admin import (
+    enrolment_item_display_path,
+    enrolment_run_progress,
+    enrolment_run_resume,
+    enrolment_run_start_from_folder,
+    enrolment_run_start_from_zip,
+    galleries_overview,
+    gallery_purge_now,
+    gallery_retention_set,
+)
+from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, ReembedRun, Subject
+from search.packs import (
+    gallery_images_total,
+    modelpack_activate,
+    modelpack_verify,
+    modelpacks_list,
+    reembed_run_create,
+    reembed_run_progress,
+)
+
+View = Callable[..., HttpResponse]
+
+
+def admin_only(view: View) -> View:
+    """Signed in (else the sign-in page) and an admin (else 403, as the audit pages refuse)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not user_is_admin(request.user):
+            raise PermissionDenied("Gallery and model-pack administration is open to administrators only.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def _form_errors(form: Any) -> InvalidInput:
+    fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
+    text = " ".join(
+        f"{form.fields[n].label or n}: {' '.join(e)}" if n in form.fields else " ".join(e) for n, e in fields.items()
+    )
+    return InvalidInput("invalid_form", text or "The form is not valid.", fields=fields)
+
+
+# -- galleries ----------------------------------------------------------------------------------------------
+@admin_only
+def gallery_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "search/manage/gallery_list.html", {"rows": galleries_overview(), "active_pack": active_pack_name()}
+    )
+
+
+@admin_only
+def gallery_new(request: HttpRequest) -> HttpResponse:
+    form = GalleryCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        gallery = gallery_create(
+            name=data["name"],
+            kind=data["kind"],
+            description=data["description"],
+            provenance=data["provenance"],
+            retention_days=data["retention_days"],
+            index_mode=data["index_mode"],
+            actor=request.user,
+            request=request,
+        )
+        messages.success(request, f"Gallery {gallery.name} created.")
+        return redirect("search:manage-gallery", gallery_id=gallery.pk)
+    return render(request, "search/manage/gallery_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@admin_only
+def gallery_detail(request: HttpRequest, gallery_id: int) -> HttpResponse:
+    gallery = get_object_or_404(Gallery, pk=gallery_id)
+    (overview,) = galleries_overview(Gallery.objects.filter(pk=gallery.pk))
+    query = request.GET.get("q", "").strip()
+    subjects = gallery.subjects.annotate(image_count=Count("images")).order_by("external_ref")
+    if query:
+        subjects = subjects.filter(external_ref__icontains=query)
+    page = Paginator(subjects, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "search/manage/gallery_detail.html",
+        {
+            "gallery": gallery,
+            "overview": overview,
+            "page": page,
+            "q": query,
+            "query": urlencode({"q": query}) if query else "",
+            "runs": gallery.enrolment_runs.all()[:10],
+            "retention_form": RetentionForm(initial={"retention_days": gallery.retention_days}),
+            "zip_form": ZipEnrolForm(),
+            "folder_form": FolderEnrolForm(),
+            "enrolment_roots": settings.RFR_ENROLMENT_ROOTS,
+            "zip_max_mb": settings.RFR_ENROLMENT_ZIP_MAX_BYTES // (1024 * 1024),
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-gallery", "gallery_id", fragment="retention")
+def gallery_retention(request: HttpRequest, gallery_id: int) -> HttpResponse:
+    gallery = get_object_or_404(Gallery, pk=gallery_id)
+    form = RetentionForm(request.POST)
+    if not form.is_valid():
+        raise _form_errors(form)
+    gallery = gallery_retention_set(
+        gallery=gallery, retention_days=form.cleaned_data["retention_days"], actor=request.user, request=request
+    )
+    kept = f"{gallery.retention_days} days" if gallery.retention_days else "until removed on request"
+    messages.success(request, f"Retention of {gallery.name} set: images are kept {kept}.")
+    return redirect("search:manage-gallery", gallery_id=gallery.pk)
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-gallery", "gallery_id", fragment="retention")
+def gallery_purge(request: HttpRequest, gallery_id: int) -> HttpResponse:
+    gallery = get_object_or_404(Gallery, pk=gallery_id)
+    purged = gallery_purge_now(gallery=gallery, actor=request.user, request=request)
+    messages.success(request, f"Purge of {gallery.name} done: {purged} expired images deleted.")
+    return redirect("search:manage-gallery", gallery_id=gallery.pk)
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-gallery", "gallery_id", fragment="enrol")
+def gallery_enrol_zip(request: HttpRequest, gallery_id: int) -> HttpResponse:
+    gallery = get_object_or_404(Gallery, pk=gallery_id)
+    form = ZipEnrolForm(request.POST, request.FILES)
+    if not form.is_valid():
+        raise _form_errors(form)
+    upload = form.cleaned_data["archive"]
+    run = enrolment_run_start_from_zip(
+        gallery=gallery,
+        upload=upload,
+        filename=upload.name or "",
+        size=upload.size or 0,
+        actor=request.user,
+        request=request,
+    )
+    messages.success(request, f"Enrolment run {run.pk} started: {run.items.count()} files listed.")
+    return redirect("search:manage-enrolment-run", run_id=run.pk)
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-gallery", "gallery_id", fragment="enrol")
+def gallery_enrol_folder(request: HttpRequest, gallery_id: int) -> HttpResponse:
+    gallery = get_object_or_404(Gallery, pk=gallery_id)
+    form = FolderEnrolForm(request.POST)
+    if not form.is_valid():
+        raise _form_errors(form)
+    run = enrolment_run_start_from_folder(
+        gallery=gallery, folder=form.cleaned_data["folder"], actor=request.user, request=request
+    )
+    messages.success(request, f"Enrolment run {run.pk} started: {run.items.count()} files listed.")
+    return redirect("search:manage-enrolment-run", run_id=run.pk)
+
+
+@admin_only
+def enrolment_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EnrolmentRun.objects.select_related("gallery"), pk=run_id)
+    failed = [
+        {"file": enrolment_item_display_path(item=item), "subject_ref": item.subject_ref, "message": item.message}
+        for item in run.items.filter(status=EnrolmentItem.Status.FAILED).order_by("pk")[:1000]
+    ]
+    return render(
+        request,
+        "search/manage/enrolment_run.html",
+        {"run": run, "progress": enrolment_run_progress(run=run), "failed": failed},
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-enrolment-run", "run_id")
+def enrolment_run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EnrolmentRun, pk=run_id)
+    pending = enrolment_run_resume(run=run, actor=request.user, request=request)
+    messages.success(request, f"Enrolment run {run.pk} queued again: {pending} files left.")
+    return redirect("search:manage-enrolment-run", run_id=run.pk)
+
+
+@admin_only
+def enrolment_run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(EnrolmentRun, pk=run_id)
+    return JsonResponse(enrolment_run_progress(run=run))
+
+
+@admin_only
+def subject_detail(request: HttpRequest, subject_id: int) -> HttpResponse:
+    subject = get_object_or_404(Subject.objects.select_related("gallery"), pk=subject_id)
+    images = subject.images.annotate(template_count=Count("templates")).order_by("pk")
+    return render(
+        request,
+        "search/manage/subject_detail.html",
+        {"subject": subject, "images": images, "reason_form": ReasonForm()},
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-subject", "subject_id", fragment="remove")
+def subject_remove(request: HttpRequest, subject_id: int) -> HttpResponse:
+    subject = get_object_or_404(Subject, pk=subject_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        raise _form_errors(form)
+    detail = subject_delete(subject=subject, reason=form.cleaned_data["reason"], actor=request.user, request=request)
+    messages.success(
+        request,
+        f"Subject {detail['external_ref']} removed: {detail['images_deleted']} images and "
+        f"{detail['templates_deleted']} templates deleted.",
+    )
+    return redirect("search:manage-gallery", gallery_id=detail["gallery_id"])
+
+
+@admin_only
+@require_POST
+def image_remove(request: HttpRequest, image_id: int) -> HttpResponse:
+    image = get_object_or_404(GalleryImage, pk=image_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form).message)
+        return redirect("search:manage-subject", subject_id=image.subject_id)
+    detail = gallery_image_delete(image=image, reason=form.cleaned_data["reason"], actor=request.user, request=request)
+    messages.success(request, f"Image {detail['gallery_image_id']} removed ({detail['templates_deleted']} templates).")
+    return redirect("search:manage-subject", subject_id=detail["subject_id"])
+
+
+# -- model packs --------------------------------------------------------------------------------------------
+@admin_only
+def modelpack_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "search/manage/modelpack_list.html",
+        {
+            "packs": modelpacks_list(),
+            "active_pack": active_pack_name(),
+            "setting_pack": settings.RFR_MODEL_PACK,
+            "images_total": gallery_images_total(),
+            "runs": ReembedRun.objects.all()[:10],
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-modelpacks")
+def modelpack_verify_view(request: HttpRequest, name: str) -> HttpResponse:
+    ok, message = modelpack_verify(name=name, actor=request.user, request=request)
+    (messages.success if ok else messages.error)(request, f"Verify {name}: {'OK' if ok else 'FAILED'}. {message}")
+    return redirect("search:manage-modelpacks")
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-modelpacks")
+def modelpack_activate_view(request: HttpRequest, name: str) -> HttpResponse:
+    pack = modelpack_activate(name=name, actor=request.user, request=request)
+    messages.success(
+        request,
+        f"{pack.key} is now the active pack. Gallery images need templates of this pack (re-embed) before"
+        " searches find them.",
+    )
+    return redirect("search:manage-modelpacks")
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-modelpacks")
+def modelpack_reembed_view(request: HttpRequest, name: str) -> HttpResponse:
+    run = reembed_run_create(name=name, actor=request.user, request=request)
+    messages.success(request, f"Re-embedding run {run.pk} with {run.pack_key} started.")
+    return redirect("search:manage-reembed-run", run_id=run.pk)
+
+
+@admin_only
+def reembed_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(ReembedRun, pk=run_id)
+    return render(request, "search/manage/reembed_run.html", {"run": run, "progress": reembed_run_progress(run=run)})
+
+
+@admin_only
+def reembed_run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(ReembedRun, pk=run_id)
+    return JsonResponse(reembed_run_progress(run=run))
+
+
+# -- thresholds ---------------------------------------------------------------------------------------------
+@admin_only
+def thresholds(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "search/manage/thresholds.html",
+        {"default_threshold": settings.RFR_DEFAULT_THRESHOLD, "active_pack": active_pack_name()},
+    )
