@@ -85,6 +85,8 @@ def _setup(shape: str) -> dict[str, str]:
         env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
         # The production shape refuses rfr's public built-in key.
         env["RFR_SECRET_KEY"] = os.environ.get("RFR_SECRET_KEY") or secrets.token_urlsafe(50)
+        # ...and, with a database server, needs an audit key held outside the database (audit/keys.py).
+        env["RFR_AUDIT_KEY"] = os.environ.get("RFR_AUDIT_KEY") or secrets.token_hex(32)
         env["REDIS_URL"] = REDIS_URL
     os.environ.update(env)
     import django

@@ -12,6 +12,9 @@ Messages state sizes in the same unit as the documentation: binary megabytes (1 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from django.conf import settings
 
 from rfr.errors import InvalidInput
@@ -45,9 +48,28 @@ def upload_limit_bytes() -> int:
     return int(settings.RFR_MAX_UPLOAD_BYTES)
 
 
-def request_body_limit() -> int:
-    """The most bytes a request body may carry: one upload at the limit plus the envelope around it."""
-    return upload_limit_bytes() + int(settings.RFR_REQUEST_ENVELOPE_BYTES)
+# Routes that take a larger body than one probe image (a gallery's bulk enrolment zip), registered by the app
+# that serves them (AppConfig.ready), so the kernel names no app's URLs.
+_BODY_LIMIT_ROUTES: list[tuple[re.Pattern[str], Callable[[], int]]] = []
+
+
+def body_limit_register(path_pattern: str, upload_limit: Callable[[], int]) -> None:
+    """Let requests whose path matches `path_pattern` (a regular expression on PATH_INFO) carry one upload of
+    `upload_limit()` bytes instead of RFR_MAX_UPLOAD_BYTES. The view must check the size itself too."""
+    compiled = re.compile(path_pattern)
+    if all(existing.pattern != compiled.pattern for existing, _ in _BODY_LIMIT_ROUTES):
+        _BODY_LIMIT_ROUTES.append((compiled, upload_limit))
+
+
+def request_body_limit(path: str = "") -> int:
+    """The most bytes a request body to `path` may carry: one upload at the route's limit (RFR_MAX_UPLOAD_BYTES
+    unless a route registered a larger one) plus the envelope around it."""
+    upload = upload_limit_bytes()
+    for pattern, upload_limit in _BODY_LIMIT_ROUTES:
+        if pattern.fullmatch(path):
+            upload = upload_limit()
+            break
+    return upload + int(settings.RFR_REQUEST_ENVELOPE_BYTES)
 
 
 def text_limit(field: str) -> int:

@@ -326,9 +326,9 @@ RFR_AUDIT_ANCHOR_SYSLOG = env_str("RFR_AUDIT_ANCHOR_SYSLOG", "")  # "/dev/log" o
 if RFR_AUDIT_KEY and len(RFR_AUDIT_KEY) < 32:
     raise ImproperlyConfigured("RFR_AUDIT_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`).")
 # The embedded default generates its key file on first use. With a database server the operator must choose
-# the key, so that a new container never silently starts a new one (the test suite, run by pytest, which
-# sets PYTEST_VERSION, uses a generated key on its throwaway databases).
-if DATABASE_CONFIG is not None and not RFR_AUDIT_KEY and not os.environ.get("PYTEST_VERSION"):
+# the key, so that a new container never silently starts a new one (the test suite sets its own key in
+# tests/settings.py).
+if DATABASE_CONFIG is not None and not RFR_AUDIT_KEY:
     if not os.environ.get("RFR_AUDIT_KEY_FILE"):
         raise ImproperlyConfigured("RFR_AUDIT_KEY or RFR_AUDIT_KEY_FILE must be set when DATABASE_URL is set.")
     if not RFR_AUDIT_KEY_FILE.is_file():

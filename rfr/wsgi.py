@@ -63,12 +63,12 @@ class LimitedInput:
 class RequestBodyLimit:
     """WSGI middleware: the body cap. `limit` is called per request, so settings changed in tests apply."""
 
-    def __init__(self, app: WSGIApp, limit: Callable[[], int]) -> None:
+    def __init__(self, app: WSGIApp, limit: Callable[[str], int]) -> None:
         self.app = app
         self.limit = limit
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        limit = self.limit()
+        limit = self.limit(str(environ.get("PATH_INFO") or ""))
         declared = str(environ.get("CONTENT_LENGTH") or "").strip()
         if declared:
             try:

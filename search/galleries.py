@@ -187,7 +187,8 @@ def _require_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("reason_required", "A reason is required to delete gallery data.")
-    return reason[:1000]
+    text_limit_check("removal_reason", reason, label="reason")
+    return reason
 
 
 def subject_delete(*, subject: Subject, reason: str, actor: Actor = None, request: HttpRequest | None = None) -> dict:

@@ -502,7 +502,7 @@ def test_manage_py_audit_verify_exits_0_then_1_after_a_committed_truncate(anchor
 
 
 def _settings_load(**env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RFR_AUDIT_KEY") and k not in {"PYTEST_VERSION"}}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RFR_AUDIT_KEY") and k != "PYTEST_VERSION"}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
         cwd=REPO,

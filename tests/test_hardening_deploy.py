@@ -18,6 +18,12 @@ def test_nginx_caps_the_body_where_the_app_does_and_passes_the_client_address() 
     match = re.search(r"client_max_body_size\s+(\d+)m;", conf)
     assert match is not None
     assert int(match.group(1)) * MEGABYTE == request_body_limit()  # nginx's "m" is 1,048,576 bytes
+    zip_route = re.search(
+        r"location ~ \^(/manage/galleries/)\[0-9\]\+(/enrol/zip/)\$ \{\s*client_max_body_size\s+(\d+)m;", conf
+    )
+    assert zip_route, "nginx lets a gallery's enrolment zip through at its own, larger cap"
+    zip_path = f"{zip_route.group(1)}1{zip_route.group(2)}"
+    assert int(zip_route.group(3)) * MEGABYTE == request_body_limit(zip_path)
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
     assert "proxy_set_header X-Real-IP $remote_addr;" in conf
 

@@ -167,7 +167,22 @@ def test_a_chunked_body_is_read_through_the_cap_by_whatever_app_is_behind_it() -
         return [b""]
 
     source = CountingInput()
-    capped = RequestBodyLimit(greedy_app, lambda: 5000)
+    capped = RequestBodyLimit(greedy_app, lambda _path: 5000)
     capped({"REQUEST_METHOD": "POST", "wsgi.input": source, "HTTP_TRANSFER_ENCODING": "chunked"}, lambda *a: None)
     assert seen == {"refused": True}
     assert source.read_bytes == 5001
+
+
+def test_a_gallery_enrolment_zip_may_be_larger_than_a_probe_upload_and_no_larger_than_its_own_cap() -> None:
+    zip_path = "/manage/galleries/7/enrol/zip/"
+    zip_cap = request_body_limit(zip_path)
+    assert zip_cap == settings.RFR_ENROLMENT_ZIP_MAX_BYTES + settings.RFR_REQUEST_ENVELOPE_BYTES
+    assert zip_cap > request_body_limit() == request_body_limit("/manage/galleries/7/")
+    # 200 MB is over the probe cap but within the zip cap: it reaches Django, which refuses it for its own
+    # reasons (no CSRF token, nobody signed in), not for its size.
+    body = CountingInput()
+    status, _, _ = wsgi_call(zip_path, body=body, headers={"CONTENT_LENGTH": str(DECLARED_200_MB)})
+    assert status in (302, 403)
+    over = CountingInput()
+    status, _, _ = wsgi_call(zip_path, body=over, headers={"CONTENT_LENGTH": str(zip_cap + 1)})
+    assert (status, over.read_bytes) == (413, 0)
