@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from guardian.conf import settings as guardian_settings
 
 from accounts.models import LoginLockout, PasswordChangeRequired, Team
 from accounts.roles import ROLES
@@ -51,8 +52,14 @@ def login_lockout_active(*, username: str | None, request: HttpRequest | None) -
 
 
 def users_for_management(*, query: str = "") -> QuerySet[Any]:
-    """Every account, for the admins' user list: with its groups and teams, filtered by a name fragment."""
-    users = get_user_model().objects.order_by("username").prefetch_related("groups", "teams", "supervised_teams")
+    """Every account, for the admins' user list: with its groups and teams, filtered by a name fragment.
+    django-guardian's stand-in for signed-out visitors is not an account anyone signs in to: left out."""
+    users = (
+        get_user_model()
+        .objects.exclude(username=guardian_settings.ANONYMOUS_USER_NAME)
+        .order_by("username")
+        .prefetch_related("groups", "teams", "supervised_teams")
+    )
     query = query.strip()
     if query:
         users = users.filter(

@@ -126,6 +126,15 @@ def client_ip(request: HttpRequest) -> str | None:
     return raw
 
 
+# Events with no signed-in actor that are still someone's own act: a sign-in attempt by name. Elsewhere a
+# detail["username"] names whom the event is about (the user a grant was made to), never who acted.
+_ATTEMPTS_BY_NAME = frozenset({AuditAction.AUTH_LOGIN_FAILED, AuditAction.AUTH_LOCKOUT})
+
+
+def _attempted_username(action: AuditAction, detail: dict[str, Any]) -> str:
+    return str(detail.get("username", "")) if action in _ATTEMPTS_BY_NAME else ""
+
+
 def audit_event_record(
     *,
     action: AuditAction,
@@ -139,8 +148,9 @@ def audit_event_record(
 ) -> AuditEvent:
     """Append one event to the chain, in the caller's transaction (a rollback removes it with the change).
 
-    `actor` defaults to the request's authenticated user. With no user (a failed login), put the attempted
-    username in `detail["username"]`: it is kept in `actor_username` so the event can be found by name.
+    `actor` defaults to the request's authenticated user. With no user on a sign-in attempt (a failed login, a
+    lockout), put the attempted username in `detail["username"]`: it is kept in `actor_username` so the event
+    can be found by name. Other events with no user have no actor name (put who ran them in `detail["by"]`).
     """
     if not isinstance(action, AuditAction):
         # A closed vocabulary: a free-text action would slip past filters, docs and reviewers.
@@ -162,7 +172,7 @@ def audit_event_record(
             seq=(last["seq"] + 1) if last else 1,
             created_at=timezone.now(),
             actor=user,  # type: ignore[misc]
-            actor_username=(getattr(user, "username", "") or str(clean_detail.get("username", "")))[:150],
+            actor_username=(getattr(user, "username", "") or _attempted_username(action, clean_detail))[:150],
             action=action.value,
             target_type=str(target_type)[:_MAX_TARGET],
             target_id=str(target_id)[:_MAX_TARGET],

@@ -117,6 +117,11 @@ class AccessReason:
     audit_seq: int | None = None
 
 
+def _granted_by(event: AuditEvent) -> str:
+    """Who made a grant: the signed-in actor, or what ran it with no one signed in (a command, the demo set-up)."""
+    return event.actor_username or str((event.detail or {}).get("by") or "a command run on the server")
+
+
 def _grant_event(events: list[AuditEvent], user_id: int) -> AuditEvent | None:
     """The latest of `events` that granted to `user_id` (events record the user in `detail["user_id"]`)."""
     found = [event for event in events if (event.detail or {}).get("user_id") == user_id]
@@ -156,9 +161,9 @@ def case_access_explain(*, case: Case) -> list[AccessReason]:
                 user_id=member.pk,
                 username=member.get_username(),
                 reason="member",
-                text=f"Member, added by {event.actor_username}" if event else "Member (granted outside rfr's services)",
+                text=f"Member, added by {_granted_by(event)}" if event else "Member (granted outside rfr's services)",
                 can_search=member.pk in searchers,
-                granted_by=event.actor_username if event else "",
+                granted_by=_granted_by(event) if event else "",
                 granted_at=event.created_at if event else None,
                 audit_seq=event.seq if event else None,
             )
@@ -180,9 +185,9 @@ def case_access_explain(*, case: Case) -> list[AccessReason]:
                     username=supervisor.get_username(),
                     reason="team_supervisor",
                     text=f"Supervisor of the team {case.team}"
-                    + (f", made so by {event.actor_username}" if event else ""),
+                    + (f", made so by {_granted_by(event)}" if event else ""),
                     can_search=supervisor.pk in searchers,
-                    granted_by=event.actor_username if event else "",
+                    granted_by=_granted_by(event) if event else "",
                     granted_at=event.created_at if event else None,
                     audit_seq=event.seq if event else None,
                 )

@@ -75,7 +75,7 @@ class DemoUser:
             return f"{self.role}, {DEMO_TEAM_NAME}"
         if self.team_role == TEAM_SUPERVISOR:
             return f"{self.role} of {DEMO_TEAM_NAME}"
-        return f"{self.role}, Django admin"
+        return f"{self.role}, /manage/ pages"
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (

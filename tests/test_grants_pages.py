@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Team
 from accounts.roles import ADMIN, SUPERVISOR
-from accounts.services import api_token_issue
+from accounts.services import api_token_issue, team_supervisor_add
 from audit.models import AuditEvent
 from cases.access import case_access_explain
 from cases.permissions import case_member_grant
@@ -78,6 +78,8 @@ def test_admin_creates_a_user_grants_and_revokes_a_role() -> None:
     )
     newbie = get_user_model().objects.get(username="newbie")
     assert response.status_code == 302 and response["Location"] == reverse("manage:user", args=[newbie.pk])
+    listed = client.get(reverse("manage:users")).content.decode()
+    assert ">newbie<" in listed and "AnonymousUser" not in listed  # guardian's stand-in is no account
     taken = client.post(
         reverse("manage:users"),
         {"username": "NEWBIE", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
@@ -213,6 +215,14 @@ def test_case_access_explained_on_the_page_and_api() -> None:
     assert response.status_code == 200
     rows = {row["username"]: row for row in response.json()}
     assert rows["member"]["granted_by"] == "owner" and rows["supervisor"]["reason"] == "team_supervisor"
+    # Made a supervisor by a command, with no one signed in: said so, not put down to the supervisor themself.
+    late = make_user("late-supervisor", role=SUPERVISOR)
+    assert case.team is not None
+    team_supervisor_add(team=case.team, user=late, added_by=None)
+    event = AuditEvent.objects.filter(action="team.supervisor_added").order_by("-seq").first()
+    assert event is not None and event.actor_username == ""
+    late_entry = {e.username: e for e in case_access_explain(case=case)}["late-supervisor"]
+    assert late_entry.granted_by == "a command run on the server" and "late-supervisor" not in late_entry.text
     assert client_for(world.users["admin"]).get(f"/api/cases/{case.pk}/access/").status_code == 404
 
 

@@ -121,6 +121,6 @@ class Command(BaseCommand):
             "  4. Confirm or reject a candidate with a rationale; sign in as demo-supervisor to review it and "
             "to see the team's audit trail at /audit/.",
             "  5. Sign in as demo-investigator2: the case is not visible to them (need-to-know).",
-            "  demo-admin manages users and teams in /admin/ (it sees no case content).",
+            "  demo-admin manages users, teams, galleries and model packs at /manage/ (it sees no case content).",
         ]
         self.stdout.write("\n".join(lines))
