@@ -20,6 +20,8 @@ from tests.factories import celeba_identities
 pytestmark = pytest.mark.embedded
 
 
+# The command measures the active model pack, which an admin may have chosen (stored in the database).
+@pytest.mark.django_db
 def test_verification_json_counts_failures_to_enrol_as_non_matches(
     faces_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], pack_dir: Path
 ) -> None:
@@ -77,6 +79,8 @@ def test_metrics_on_known_scores() -> None:
     assert eer == pytest.approx(0.25)
 
 
+# The command measures the active model pack, which an admin may have chosen (stored in the database).
+@pytest.mark.django_db
 def test_identification_command_passes_engine_and_limits_and_reports_errors(
     faces_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], pack_dir: Path
 ) -> None:
