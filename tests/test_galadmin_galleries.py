@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -355,6 +356,10 @@ def test_create_list_detail_retention_and_purge_now(admin_client: Client, faces_
     assert f"<code>{engine.pack.key}</code>: 1" in listing and "kept until removed" in listing
     detail = admin_client.get(reverse("search:manage-gallery", args=[gallery.pk])).content.decode()
     assert "W-1" in detail and "Purge expired images now" not in detail
+    # Each help text is the one its input names in aria-describedby, so a screen reader reads them together.
+    described = set(re.findall(r'aria-describedby="([^"]+)"', detail))
+    helps = set(re.findall(r'<small id="([^"]+)"', detail))
+    assert described and described == helps, (described, helps)
 
     purge_url = reverse("search:manage-gallery-purge", args=[gallery.pk])
     refused = admin_client.post(purge_url)
