@@ -5,7 +5,7 @@ Thin: every page fetches its object through cases.access (404 for outsiders), ha
 and presents with cases.presenters. A refusal from a service (rfr.errors.ApplicationError) becomes a page
 message through rfr.error_handling; `error_return_to` names the page it comes back to.
 
-Long work (processing an image, running a search) shows a progress bar that static/js/workbench.js polls from
+Long work (processing an image, running a search) shows a progress bar that static/js/progress.js polls from
 the small JSON status endpoints here; without JavaScript the page offers a "Check again" link instead.
 """
 

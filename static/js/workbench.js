@@ -4,38 +4,19 @@
   "use strict";
   document.documentElement.classList.add("js");
 
-  function pollProgress(el) {
-    var url = el.getAttribute("data-poll-url");
-    var bar = el.querySelector("progress");
-    var text = el.querySelector(".wb-status-text");
-    // Early polls close together: most probes and searches finish within a second, and a person should see
-    // the result as soon as it is there (bench/workbench.py); later ones back off to one every 3 s.
-    var delay = 250;
-    function tick() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
-        .then(function (data) {
-          bar.value = data.progress;
-          bar.textContent = data.progress + "%";
-          // No sign of a worker: say so (the server re-queues the work) rather than show a frozen percentage.
-          if (data.waiting_for_worker) {
-            text.textContent = "Waiting for a worker… The work is kept and will start as soon as one is free.";
-          } else {
-            text.textContent = data.status_text + (data.status === "processing" ? " (" + data.progress + "%)" : "");
-          }
-          if (data.status === "done" || data.status === "failed") {
-            text.textContent = data.status === "done" ? "Finished. Loading the results…" : "Failed. Loading the details…";
-            window.location.reload();
-            return;
-          }
-          delay = Math.min(delay * 1.5, 3000);
-          window.setTimeout(tick, delay);
-        })
-        .catch(function () { text.textContent = "Lost contact with the server; retrying…"; window.setTimeout(tick, 3000); });
-    }
-    window.setTimeout(tick, 150);
-  }
-  document.querySelectorAll("[data-poll-url]").forEach(pollProgress);
+  // Progress (static/js/progress.js). Early polls close together: most probes and searches finish within a
+  // second, and a person should see the result as soon as it is there (bench/workbench.py); later ones back
+  // off to one every 3 s.
+  document.querySelectorAll("[data-poll-url]").forEach(function (el) {
+    window.rfrPollProgress(el, el.getAttribute("data-poll-url"), {
+      firstDelay: 150,
+      delay: 250,
+      maxDelay: 3000,
+      describe: function (data) {
+        return data.status_text + (data.status === "processing" ? " (" + data.progress + "%)" : "");
+      }
+    });
+  });
 
   // Drawing a box: drag on the probe image; the form's number inputs receive image-pixel coordinates.
   document.querySelectorAll("[data-draw-target]").forEach(function (stage) {
