@@ -79,6 +79,9 @@ class AuditAction(StrEnum):
     MODELPACK_REEMBED_START = "modelpack.reembed_start"
     MODELPACK_REEMBED = "modelpack.reembed"
     GALLERY_ENROL_INTERRUPTED = "gallery.enrol_interrupted"
+    # Accuracy evaluations
+    EVALUATION_RUN_RECORDED = "evaluation.run_recorded"
+    EVALUATION_RUN_QUEUED = "evaluation.run_queued"
     # Housekeeping
     STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
@@ -148,6 +151,8 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",
     AuditAction.MODELPACK_REEMBED: "A re-embedding run ended: images embedded, skipped and failed.",
     AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
+    AuditAction.EVALUATION_RUN_RECORDED: "An accuracy evaluation of a model pack was stored: data set, labels sha256.",
+    AuditAction.EVALUATION_RUN_QUEUED: "An admin queued an accuracy evaluation on a server folder.",
     AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }
