@@ -29,7 +29,7 @@ from search.evaluations import (
     evaluation_spec_resolve,
 )
 from search.models import EvaluationRun
-from tests.factories import make_user
+from tests.factories import celeba_identities, make_user
 
 
 @pytest.mark.django_db
@@ -182,3 +182,37 @@ def test_queued_run_measures_with_progress_and_refuses_outside_folders(
     assert evaluation_run_progress(run=run)["progress"] == 100
     actions = set(AuditEvent.objects.filter(target_id=str(run.pk)).values_list("action", flat=True))
     assert actions == {AuditAction.EVALUATION_RUN_QUEUED, AuditAction.EVALUATION_RUN_RECORDED}
+
+
+def test_fnmr_per_group_where_identities_are_given(faces_dir: Path, engine: Any, tmp_path: Path) -> None:
+    """CelebA people with identities (no age or race: those groups are 'unknown'); a faceless image of one of
+    them is a failure to enrol and its genuine pairs are misses."""
+    people = [(identity, files[:3]) for identity, files in celeba_identities(faces_dir).items() if len(files) >= 3][:4]
+    sexes = {row["identity"]: row["sex"] for row in csv.DictReader((faces_dir / "celeba" / "identities.csv").open())}
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "age", "sex", "race", "identity"])
+        for identity, files in people:
+            writer.writerows([file, "", sexes[identity], "", identity] for file in files)
+        writer.writerow(["blank.png", "", sexes[people[0][0]], "", people[0][0]])
+    (tmp_path / "images").symlink_to(faces_dir / "celeba" / "images")
+    images, has_identity = read_labels(labels)
+    assert has_identity
+    templates = {
+        i.file: None if i.file == "blank.png" else primary_template(engine, tmp_path / "images" / i.file)[0]
+        for i in images
+    }
+    figures, _ = demographic_rates(images, templates, operating_threshold=0.30, has_identity=True)
+    assert figures["fte"] >= 1 and figures["groups"]["race"]["unknown"]["n"] == len(images)
+    for sex, row in figures["groups"]["sex"].items():
+        members = [i for i in images if i.labels["sex"] == sex]
+        genuine = [(a, b) for n, a in enumerate(members) for b in members[n + 1 :] if a.identity == b.identity]
+        hits = sum(
+            templates[a.file] is not None
+            and templates[b.file] is not None
+            and float(templates[a.file] @ templates[b.file]) >= 0.30  # type: ignore[operator]
+            for a, b in genuine
+        )
+        assert row["genuine_pairs"] == len(genuine)
+        assert row["fnmr"]["operating"] == pytest.approx(1 - hits / len(genuine) if genuine else None)
