@@ -32,11 +32,11 @@ from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from faceengine import FaceEngine
+from faceengine import FaceEngine, ModelPackError, load_pack
 from faceengine.evaluation import run_identification
 from faceengine.evaluation.demographics import curves_from_pair_scores, run_demographics
 from faceengine.evaluation.verification import verification_evaluate
-from rfr.engine import active_engine, image_limits
+from rfr.engine import active_engine, active_pack_dir, image_limits
 from rfr.errors import InvalidInput
 from rfr.queues import TaskName, task_enqueue_on_commit
 from search.models import EvaluationRun
@@ -231,8 +231,13 @@ def evaluation_run_queue(
         raise InvalidInput("dataset_name_required", "Name the data set.", fields={"dataset_name": ["Required."]})
     user = actor if actor is not None else getattr(request, "user", None)
     user, label = _actor_label(user, "")
+    try:
+        # The manifest only: the web process does not load the models to name the pack.
+        pack_key = load_pack(active_pack_dir(), verify=False).key
+    except ModelPackError as error:
+        raise InvalidInput("pack_broken", error.message) from error
     run = EvaluationRun.objects.create(
-        pack_key=active_engine().pack.key,
+        pack_key=pack_key,
         kind=spec.kind,
         dataset_name=dataset_name.strip()[:200],
         dataset_is_research=dataset_is_research,

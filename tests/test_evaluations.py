@@ -18,7 +18,7 @@ from accounts.roles import ADMIN
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from faceengine.evaluation.datasets import primary_template
-from faceengine.evaluation.demographics import _ratio, demographic_rates, read_labels
+from faceengine.evaluation.demographics import _ratio, curves_from_pair_scores, demographic_rates, read_labels
 from rfr.errors import InvalidInput
 from search.evaluations import (
     evaluation_run_latest,
@@ -216,3 +216,23 @@ def test_fnmr_per_group_where_identities_are_given(faces_dir: Path, engine: Any,
         )
         assert row["genuine_pairs"] == len(genuine)
         assert row["fnmr"]["operating"] == pytest.approx(1 - hits / len(genuine) if genuine else None)
+
+
+def test_verification_curves_from_pair_scores_read_back_the_rates(
+    utk_templates: dict[str, np.ndarray | None],
+) -> None:
+    """Real scores between UTKFace faces, the top tenth called genuine (a labelling for the test, not a claim):
+    every curve point equals the rate counted directly, per group over same-group pairs only."""
+    vectors = [t for t in utk_templates.values() if t is not None][:24]
+    pairs = [(i, j) for i in range(len(vectors)) for j in range(i + 1, len(vectors))]
+    scores = np.array([float(vectors[i] @ vectors[j]) for i, j in pairs])
+    same = scores > np.quantile(scores, 0.9)
+    groups = ["A" if i % 2 == j % 2 == 0 else "B" if i % 2 == j % 2 == 1 else "A/B" for i, j in pairs]
+    curves = curves_from_pair_scores(scores, same, groups, "side")
+    assert set(curves) == {"overall", "side=A", "side=B"}
+    assert same[np.array(groups) == "A"].any()
+    for key, mask in (("overall", np.ones(len(pairs), bool)), ("side=A", np.array(groups) == "A")):
+        for threshold, fmr, fnmr in curves[key][::40]:
+            impostor, genuine = scores[mask & ~same], scores[mask & same]
+            assert fmr == pytest.approx((impostor >= threshold).mean())
+            assert fnmr == (pytest.approx((genuine < threshold).mean()) if len(genuine) else None)
