@@ -17,6 +17,7 @@ from django.core.management.base import CommandError
 from accounts.roles import ADMIN
 from audit.actions import AuditAction
 from audit.models import AuditEvent
+from cases.demo import demo_evaluations_ensure
 from faceengine.evaluation.datasets import primary_template
 from faceengine.evaluation.demographics import _ratio, curves_from_pair_scores, demographic_rates, read_labels
 from rfr.errors import InvalidInput
@@ -236,3 +237,17 @@ def test_verification_curves_from_pair_scores_read_back_the_rates(
             impostor, genuine = scores[mask & ~same], scores[mask & same]
             assert fmr == pytest.approx((impostor >= threshold).mean())
             assert fnmr == (pytest.approx((genuine < threshold).mean()) if len(genuine) else None)
+
+
+@pytest.mark.django_db
+def test_demo_setup_stores_the_demographic_evaluations_once(utk_subset: Path, tmp_path: Path, pack_dir: Path) -> None:
+    (tmp_path / "utkface").symlink_to(utk_subset)
+    first = demo_evaluations_ensure(faces_data=tmp_path)
+    assert [created for _, created in first] == [True, True]
+    adults, everyone = (run for run, _ in first)
+    assert adults.figures["age_filter"]["min_age"] == 18 and "under 18" not in adults.figures["groups"]["age"]
+    assert everyone.figures["images"] == len(read_labels(utk_subset / "labels.csv")[0])
+    assert adults.dataset_is_research and "research" in adults.dataset_name
+    again = demo_evaluations_ensure(faces_data=tmp_path)
+    assert [(run.pk, created) for run, created in again] == [(adults.pk, False), (everyone.pk, False)]
+    assert demo_evaluations_ensure(faces_data=tmp_path / "absent") == []

@@ -16,7 +16,8 @@ Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,ident
 * Ratio per attribute and threshold: the highest group FMR over the lowest. A group with no false match at
   all would make the ratio infinite, so each group's FMR is floored at one false match in its pairs
   (1/pairs) for the ratio, and the ratio says `floored`. Groups with fewer than `MIN_RATIO_PAIRS`
-  impostor pairs (e.g. a group of a handful of faces) are shown but left out of the ratio.
+  impostor pairs (e.g. a group of a handful of faces) and the `unknown` group (no label) are shown but
+  left out of the ratio. A file listed twice counts once (its first row).
 * Curves: per group, [threshold, FMR, FNMR or None] every 0.0025 from -0.2 to 1.0 (DET points).
 
 Scores are counted in 0.0001-wide bins, row block by row block, so memory stays flat for large sets and every
@@ -75,9 +76,11 @@ def read_labels(
         raise ValueError(f"{labels_csv} lacks the column(s) {sorted(missing)}; expected file,age,sex,race[,identity].")
     has_identity = "identity" in columns
     images = []
+    seen: set[str] = set()
     for row in rows:
-        if not row.get("file"):
-            continue
+        if not row.get("file") or row["file"] in seen:
+            continue  # a file listed twice would be paired with itself: the first row counts
+        seen.add(row["file"])
         try:
             age: float | None = float(row["age"])
         except (TypeError, ValueError):
@@ -191,7 +194,7 @@ def _ratio(
     rates = {
         name: row["fmr"][threshold_name]
         for name, row in group_rows.items()
-        if row["fmr"].get(threshold_name) is not None and pairs[name] >= MIN_RATIO_PAIRS
+        if row["fmr"].get(threshold_name) is not None and pairs[name] >= MIN_RATIO_PAIRS and name != "unknown"
     }
     if len(rates) < 2:
         return None, {"highest": None, "lowest": None, "floored": False}
@@ -311,19 +314,23 @@ def run_demographics(
     max_age: float | None = None,
     limits: ImageLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: dict[str, tuple[np.ndarray | None, str | None]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float | None]]]]:
-    """Templates with the engine, then `demographic_rates`: (the --json object, the curves)."""
+    """Templates with the engine, then `demographic_rates`: (the --json object, the curves). `cache` (file →
+    (template, failure)) lets several runs over one folder (e.g. adults, then all ages) encode each image once."""
     started = time.perf_counter()
     images, has_identity = read_labels(labels_csv, min_age=min_age, max_age=max_age)
     if not images:
         raise ValueError(f"{labels_csv} names no image within the age limits given.")
+    cache = {} if cache is None else cache
     templates: dict[str, np.ndarray | None] = {}
     failures: list[str] = []
     for index, image in enumerate(images):
-        if image.file not in templates:
-            templates[image.file], failure = primary_template(engine, images_dir / image.file, limits)
-            if failure is not None:
-                failures.append(f"{image.file}: {failure}")
+        if image.file not in cache:
+            cache[image.file] = primary_template(engine, images_dir / image.file, limits)
+        templates[image.file], failure = cache[image.file]
+        if failure is not None:
+            failures.append(f"{image.file}: {failure}")
         if progress:
             progress(index + 1, len(images))
     figures, curves = demographic_rates(
