@@ -1,6 +1,7 @@
 """Demographic differentials (`manage.py evaluate demographics`): false matches by sex, race and age band.
 
-Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,identity]` (UTKFace's layout):
+Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,identity]` (UTKFace's layout;
+`gender` and `ethnicity` are read where `sex` and `race` are absent):
 
 * Each image's template is that of its primary face; an image without one is a failure to enrol (FTE),
   counted per group. FTE images take no part in impostor pairs (they cannot false-match, and counting them
@@ -47,6 +48,8 @@ ATTRIBUTES = ("sex", "race", "age")
 AGE_BANDS = ("under 18", "18-40", "over 40")
 MIN_RATIO_PAIRS = 100
 BLOCK = 512
+# Other names a labels file may give the columns (used only where the usual name is absent).
+COLUMN_ALIASES = {"sex": "gender", "race": "ethnicity"}
 
 
 def age_band(age: str) -> str:
@@ -71,6 +74,11 @@ def read_labels(
 ) -> tuple[list[LabelledImage], bool]:
     """The labelled images (in the CSV's order) within the age limits, and whether identities are given."""
     columns, rows = read_table(labels_csv)
+    for name, alias in COLUMN_ALIASES.items():
+        if name not in columns and alias in columns:
+            columns.append(name)
+            for row in rows:
+                row[name] = row.get(alias) or ""
     missing = {"file", "age", "sex", "race"} - set(columns)
     if missing:
         raise ValueError(f"{labels_csv} lacks the column(s) {sorted(missing)}; expected file,age,sex,race[,identity].")
