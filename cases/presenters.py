@@ -61,14 +61,23 @@ MANUALLY_MARKED_TEXT = "manually marked"
 MANUAL_LANDMARKS_WARNING = WARNING_TEXT[MANUAL_LANDMARKS]
 
 
+def _who(face: ProbeFace) -> str:
+    return face.drawn_by.get_username() if face.drawn_by_id and face.drawn_by else "a person"
+
+
+def face_marking_text(face: ProbeFace) -> str:
+    """Who placed a manually marked face's landmarks ("" for any other face), shown beside the "manually
+    marked" label."""
+    return f"the five landmarks were placed by hand by {_who(face)}" if face.manually_marked else ""
+
+
 def face_origin_text(face: ProbeFace) -> str:
     """How the face came to be, where a person had a hand in it ("" for a face the detector found): a
     face made from hand-placed landmarks always reads "manually marked", with who placed the points."""
-    who = face.drawn_by.get_username() if face.drawn_by_id and face.drawn_by else "a person"
     if face.origin == ProbeFace.Origin.MANUAL:
-        return f"{MANUALLY_MARKED_TEXT}: the five landmarks were placed by hand by {who}"
+        return f"{MANUALLY_MARKED_TEXT}: {face_marking_text(face)}"
     if face.origin == ProbeFace.Origin.DRAWN:
-        return f"found inside a box drawn by {who}"
+        return f"found inside a box drawn by {_who(face)}"
     return ""
 
 
@@ -84,6 +93,7 @@ def face_view(face: ProbeFace) -> dict[str, Any]:
         "warnings": face_warnings(face),
         "very_small": "very_small" in face.warnings,
         "origin_text": face_origin_text(face),
+        "marking_text": face_marking_text(face),
         "face_label": face_label(face),
     }
 

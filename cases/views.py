@@ -54,7 +54,7 @@ from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
     candidate_label,
-    face_origin_text,
+    face_marking_text,
     face_view,
     probe_progress,
     search_progress,
@@ -403,7 +403,10 @@ def probe_face_mark(request: HttpRequest, probe_id: int) -> HttpResponse:
             "probe": probe,
             "box": box_text,
             "region": {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0},
-            "marker_radius": max(1.0, max(x1 - x0, y1 - y0) / 90),
+            # Marker sizes in image pixels, so they look the same at any enlargement of the region.
+            "marker_radius": max(x1 - x0, y1 - y0) / 80,
+            "marker_font": max(x1 - x0, y1 - y0) / 22,
+            "marker_stroke": max(x1 - x0, y1 - y0) / 250,
             "points": [
                 {"n": n, "name": name, "fx": fx, "fy": fy, "x": x, "y": y}
                 for n, (name, (fx, fy), (x, y)) in enumerate(
@@ -547,7 +550,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "case": search.case,
             "search": search,
             "face": search.face,
-            "face_origin": face_origin_text(search.face),
+            "face_marking": face_marking_text(search.face),
             "candidates": [(c, candidate_label(c)) for c in candidates],
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
@@ -606,7 +609,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "case": search.case,
             "search": search,
             "face": search.face,
-            "face_origin": face_origin_text(search.face),
+            "face_marking": face_marking_text(search.face),
             "candidate": candidate,
             "label": candidate_label(candidate),
             "decisions": shown,
