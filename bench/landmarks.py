@@ -47,7 +47,9 @@ def _degrade(image: np.ndarray, scale: float) -> np.ndarray:
     small = cv2.GaussianBlur(small, (0, 0), 0.8)
     ok, buffer = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 35])
     assert ok
-    return cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    assert decoded is not None
+    return np.asarray(decoded)
 
 
 def measure(engine: FaceEngine, paths: list[Path]) -> dict[str, dict[str, float]]:
