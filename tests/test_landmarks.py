@@ -146,6 +146,8 @@ def test_marking_by_hand_in_the_pages_after_a_drawn_box_finds_nothing(
     # A box on the plain background beside the face: nothing found there, so the page offers marking by hand.
     drawn = page.post(f"/probes/{probe.pk}/draw/", {"x": 0, "y": 0, "w": 12, "h": 12})
     assert drawn.status_code == 302 and f"/probes/{probe.pk}/mark/?box=" in drawn["Location"]
+    whole = page.get(f"/probes/{probe.pk}/mark/")
+    assert whole.status_code == 200 and f"/probes/{probe.pk}/image" in whole.content.decode()
     box = ",".join(str(round(v)) for v in detected.box)
     form = page.get(f"/probes/{probe.pk}/mark/", {"box": box})
     assert form.status_code == 200
