@@ -357,7 +357,8 @@ def _points_from(data: Any) -> list[list[str]]:
 @require_http_methods(["GET", "POST"])
 def probe_face_mark(request: HttpRequest, probe_id: int) -> HttpResponse:
     """Place the five landmarks by hand (click on the enlarged region, or type them), preview the aligned
-    crop they give, and save the face. Works without JavaScript: Preview is a GET of this page."""
+    crop they give, and save the face. Works without JavaScript: Preview posts the form with `preview` set,
+    which shows the page again with the crop and stores nothing."""
     probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
     data = request.POST if request.method == "POST" else request.GET
     box_text = data.get("box", "").strip()
@@ -372,7 +373,8 @@ def probe_face_mark(request: HttpRequest, probe_id: int) -> HttpResponse:
     except InvalidInput as exc:
         error, box_text = exc, ""
         region = probes.landmark_marking_region(probe=probe, box=None)
-    if request.method == "POST" and error is None:
+    saving = request.method == "POST" and not data.get("preview")
+    if saving and error is None:
         try:
             face = probes.probe_face_mark_landmarks(
                 probe=probe,
@@ -417,7 +419,7 @@ def probe_face_mark(request: HttpRequest, probe_id: int) -> HttpResponse:
             "error": error,
             "manual_warning": MANUAL_LANDMARKS_WARNING,
         },
-        status=400 if error is not None and (request.method == "POST" or given) else 200,
+        status=400 if error is not None and (saving or given) else 200,
     )
 
 

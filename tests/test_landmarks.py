@@ -159,8 +159,9 @@ def test_marking_by_hand_in_the_pages_after_a_drawn_box_finds_nothing(
     fields = {}
     for i, (x, y) in enumerate(detected.landmarks, start=1):
         fields.update({f"p{i}x": str(x), f"p{i}y": str(y)})
-    preview_page = page.get(f"/probes/{probe.pk}/mark/", {"box": box, **fields})
+    preview_page = page.post(f"/probes/{probe.pk}/mark/", {"box": box, "preview": "1", **fields})
     assert preview_page.status_code == 200 and "mark/preview.png?" in preview_page.content.decode()
+    assert not probe.faces.filter(origin=ProbeFace.Origin.MANUAL).exists()  # a preview stores nothing
     preview = page.get(f"/probes/{probe.pk}/mark/preview.png", fields)
     assert preview.status_code == 200 and preview["Content-Type"] == "image/png"
     shown = AuditEvent.objects.filter(action="probe.image_viewed", case_id=probe.case_id)
