@@ -55,6 +55,7 @@ class AuditAction(StrEnum):
     PROBE_FAILED = "probe.failed"
     PROBE_FACE_DRAWN = "probe.face_drawn"
     PROBE_IMAGE_VIEWED = "probe.image_viewed"
+    PROBE_FACE_MARKED = "probe.face_marked"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -129,6 +130,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_FAILED: "A probe could not be processed: code and message.",
     AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
     AuditAction.PROBE_IMAGE_VIEWED: "Someone viewed a probe image or one of its face crops.",
+    AuditAction.PROBE_FACE_MARKED: "A person marked a face's five landmarks by hand: the points, and who.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",

@@ -38,7 +38,13 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
-from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error
+from cases.presenters import (
+    candidate_label,
+    candidate_removal_text,
+    face_origin_text,
+    face_warnings,
+    outcome_error,
+)
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
 
@@ -170,6 +176,9 @@ class FaceSerializer(serializers.ModelSerializer):
     warnings = serializers.SerializerMethodField()
     warning_text = serializers.SerializerMethodField()
     crop_url = serializers.SerializerMethodField()
+    manually_marked = serializers.BooleanField(read_only=True)
+    marked_by = serializers.SerializerMethodField()
+    origin_text = serializers.SerializerMethodField()
 
     class Meta:
         model = ProbeFace
@@ -186,10 +195,20 @@ class FaceSerializer(serializers.ModelSerializer):
             "pack_key",
             "drawn_box",
             "crop_url",
+            "manually_marked",
+            "marked_by",
+            "origin_text",
         ]
 
     def get_warnings(self, face: ProbeFace) -> list[str]:
         return face.warnings
+
+    def get_marked_by(self, face: ProbeFace) -> str | None:
+        """Who placed the landmarks of a manually marked face (null for any other face)."""
+        return face.drawn_by.get_username() if face.manually_marked and face.drawn_by else None
+
+    def get_origin_text(self, face: ProbeFace) -> str:
+        return face_origin_text(face)
 
     def get_warning_text(self, face: ProbeFace) -> list[str]:
         return [text for _, text in face_warnings(face)]
@@ -267,6 +286,26 @@ class DrawnBoxSerializer(serializers.Serializer):
     )
 
 
+class MarkedLandmarksSerializer(serializers.Serializer):
+    points = serializers.ListField(
+        # Numbers are checked by the service, which says which point is wrong and why.
+        child=serializers.ListField(),
+        help_text=(
+            "Five [x, y] points in original-image pixels, in this order: the eye on the image's left, the eye"
+            " on the image's right, the nose tip, the mouth corner on the image's left, the one on its right."
+        ),
+    )
+    drawn_box = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=4,
+        max_length=4,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="[x, y, width, height] of the box drawn around the face, if any (recorded with the face).",
+    )
+
+
 class CaseProbesAPI(APIView):
     parser_classes = [MultiPartParser, FormParser]
     queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
@@ -324,6 +363,32 @@ class ProbeFacesAPI(APIView):
             probe=probe,
             box=serializer.validated_data["box"],
             drawn_by=request.user,  # type: ignore[arg-type]
+            request=_django_request(request),
+        )
+        return Response(FaceSerializer(face).data, status=status.HTTP_201_CREATED)
+
+
+class ProbeLandmarksAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=MarkedLandmarksSerializer,
+        responses={201: FaceSerializer},
+        description=(
+            "Make a face from five landmarks placed by hand where the detector found none (not even inside a"
+            " drawn box): rfr aligns and embeds from the points. The face is marked `manually_marked`, carries"
+            " the `manual_landmarks` quality warning, and is audited (`probe.face_marked`)."
+        ),
+    )
+    def post(self, request: Request, probe_id: int) -> Response:
+        probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+        serializer = MarkedLandmarksSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        face = probes.probe_face_mark_landmarks(
+            probe=probe,
+            user=request.user,  # type: ignore[arg-type]
+            points=serializer.validated_data["points"],
+            drawn_box=serializer.validated_data["drawn_box"],
             request=_django_request(request),
         )
         return Response(FaceSerializer(face).data, status=status.HTTP_201_CREATED)
@@ -453,6 +518,8 @@ class SearchSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     wording = serializers.SerializerMethodField()
     waiting_for_worker = serializers.SerializerMethodField()
+    face_manually_marked = serializers.BooleanField(source="face.manually_marked", read_only=True)
+    face_origin_text = serializers.SerializerMethodField()
 
     class Meta:
         model = Search
@@ -461,6 +528,8 @@ class SearchSerializer(serializers.ModelSerializer):
             "case",
             "probe",
             "face",
+            "face_manually_marked",
+            "face_origin_text",
             "status",
             "progress",
             "waiting_for_worker",
@@ -488,6 +557,9 @@ class SearchSerializer(serializers.ModelSerializer):
 
     def get_wording(self, search: Search) -> str:
         return POSSIBLE_MATCH_WORDING
+
+    def get_face_origin_text(self, search: Search) -> str:
+        return face_origin_text(search.face)
 
 
 class SearchWithCandidatesSerializer(SearchSerializer):

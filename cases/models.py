@@ -120,18 +120,25 @@ class Probe(models.Model):
 
 
 class ProbeFace(models.Model):
-    """One face in a probe, found by the detector or inside a box a person drew."""
+    """One face in a probe, found by the detector, inside a box a person drew, or made from five landmarks a
+    person marked by hand (`manual`: `landmarks` are the points as placed, `drawn_by` who placed them)."""
 
     class Origin(models.TextChoices):
         DETECTED = "detected", "Found by the detector"
         DRAWN = "drawn", "Found inside a box drawn by a person"
+        MANUAL = "manual", "Landmarks marked by hand by a person"
 
     probe = models.ForeignKey(Probe, on_delete=models.CASCADE, related_name="faces")
     index = models.PositiveIntegerField(help_text="1-based number shown on the image.")
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.DETECTED)
     drawn_box = models.JSONField(null=True, blank=True, help_text="The box the person drew, if any.")
     drawn_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who drew the box or marked the landmarks by hand.",
     )
     box = models.JSONField(help_text="[x, y, width, height] in original-image pixels.")
     landmarks = models.JSONField(help_text="Five [x, y] points: eyes, nose, mouth corners.")
@@ -152,6 +159,10 @@ class ProbeFace(models.Model):
     @property
     def warnings(self) -> list[str]:
         return list(self.quality.get("warnings", []))
+
+    @property
+    def manually_marked(self) -> bool:
+        return self.origin == self.Origin.MANUAL
 
 
 class Search(models.Model):

@@ -10,7 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
-from faceengine.quality import WARNING_TEXT
+from faceengine.quality import MANUAL_LANDMARKS, WARNING_TEXT
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
 
@@ -57,8 +57,45 @@ def face_warnings(face: ProbeFace) -> list[tuple[str, str]]:
     return [(code, WARNING_TEXT.get(code, code)) for code in face.warnings]
 
 
+MANUALLY_MARKED_TEXT = "manually marked"
+MANUAL_LANDMARKS_WARNING = WARNING_TEXT[MANUAL_LANDMARKS]
+
+
+def _who(face: ProbeFace) -> str:
+    return face.drawn_by.get_username() if face.drawn_by_id and face.drawn_by else "a person"
+
+
+def face_marking_text(face: ProbeFace) -> str:
+    """Who placed a manually marked face's landmarks ("" for any other face), shown beside the "manually
+    marked" label."""
+    return f"the five landmarks were placed by hand by {_who(face)}" if face.manually_marked else ""
+
+
+def face_origin_text(face: ProbeFace) -> str:
+    """How the face came to be, where a person had a hand in it ("" for a face the detector found): a
+    face made from hand-placed landmarks always reads "manually marked", with who placed the points."""
+    if face.origin == ProbeFace.Origin.MANUAL:
+        return f"{MANUALLY_MARKED_TEXT}: {face_marking_text(face)}"
+    if face.origin == ProbeFace.Origin.DRAWN:
+        return f"found inside a box drawn by {_who(face)}"
+    return ""
+
+
+def face_label(face: ProbeFace) -> str:
+    """ "Face 3 of probe #12", with "(manually marked)" for a face made from hand-placed landmarks."""
+    label = f"Face {face.index} of probe #{face.probe_id}"
+    return f"{label} ({MANUALLY_MARKED_TEXT})" if face.manually_marked else label
+
+
 def face_view(face: ProbeFace) -> dict[str, Any]:
-    return {"face": face, "warnings": face_warnings(face), "very_small": "very_small" in face.warnings}
+    return {
+        "face": face,
+        "warnings": face_warnings(face),
+        "very_small": "very_small" in face.warnings,
+        "origin_text": face_origin_text(face),
+        "marking_text": face_marking_text(face),
+        "face_label": face_label(face),
+    }
 
 
 def outcome_error(code: str, message: str) -> dict[str, str] | None:

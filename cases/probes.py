@@ -3,7 +3,9 @@
 `probe_upload` stores the original byte for byte with its sha256, records its source and lawful basis, and
 queues `probe_process` on the inference queue, which runs the face engine and stores every face with its box,
 landmarks, quality, aligned crop and template. Where the detector missed a face, a person draws a box and
-`probe_face_from_region` looks again inside it. Each change commits with its audit event.
+`probe_face_from_region` looks again inside it; where it finds none either, the person places the five
+landmarks by hand and `probe_face_mark_landmarks` aligns and embeds from them (a `manual` face, warned and
+marked as such everywhere). Each change commits with its audit event.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ NO_FACE_MESSAGE = (
 )
 
 MIN_DRAWN_BOX_PX = 8
+# Hand-marked landmarks: the eyes at least this far apart (pixels of the original), and the face's roll (the
+# eye line's angle) at most this many degrees: beyond either the points cannot describe a face to align.
+MIN_MARKED_EYE_PX = 4.0
+MAX_MARKED_ROLL_DEG = 60.0
+LANDMARK_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
 
 
 def _image_format(data: bytes) -> str:
@@ -295,6 +302,212 @@ def probe_face_from_region(
             detail={"probe_id": locked.pk, "drawn_box": face.drawn_box, "found_box": face.box},
         )
     return face
+
+
+def _landmarks_refuse(message: str) -> InvalidInput:
+    return InvalidInput("invalid_landmarks", message, fields={"points": [message]})
+
+
+def landmark_points_check(*, probe: Probe, points: Sequence[Sequence[float | str]]) -> np.ndarray:
+    """The five points a person placed, as a (5, 2) array, or a 400 saying what is wrong with them.
+
+    Order: the eye on the image's left, the eye on the image's right, the nose tip, the mouth corner on the
+    image's left, the one on its right. Beyond lying inside the image the points must look like a face the
+    right way up (roll within 60 degrees): eyes apart, the nose tip between the eyes and below them, both
+    mouth corners below the nose and in left-right order.
+    """
+    try:
+        array = np.array([[float(v) for v in point] for point in points], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _landmarks_refuse("Give the five points as x, y pairs of numbers.") from None
+    if array.shape != (5, 2) or not np.isfinite(array).all():
+        raise _landmarks_refuse("Give exactly five points, each as x and y: " + ", ".join(LANDMARK_NAMES) + ".")
+    width, height = probe.width or 0, probe.height or 0
+    for name, (x, y) in zip(LANDMARK_NAMES, array, strict=True):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise _landmarks_refuse(f"The {name} ({x:g}, {y:g}) lies outside the image ({width} x {height} pixels).")
+    left_eye, right_eye, nose, mouth_left, mouth_right = array
+    eye_vector = right_eye - left_eye
+    eye_distance = float(np.hypot(*eye_vector))
+    if eye_distance < MIN_MARKED_EYE_PX:
+        raise _landmarks_refuse(
+            f"The eyes are {eye_distance:.1f} pixels apart; place them at least {MIN_MARKED_EYE_PX:g} pixels apart."
+        )
+    if eye_vector[0] <= 0:
+        raise _landmarks_refuse(
+            "The left eye must be the eye on the image's left: place the eye on the left of the picture first."
+        )
+    roll = float(np.degrees(np.arctan2(eye_vector[1], eye_vector[0])))
+    if abs(roll) > MAX_MARKED_ROLL_DEG:
+        raise _landmarks_refuse(
+            f"The eye line is tilted {abs(roll):.0f} degrees; at most {MAX_MARKED_ROLL_DEG:g} can be aligned."
+            " Check the order of the points."
+        )
+    # Coordinates in the face's own frame: along the eye line (u) and down from it (v), in eye distances,
+    # from the midpoint between the eyes.
+    u = eye_vector / eye_distance
+    v = np.array([-u[1], u[0]])
+    mid = (left_eye + right_eye) / 2.0
+
+    def frame(point: np.ndarray) -> tuple[float, float]:
+        offset = point - mid
+        return float(offset @ u) / eye_distance, float(offset @ v) / eye_distance
+
+    nose_across, nose_down = frame(nose)
+    if abs(nose_across) > 0.5:
+        raise _landmarks_refuse("The nose tip must lie between the two eyes (left to right).")
+    if nose_down <= 0:
+        raise _landmarks_refuse("The nose tip must lie below the eyes.")
+    mouth_left_across, mouth_left_down = frame(mouth_left)
+    mouth_right_across, mouth_right_down = frame(mouth_right)
+    if min(mouth_left_down, mouth_right_down) <= nose_down:
+        raise _landmarks_refuse("Both mouth corners must lie below the nose tip.")
+    if mouth_left_across >= mouth_right_across:
+        raise _landmarks_refuse(
+            "The left mouth corner must be the one on the image's left, before the right mouth corner."
+        )
+    if max(mouth_left_down, mouth_right_down) > 3.0:
+        raise _landmarks_refuse(
+            "The mouth corners are too far below the eyes for one face: more than three eye distances."
+        )
+    return array
+
+
+def _probe_image_decode(probe: Probe) -> np.ndarray:
+    with probe.original.open("rb") as handle:
+        return faceengine.decode_image(handle.read(), image_limits())
+
+
+def _box_parse(box: Sequence[float | str] | None) -> list[float] | None:
+    """An optional drawn box as [x, y, w, h] (rounded), or a 400."""
+    if box is None or (isinstance(box, (list, tuple)) and len(box) == 0):
+        return None
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InvalidInput("invalid_box", "Give the box as four numbers: x, y, width and height.") from None
+    if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0:
+        raise InvalidInput("invalid_box", "Give the box as four numbers: x, y, a positive width and height.")
+    return [round(v, 1) for v in (x, y, w, h)]
+
+
+def probe_face_mark_landmarks(
+    *,
+    probe: Probe,
+    user: AbstractBaseUser,
+    points: Sequence[Sequence[float | str]],
+    drawn_box: Sequence[float | str] | None = None,
+    request: HttpRequest | None = None,
+) -> ProbeFace:
+    """A face made from five landmarks a person placed by hand where the detector found none (not even in a
+    drawn box): aligned and embedded from those points, stored as a `manual` face with who placed them, and
+    audited with the points."""
+    if probe.status != Probe.Status.DONE:
+        raise Conflict("probe_not_ready", "Wait until the image has been processed before marking a face.")
+    landmarks = landmark_points_check(probe=probe, points=points)
+    box = _box_parse(drawn_box)
+    image = _probe_image_decode(probe)
+    engine = active_engine()
+    analysed = engine.analyse_landmarks(image, landmarks)
+    with atomic_with_files():
+        locked = Probe.objects.select_for_update().get(pk=probe.pk)
+        last = locked.faces.order_by("-index").values_list("index", flat=True).first() or 0
+        face = _probe_face_build(
+            probe=locked,
+            index=last + 1,
+            face=analysed,
+            pack_key=engine.pack.key,
+            origin=ProbeFace.Origin.MANUAL,
+        )
+        # The points exactly as placed (the engine's copy is float32).
+        face.landmarks = [[round(float(x), 2), round(float(y), 2)] for x, y in landmarks]
+        face.drawn_box = box
+        face.drawn_by = user  # type: ignore[assignment]
+        face.save()
+        audit_event_record(
+            action=AuditAction.PROBE_FACE_MARKED,
+            actor=user,
+            target=face,
+            case_id=locked.case_id,
+            request=request,
+            detail={
+                "probe_id": locked.pk,
+                "points": face.landmarks,
+                "drawn_box": box,
+                "marked_by": user.get_username(),
+                "box": face.box,
+                "pack_key": engine.pack.key,
+            },
+        )
+    return face
+
+
+def landmark_marking_region(*, probe: Probe, box: Sequence[float | str] | None) -> tuple[int, int, int, int]:
+    """The part of the image shown for marking landmarks: the drawn box with half its size again as margin
+    on every side, inside the image, as (x0, y0, x1, y1); the whole image without a box."""
+    width, height = probe.width or 0, probe.height or 0
+    parsed = _box_parse(box)
+    if parsed is None:
+        return 0, 0, width, height
+    x, y, w, h = parsed
+    margin = 0.5 * max(w, h)
+    x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
+    x1, y1 = min(width, int(np.ceil(x + w + margin))), min(height, int(np.ceil(y + h + margin)))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise InvalidInput("invalid_box", f"The box must lie inside the image ({width} x {height} pixels).")
+    return x0, y0, x1, y1
+
+
+def probe_region_image(
+    *,
+    probe: Probe,
+    viewer: AbstractBaseUser,
+    box: Sequence[float | str] | None,
+    request: HttpRequest | None = None,
+) -> bytes:
+    """The marking region of the probe (`landmark_marking_region`) as PNG, at the original's pixels; the view
+    is audited like any view of the probe image."""
+    x0, y0, x1, y1 = landmark_marking_region(probe=probe, box=box)
+    region = _probe_image_decode(probe)[y0:y1, x0:x1]
+    png = _encode_png(np.ascontiguousarray(region))
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.PROBE_IMAGE_VIEWED,
+            actor=viewer,
+            target=probe,
+            case_id=probe.case_id,
+            request=request,
+            detail={"probe_id": probe.pk, "shown": "region", "region": [x0, y0, x1 - x0, y1 - y0]},
+        )
+    return png
+
+
+def probe_landmarks_preview(
+    *,
+    probe: Probe,
+    viewer: AbstractBaseUser,
+    points: Sequence[Sequence[float | str]],
+    request: HttpRequest | None = None,
+) -> bytes:
+    """The aligned 112×112 crop that five hand-placed points would give, as PNG, before anything is stored
+    (refused like `probe_face_mark_landmarks` for bad points); audited as a view of the probe image."""
+    landmarks = landmark_points_check(probe=probe, points=points)
+    # The engine's own path, so the preview is exactly the crop that saving would store.
+    png = _encode_png(active_engine().analyse_landmarks(_probe_image_decode(probe), landmarks).aligned)
+    with transaction.atomic():
+        audit_event_record(
+            action=AuditAction.PROBE_IMAGE_VIEWED,
+            actor=viewer,
+            target=probe,
+            case_id=probe.case_id,
+            request=request,
+            detail={
+                "probe_id": probe.pk,
+                "shown": "landmark_preview",
+                "points": [[round(float(x), 2), round(float(y), 2)] for x, y in landmarks],
+            },
+        )
+    return png
 
 
 def probe_image_view_record(

@@ -26,7 +26,7 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import POSSIBLE_MATCH_WORDING, Search
-from cases.presenters import candidate_label, candidate_subject
+from cases.presenters import MANUAL_LANDMARKS_WARNING, candidate_label, candidate_subject, face_origin_text
 from cases.review import WITHHELD_TEXT, decisions_visible_to
 from cases.searches import candidates_of_search
 from rfr.engine import image_limits
@@ -57,6 +57,11 @@ def _probe_with_box(search: Search) -> np.ndarray | None:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     x, y, w, h = (v * scale for v in search.face.box)
     cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), (0, 200, 0), max(2, int(image.shape[1] / 300)))
+    if search.face.manually_marked:
+        # The five points as a person placed them, so the report shows what the face was made from.
+        radius = max(2, int(image.shape[1] / 250))
+        for px, py in search.face.landmarks:
+            cv2.circle(image, (int(px * scale), int(py * scale)), radius, (0, 0, 220), -1)
     return image
 
 
@@ -152,8 +157,21 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         story += [
             Spacer(1, 2 * mm),
             Table([images]),
-            Paragraph(f"Chosen face: face {face.index} (boxed).", small),
+            Paragraph(
+                f"Chosen face: face {face.index} (boxed"
+                + ("; the five landmarks placed by hand shown as red dots)." if face.manually_marked else ")."),
+                small,
+            ),
         ]
+    if face.manually_marked:
+        story.append(
+            Paragraph(
+                f"<b>Manually marked face</b> ({_text(face_origin_text(face))}):"
+                f" {_text(', '.join(f'({x:g}, {y:g})' for x, y in face.landmarks))}."
+                f" {_text(MANUAL_LANDMARKS_WARNING)}",
+                warning,
+            )
+        )
     story += [
         Paragraph("Search", styles["Heading2"]),
         *facts(
@@ -162,6 +180,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ("Justification", search.justification),
                 ("Reason to search a very small face", search.small_face_reason or "not applicable"),
                 ("Face quality warnings", ", ".join(face.warnings) or "none"),
+                ("How the face was found", face_origin_text(face) or "found by the detector"),
                 ("Galleries", ", ".join(g["name"] for g in search.galleries)),
                 ("Candidates asked for", search.top_k),
                 ("Threshold", f"{search.threshold:.3f} ({search.get_threshold_source_display()})"),

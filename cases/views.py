@@ -16,6 +16,7 @@ import mimetypes
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import cv2
 import numpy as np
@@ -50,7 +51,14 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
-from cases.presenters import candidate_label, face_view, probe_progress, search_progress
+from cases.presenters import (
+    MANUAL_LANDMARKS_WARNING,
+    candidate_label,
+    face_marking_text,
+    face_view,
+    probe_progress,
+    search_progress,
+)
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
@@ -266,7 +274,7 @@ def probe_upload(request: HttpRequest, case_id: int) -> HttpResponse:
 @require_GET
 def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    faces = list(probe.faces.all())
+    faces = list(probe.faces.select_related("drawn_by"))
     return render(
         request,
         "cases/workbench/probe_detail.html",
@@ -315,9 +323,145 @@ def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
 def probe_face_draw(request: HttpRequest, probe_id: int) -> HttpResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
     box = [request.POST.get(k, "") for k in ("x", "y", "w", "h")]
-    face = probes.probe_face_from_region(probe=probe, box=box, drawn_by=request.user, request=request)  # type: ignore[arg-type]
+    try:
+        face = probes.probe_face_from_region(probe=probe, box=box, drawn_by=request.user, request=request)  # type: ignore[arg-type]
+    except InvalidInput as exc:
+        if exc.code != "no_face_in_region":
+            raise
+        # Nothing found in the box: offer to place the five landmarks by hand, shown enlarged around it.
+        messages.error(request, f"{exc.message} You can also place the face's five landmarks by hand.")
+        return HttpResponseRedirect(_mark_url(probe, box=",".join(str(v) for v in box)))
     messages.success(request, f"Face {face.index} found inside the box you drew.")
     return HttpResponseRedirect(reverse("cases:probe", args=[probe.pk]) + "#faces")
+
+
+# --- Probe: landmarks placed by hand -----------------------------------------------------------------------
+
+MARK_POINT_FIELDS = [(f"p{i}x", f"p{i}y") for i in range(1, 6)]
+
+
+def _mark_url(probe: Probe, **query: str) -> str:
+    url = reverse("cases:probe-mark", args=[probe.pk])
+    return url + ("?" + urlencode({k: v for k, v in query.items() if v}) if any(query.values()) else "")
+
+
+def _box_param(value: str) -> list[str] | None:
+    return [part.strip() for part in value.split(",")] if value.strip() else None
+
+
+def _points_from(data: Any) -> list[list[str]]:
+    return [[data.get(fx, "").strip(), data.get(fy, "").strip()] for fx, fy in MARK_POINT_FIELDS]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def probe_face_mark(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """Place the five landmarks by hand (click on the enlarged region, or type them), preview the aligned
+    crop they give, and save the face. Works without JavaScript: Preview posts the form with `preview` set,
+    which shows the page again with the crop and stores nothing."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+    data = request.POST if request.method == "POST" else request.GET
+    box_text = data.get("box", "").strip()
+    points = _points_from(data)
+    given = any(v for point in points for v in point)
+    error: ApplicationError | None = None
+    preview_query = ""
+    if probe.status != Probe.Status.DONE:
+        error = InvalidInput("probe_not_ready", "Wait until the image has been processed before marking a face.")
+    try:
+        region = probes.landmark_marking_region(probe=probe, box=_box_param(box_text))
+    except InvalidInput as exc:
+        error, box_text = exc, ""
+        region = probes.landmark_marking_region(probe=probe, box=None)
+    saving = request.method == "POST" and not data.get("preview")
+    if saving and error is None:
+        try:
+            face = probes.probe_face_mark_landmarks(
+                probe=probe,
+                user=request.user,  # type: ignore[arg-type]
+                points=points,
+                drawn_box=_box_param(box_text),
+                request=request,
+            )
+        except ApplicationError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Face {face.index} saved from the landmarks you placed (manually marked).")
+            return HttpResponseRedirect(reverse("cases:probe", args=[probe.pk]) + "#faces")
+    elif given and error is None:
+        try:
+            probes.landmark_points_check(probe=probe, points=points)
+        except ApplicationError as exc:
+            error = exc
+        else:
+            pairs = zip(MARK_POINT_FIELDS, points, strict=True)
+            preview_query = urlencode({f: v for (fx, fy), (x, y) in pairs for f, v in ((fx, x), (fy, y))})
+    x0, y0, x1, y1 = region
+    return render(
+        request,
+        "cases/workbench/probe_mark.html",
+        {
+            "case": probe.case,
+            "probe": probe,
+            "box": box_text,
+            "region": {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0},
+            # Marker sizes in image pixels, so they look the same at any enlargement of the region.
+            "marker_radius": max(x1 - x0, y1 - y0) / 80,
+            "marker_font": max(x1 - x0, y1 - y0) / 22,
+            "marker_stroke": max(x1 - x0, y1 - y0) / 250,
+            "points": [
+                {"n": n, "name": name, "fx": fx, "fy": fy, "x": x, "y": y}
+                for n, (name, (fx, fy), (x, y)) in enumerate(
+                    zip(probes.LANDMARK_NAMES, MARK_POINT_FIELDS, points, strict=True), start=1
+                )
+            ],
+            "preview_query": preview_query,
+            "error": error,
+            "manual_warning": MANUAL_LANDMARKS_WARNING,
+        },
+        status=400 if error is not None and (saving or given) else 200,
+    )
+
+
+@login_required
+@require_GET
+def probe_region_image(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """The part of the probe shown for marking landmarks, at the original's pixels (audited as a view)."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    try:
+        png = probes.probe_region_image(
+            probe=probe,
+            viewer=request.user,  # type: ignore[arg-type]
+            box=_box_param(request.GET.get("box", "")),
+            request=request,
+        )
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(png, content_type="image/png")
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return response
+
+
+@login_required
+@require_GET
+def probe_landmarks_preview(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """The aligned crop the given points would give, before saving (audited as a view); a refusal is a
+    400 with the reason as plain text, which the page's script shows."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    try:
+        png = probes.probe_landmarks_preview(
+            probe=probe,
+            viewer=request.user,  # type: ignore[arg-type]
+            points=_points_from(request.GET),
+            request=request,
+        )
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(png, content_type="image/png")
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return response
 
 
 @login_required
@@ -408,6 +552,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "case": search.case,
             "search": search,
             "face": search.face,
+            "face_marking": face_marking_text(search.face),
             "candidates": [(c, candidate_label(c)) for c in candidates],
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
@@ -466,6 +611,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "case": search.case,
             "search": search,
             "face": search.face,
+            "face_marking": face_marking_text(search.face),
             "candidate": candidate,
             "label": candidate_label(candidate),
             "decisions": shown,

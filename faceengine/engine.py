@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from faceengine.align import ALIGNED_SIZE, align_face
+from faceengine.align import ALIGNED_SIZE, ARCFACE_TEMPLATE_112, align_face, similarity_transform
 from faceengine.detector import DetectedFace, YuNetDetector
 from faceengine.errors import UnsupportedArchitecture
 from faceengine.packs import ModelPack, load_pack
-from faceengine.quality import FaceQuality, assess_quality
+from faceengine.quality import MANUAL_LANDMARKS, FaceQuality, assess_quality
 from faceengine.recogniser import OnnxRuntimeRecogniser, OpenCvDnnRecogniser, Recogniser, l2_normalise
 
 RECOGNISER_BACKENDS = ("onnxruntime", "opencv")
@@ -232,6 +232,28 @@ class FaceEngine:
         inside.sort(key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2)
         return inside
 
+    def analyse_landmarks(self, image_bgr: np.ndarray, points: np.ndarray) -> AnalysedFace:
+        """A face from five points a person placed (image-left eye, image-right eye, nose tip, image-left and
+        image-right mouth corner) where the detector found none: aligned and embedded exactly as a detected
+        face. There is no detector score (0.0); the quality carries the `manual_landmarks` warning instead of
+        the detector's, and the box is the area the aligned crop covers, within the image."""
+        landmarks = np.asarray(points, dtype=np.float32).reshape(5, 2)
+        x, y, w, h = landmarks_box(landmarks)
+        height, width = image_bgr.shape[:2]
+        x0, y0 = max(0.0, x), max(0.0, y)
+        box = (x0, y0, min(float(width), x + w) - x0, min(float(height), y + h) - y0)
+        face = DetectedFace(box=box, landmarks=landmarks, score=0.0)
+        crop = self.align(image_bgr, [face])
+        template = self.embed(crop)[0]
+        quality = assess_quality(landmarks, crop[0], 0.0)
+        kept = tuple(code for code in quality.warnings if code != "low_detector_score")
+        return AnalysedFace(
+            detection=face,
+            aligned=crop[0],
+            template=template,
+            quality=replace(quality, warnings=(*kept, MANUAL_LANDMARKS)),
+        )
+
 
 def primary_face_index(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) -> int | None:
     """The face a single-subject photo is about: the largest face nearest the centre.
@@ -251,6 +273,17 @@ def primary_face_index(faces: Sequence[DetectedFace], image_shape: tuple[int, ..
         return (w * h) * float(np.exp(-((distance / 0.25) ** 2))) * face.score
 
     return max(range(len(faces)), key=lambda i: weight(faces[i]))
+
+
+def landmarks_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """[x, y, w, h] of the image area that alignment maps onto the 112×112 crop, for five given landmarks."""
+    matrix = similarity_transform(np.asarray(landmarks, dtype=np.float64), ARCFACE_TEMPLATE_112)
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [ALIGNED_SIZE, 0, 1], [0, ALIGNED_SIZE, 1], [ALIGNED_SIZE, ALIGNED_SIZE, 1]])
+    mapped = corners @ inverse.T
+    x0, y0 = mapped.min(axis=0)
+    x1, y1 = mapped.max(axis=0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
 
 _engine_lock = threading.Lock()

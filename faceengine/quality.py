@@ -17,6 +17,8 @@ TURNED_AWAY_YAW_DEG = 30.0
 NOSE_DEPTH_RATIO = 1.2
 TILTED_ROLL_DEG = 30.0
 LOW_SCORE = 0.75
+# Set on faces made from five points a person placed (FaceEngine.analyse_landmarks), never by assess_quality.
+MANUAL_LANDMARKS = "manual_landmarks"
 
 
 @dataclass(frozen=True)
@@ -87,4 +89,8 @@ WARNING_TEXT = {
     "turned_away": "Face is turned away from the camera: expect weaker scores.",
     "tilted": "Head is strongly tilted.",
     "low_detector_score": "The detector is unsure this is a face.",
+    MANUAL_LANDMARKS: (
+        "Manually marked landmarks: alignment depends on where a person placed the points; expect weaker"
+        " and less stable scores."
+    ),
 }

@@ -158,6 +158,21 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             note="no box: sent back to the probe; a supervisor may view but not search",
         ),
     ],
+    "cases:probe-mark": [
+        Row(viewers(supervisor=403), setup=workbench_objects_create, kwargs=_wb("probe")),
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            data=lambda w: {},
+            note="no points: the page comes back with the error; a supervisor may view but not search",
+        ),
+    ],
+    "cases:probe-region": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("probe"))],
+    "cases:probe-mark-preview": [
+        Row(viewers(owner=400, member=400, supervisor=400), setup=workbench_objects_create, kwargs=_wb("probe")),
+    ],
     "cases:face-search": [
         Row(viewers(supervisor=403), setup=workbench_objects_create, kwargs=_wb("face")),
         Row(
@@ -190,6 +205,16 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     ],
     "api-probe": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("probe"), json=True)],
     "api-probe-faces": [
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            data=lambda w: {},
+            json=True,
+        ),
+    ],
+    "api-probe-landmarks": [
         Row(
             viewers(owner=400, member=400, supervisor=403),
             method="POST",

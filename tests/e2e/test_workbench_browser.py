@@ -367,3 +367,69 @@ def test_workbench_flow_in_a_real_browser(stack: dict[str, Any], insightface_ima
         "search.report_downloaded",
     ]:
         assert expected in actions, f"{expected} missing from the audit trail: {actions}"
+
+
+def test_marking_a_face_by_hand_in_a_real_browser(stack: dict[str, Any], insightface_images: Path) -> None:
+    """Five landmarks placed by clicking on the enlarged region (static/js/landmarks.js), one undone and placed
+    again, the aligned crop previewed in place, then saved: the face reads "manually marked"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        ivy = Browser(browser.new_context(viewport={"width": 1366, "height": 768}).new_page(), stack["base"])
+        ivy.step = 50
+        ivy.page.set_default_timeout(30_000)
+        ivy.login("ivy")
+        ivy.go("/cases/new/")
+        ivy.page.fill("input[name=reference]", "OP-E2E-2")
+        ivy.page.fill("input[name=title]", "Face marked by hand")
+        ivy.page.select_option("select[name=purpose]", "suspect")
+        ivy.page.fill("textarea[name=legal_basis]", "Prevention and detection of crime (DPA 2018 s.35)")
+        ivy.page.click("form button[type=submit]")
+        ivy.page.wait_for_url(re.compile(r"/cases/\d+/$"))
+        case_id = int(re.search(r"/cases/(\d+)/$", ivy.page.url).group(1))  # type: ignore[union-attr]
+        ivy.go(f"/cases/{case_id}/workbench/")
+        ivy.page.set_input_files("#id_images", [str(insightface_images / "Tom_Hanks_54745.png")])
+        ivy.page.select_option("#id_source", "cctv")
+        ivy.page.check("#id_lawfully_held")
+        ivy.page.click("text=Upload")
+        ivy.page.wait_for_url(re.compile(r"/probes/\d+/$"))
+        probe_id = int(re.search(r"/probes/(\d+)/$", ivy.page.url).group(1))  # type: ignore[union-attr]
+        expect(ivy.page.locator("#faces-heading")).to_have_text("Faces found (1)", timeout=90_000)
+        # The detector's landmarks are where a careful person would click.
+        face = ivy.page.request.get(f"{stack['base']}/api/probes/{probe_id}/").json()["faces"][0]
+        points, (x, y, w, h) = face["landmarks"], face["box"]
+
+        ivy.go(f"/probes/{probe_id}/mark/?box={x:.0f},{y:.0f},{w:.0f},{h:.0f}")
+        stage = ivy.page.locator(".wb-mark-stage")
+        region = [float(stage.get_attribute(f"data-region-{k}") or 0) for k in "xywh"]
+
+        def click(point: list[float]) -> None:
+            image = ivy.page.locator(".wb-mark-img")
+            image.scroll_into_view_if_needed()
+            box = image.bounding_box()
+            assert box is not None
+            ivy.page.mouse.click(
+                box["x"] + (point[0] - region[0]) * box["width"] / region[2],
+                box["y"] + (point[1] - region[1]) * box["height"] / region[3],
+            )
+
+        for point in points[:3]:
+            click(point)
+        ivy.page.click("text=Undo last point")
+        expect(ivy.page.locator(".wb-mark-next")).to_contain_text("Next: point 3, the nose tip")
+        for point in points[2:]:
+            click(point)
+        expect(ivy.page.locator(".wb-mark-next")).to_have_text("All five points placed.")
+        assert ivy.page.locator(".wb-marker:not(.wb-marker-off)").count() == 5
+        assert abs(float(ivy.page.input_value("#id_p5x")) - points[4][0]) < 1.0
+        ivy.page.click("text=Preview the aligned face")
+        expect(ivy.page.locator(".wb-mark-preview-figure")).to_be_visible()
+        ivy.shot("landmarks-preview")
+        ivy.axe()
+        ivy.page.click("text=Save this face")
+        ivy.page.wait_for_url(re.compile(rf"/probes/{probe_id}/"))
+        expect(ivy.page.locator(".wb-face-card .wb-manual")).to_have_text("manually marked")
+        ivy.shot("landmarks-saved")
+        ivy.axe()
+        browser.close()
