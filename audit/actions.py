@@ -55,6 +55,8 @@ class AuditAction(StrEnum):
     PROBE_FAILED = "probe.failed"
     PROBE_FACE_DRAWN = "probe.face_drawn"
     PROBE_IMAGE_VIEWED = "probe.image_viewed"
+    PROBE_ENHANCEMENT_PREVIEWED = "probe.enhancement_previewed"
+    PROBE_DERIVED = "probe.derived"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -126,6 +128,8 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_FAILED: "A probe could not be processed: code and message.",
     AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
     AuditAction.PROBE_IMAGE_VIEWED: "Someone viewed a probe image or one of its face crops.",
+    AuditAction.PROBE_ENHANCEMENT_PREVIEWED: "Someone previewed an enhancement chain on a probe (nothing stored).",
+    AuditAction.PROBE_DERIVED: "An enhanced image was made from a probe: parent sha256, the chain, new sha256.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",
