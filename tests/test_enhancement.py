@@ -54,7 +54,7 @@ def test_every_operation_is_reproducible_byte_for_byte_and_leaves_its_input_alon
     assert hashlib.sha256(first).hexdigest() == hashlib.sha256(again).hexdigest()
     assert np.array_equal(image, before)
     result = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
-    assert result.shape[0] > 190 and not np.array_equal(result[:190, :200], image[12:202, 10:210])
+    assert result is not None and result.shape[0] > 190 and not np.array_equal(result[:190, :200], image[12:202, 10:210])
     # Each operation changes the image (none is silently a no-op) and is reproducible on its own.
     for step in EVERY_OPERATION:
         one = chain_apply(image, [step])
@@ -216,7 +216,7 @@ def test_the_builder_page_previews_without_javascript_and_outsiders_see_nothing(
     image = pages.get(preview_url)
     assert image.status_code == 200
     preview = cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR)
-    assert preview.shape[:2] == (175, 175)
+    assert preview is not None and preview.shape[:2] == (175, 175)
     refused = pages.get(f"/probes/{probe_id}/enhance/preview.png?operations=%5B%7B%22op%22%3A%22gan%22%7D%5D")
     assert refused.status_code == 400 and "unknown operation" in refused.json()["message"]
     saved = run_on_commit(lambda: pages.post(f"/probes/{probe_id}/enhance/", {"operations": chain}))
