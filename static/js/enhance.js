@@ -104,10 +104,11 @@
       fs.appendChild(row);
       var tools = document.createElement("div");
       tools.className = "wb-step-tools";
-      var n = "step " + (i + 1) + " (" + spec.label + ")";
-      tools.appendChild(button("Move up", "Move " + n + " up", function () { move(i, -1); }, i === 0));
-      tools.appendChild(button("Move down", "Move " + n + " down", function () { move(i, 1); }, i === steps.length - 1));
-      tools.appendChild(button("Remove", "Remove " + n, function () { remove(i); }));
+      // Accessible names start with the visible words (WCAG 2.5.3), then say which step.
+      var n = " step " + (i + 1) + ", " + spec.label;
+      tools.appendChild(button("Move up", "Move up" + n, function () { move(i, -1); }, i === 0));
+      tools.appendChild(button("Move down", "Move down" + n, function () { move(i, 1); }, i === steps.length - 1));
+      tools.appendChild(button("Remove", "Remove" + n, function () { remove(i); }));
       fs.appendChild(tools);
       li.appendChild(fs);
       list.appendChild(li);
@@ -199,7 +200,9 @@
       })
       .catch(function (err) {
         if (mine !== serial) { return; }
+        // An earlier preview must not stand for a chain that was refused.
         statusEl.textContent = "No preview: the chain was refused.";
+        previewImg.classList.add("wb-hidden-img");
         showError(err.message);
       });
   }
