@@ -95,6 +95,7 @@ def test_the_recorded_chain_names_every_parameter() -> None:
         ([{"op": "crop", "params": {"x": 300, "width": 100, "height": 100}}], "does not lie inside"),
         ([{"op": "unsharp", "params": {"radius": 3}}], "unknown parameter"),
         ([{"op": "gamma"}] * 21, "At most 20"),
+        ([{"op": "resize", "params": {"scale": 3}}, {"op": "denoise"}], "Crop to the face first"),
     ],
 )
 def test_bad_chains_are_refused_with_the_step_named(lfw_image: Path, chain: Any, words: str) -> None:
