@@ -207,6 +207,49 @@
       });
   }
 
+  // Drag on the unchanged probe to crop: the box becomes (or replaces) a crop as the chain's first step, in
+  // the probe's own pixels. The typed fields of the Crop step are the keyboard way to the same thing.
+  var stage = document.getElementById("enhance-crop-stage");
+  if (stage) {
+    var stageImg = stage.querySelector("img");
+    var box = stage.querySelector(".wb-crop-box");
+    var start = null;
+    var toImage = function (evt) {
+      var r = stageImg.getBoundingClientRect();
+      return {
+        x: Math.max(0, Math.min(r.width, evt.clientX - r.left)), y: Math.max(0, Math.min(r.height, evt.clientY - r.top)),
+        sx: naturalW / r.width, sy: naturalH / r.height
+      };
+    };
+    var current = function (evt) {
+      var p = toImage(evt);
+      return { x: Math.min(start.x, p.x), y: Math.min(start.y, p.y), w: Math.abs(p.x - start.x), h: Math.abs(p.y - start.y), sx: p.sx, sy: p.sy };
+    };
+    var show = function (b) {
+      box.hidden = false;
+      box.style.left = b.x + "px"; box.style.top = b.y + "px"; box.style.width = b.w + "px"; box.style.height = b.h + "px";
+    };
+    stage.addEventListener("pointerdown", function (evt) {
+      evt.preventDefault(); start = toImage(evt); stage.setPointerCapture(evt.pointerId);
+    });
+    stage.addEventListener("pointermove", function (evt) { if (start) { show(current(evt)); } });
+    stage.addEventListener("pointerup", function (evt) {
+      if (!start) { return; }
+      var b = current(evt); start = null;
+      var params = {
+        x: Math.round(b.x * b.sx), y: Math.round(b.y * b.sy),
+        width: Math.round(b.w * b.sx), height: Math.round(b.h * b.sy)
+      };
+      params.width = Math.min(params.width, naturalW - params.x);
+      params.height = Math.min(params.height, naturalH - params.y);
+      if (params.width < 8 || params.height < 8) { box.hidden = true; return; }
+      show(b);
+      if (steps.length && steps[0].op === "crop") { steps[0].params = params; } else { steps.unshift({ op: "crop", params: params }); }
+      render(0, "input");
+      sync();
+    });
+  }
+
   // Start from what the field holds (a chain sent back after an error, or one given in the address).
   field.dispatchEvent(new Event("change"));
 })();
