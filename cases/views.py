@@ -381,7 +381,7 @@ def probe_enhance(request: HttpRequest, probe_id: int) -> HttpResponse:
             "error": error,
             "derivation": derivation_view(probe),
         },
-        status=400 if error else 200,
+        status=error.status if error else 200,
     )
 
 
