@@ -56,6 +56,8 @@ class AuditAction(StrEnum):
     PROBE_FACE_DRAWN = "probe.face_drawn"
     PROBE_IMAGE_VIEWED = "probe.image_viewed"
     PROBE_FACE_MARKED = "probe.face_marked"
+    PROBE_ENHANCEMENT_PREVIEWED = "probe.enhancement_previewed"
+    PROBE_DERIVED = "probe.derived"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -131,6 +133,8 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_FACE_DRAWN: "A person drew a box where the detector missed a face, and a face was found.",
     AuditAction.PROBE_IMAGE_VIEWED: "Someone viewed a probe image or one of its face crops.",
     AuditAction.PROBE_FACE_MARKED: "A person marked a face's five landmarks by hand: the points, and who.",
+    AuditAction.PROBE_ENHANCEMENT_PREVIEWED: "Someone previewed an enhancement chain on a probe (nothing stored).",
+    AuditAction.PROBE_DERIVED: "An enhanced image was made from a probe: parent sha256, the chain, new sha256.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",

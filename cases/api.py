@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from accounts.models import Team
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for_reader
-from cases import probes, review, searches
+from cases import enhancement, probes, review, searches
 from cases.access import (
     candidate_get_for_user,
     case_access_explain,
@@ -41,6 +41,7 @@ from cases.permissions import SEARCH_CASE
 from cases.presenters import (
     candidate_label,
     candidate_removal_text,
+    derivation_view,
     face_origin_text,
     face_warnings,
     outcome_error,
@@ -224,6 +225,7 @@ class ProbeSerializer(serializers.ModelSerializer):
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
     waiting_for_worker = serializers.SerializerMethodField()
+    derivation_chain = serializers.SerializerMethodField()
 
     class Meta:
         model = Probe
@@ -248,6 +250,9 @@ class ProbeSerializer(serializers.ModelSerializer):
             "height",
             "pack_key",
             "image_url",
+            "parent",
+            "derivation",
+            "derivation_chain",
             "faces",
         ]
 
@@ -263,6 +268,18 @@ class ProbeSerializer(serializers.ModelSerializer):
 
     def get_image_url(self, probe: Probe) -> str:
         return reverse("cases:probe-image", args=[probe.pk])
+
+    def get_derivation_chain(self, probe: Probe) -> list[dict[str, Any]] | None:
+        """For an enhanced probe: each derivation from the uploaded original, operations in words."""
+        return derivation_view(probe)
+
+
+class EnhancementSerializer(serializers.Serializer):
+    operations = serializers.JSONField(
+        help_text='The chain, in order: [{"op": "gamma", "params": {"gamma": 1.5}}, ...]. Operations: crop, rotate,'
+        " deinterlace, resize, gamma, clahe, denoise, unsharp, deconvolve; parameters left out take their default"
+        " and are recorded."
+    )
 
 
 class ProbeUploadSerializer(serializers.Serializer):
@@ -394,6 +411,53 @@ class ProbeLandmarksAPI(APIView):
         return Response(FaceSerializer(face).data, status=status.HTTP_201_CREATED)
 
 
+class ProbeDerivedAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    queues_work = True  # answers 503 queue_unavailable when the broker is down (rfr.api_schema)
+
+    @extend_schema(
+        request=EnhancementSerializer,
+        responses={201: ProbeSerializer},
+        description="Make an enhanced image from the probe with a fixed chain of operations, stored as a new"
+        " probe with the chain on the record, and process it. The probe itself is never changed.",
+    )
+    def post(self, request: Request, probe_id: int) -> Response:
+        probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+        serializer = EnhancementSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        derived = enhancement.enhancement_save(
+            probe=probe,
+            operations=serializer.validated_data["operations"],
+            made_by=request.user,  # type: ignore[arg-type]
+            request=_django_request(request),
+        )
+        derived.refresh_from_db()  # in eager mode processing has already run
+        return Response(ProbeSerializer(derived).data, status=status.HTTP_201_CREATED)
+
+
+class ProbeEnhancementPreviewAPI(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=EnhancementSerializer,
+        responses={(200, "image/png"): bytes},
+        description="The chain applied to the probe, as PNG. Nothing is stored; the preview is audited.",
+    )
+    def post(self, request: Request, probe_id: int) -> HttpResponse:
+        probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+        serializer = EnhancementSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        png = enhancement.enhancement_preview(
+            probe=probe,
+            operations=serializer.validated_data["operations"],
+            viewer=request.user,  # type: ignore[arg-type]
+            request=_django_request(request),
+        )
+        response = HttpResponse(png, content_type="image/png")
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
 # --- Searches, candidates and decisions --------------------------------------------------------------------
 
 
@@ -521,6 +585,8 @@ class SearchSerializer(serializers.ModelSerializer):
     face_manually_marked = serializers.BooleanField(source="face.manually_marked", read_only=True)
     face_origin_text = serializers.SerializerMethodField()
 
+    probe_derivation = serializers.SerializerMethodField()
+
     class Meta:
         model = Search
         fields = [
@@ -546,6 +612,7 @@ class SearchSerializer(serializers.ModelSerializer):
             "small_face_reason",
             "pack_key",
             "wording",
+            "probe_derivation",
         ]
 
     def get_error(self, search: Search) -> dict[str, str] | None:
@@ -560,6 +627,10 @@ class SearchSerializer(serializers.ModelSerializer):
 
     def get_face_origin_text(self, search: Search) -> str:
         return face_origin_text(search.face)
+
+    def get_probe_derivation(self, search: Search) -> list[dict[str, Any]] | None:
+        """When the searched probe is an enhanced image: how it was made (see the probe's derivation_chain)."""
+        return derivation_view(search.face.probe)
 
 
 class SearchWithCandidatesSerializer(SearchSerializer):

@@ -14,6 +14,12 @@ urlpatterns = [
     path("probes/<int:probe_id>/", api.ProbeAPI.as_view(), name="api-probe"),
     path("probes/<int:probe_id>/faces/", api.ProbeFacesAPI.as_view(), name="api-probe-faces"),
     path("probes/<int:probe_id>/landmarks/", api.ProbeLandmarksAPI.as_view(), name="api-probe-landmarks"),
+    path("probes/<int:probe_id>/derived/", api.ProbeDerivedAPI.as_view(), name="api-probe-derived"),
+    path(
+        "probes/<int:probe_id>/enhancement-preview/",
+        api.ProbeEnhancementPreviewAPI.as_view(),
+        name="api-probe-enhancement-preview",
+    ),
     path("faces/<int:face_id>/searches/", api.FaceSearchesAPI.as_view(), name="api-face-searches"),
     path("searches/<int:search_id>/", api.SearchAPI.as_view(), name="api-search"),
     path("searches/<int:search_id>/status/", api.SearchStatusAPI.as_view(), name="api-search-status"),

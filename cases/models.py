@@ -107,6 +107,14 @@ class Probe(models.Model):
     # housekeeping re-queue task (cases.housekeeping) sends work again that has shown none for too long.
     heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
     requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
+    # A derived probe (enhancement on the record, cases.enhancement): the probe it was made from, and the
+    # derivation: the parent's sha256, the ordered operations with every parameter, the library versions,
+    # who made it and when. The parent is never changed; it cannot be deleted while derived images exist
+    # (RESTRICT: retention deletes a case's probes together).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="derived", help_text="Made from."
+    )
+    derivation = models.JSONField(null=True, blank=True, help_text="How a derived image was made.")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]

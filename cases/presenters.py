@@ -1,6 +1,6 @@
 """How case objects read to a person, shared by the pages, the API and the PDF report so they never disagree:
 the words for a candidate's state (always with the intelligence-only wording for a possible match), a face's
-quality warnings in plain language, and the progress of long work.
+quality warnings in plain language, the chain of an enhanced (derived) probe, and the progress of long work.
 """
 
 from __future__ import annotations
@@ -8,8 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from cases.enhancement import probe_lineage
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
+from faceengine.enhance import operation_describe
 from faceengine.quality import MANUAL_LANDMARKS, WARNING_TEXT
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
@@ -121,3 +124,55 @@ def probe_progress(probe: Probe) -> dict[str, Any]:
 def search_progress(search: Search) -> dict[str, Any]:
     """What a progress bar polls while a search runs."""
     return _progress(search)
+
+
+DERIVED_NOTICE = "Enhanced image: made by rfr from another probe with the operations listed; the original is unchanged."
+
+
+ENVIRONMENT_LABELS = {"enhance_version": "rfr enhancement version", "opencv": "OpenCV", "numpy": "NumPy"}
+
+
+def _when(value: str) -> str:
+    moment = parse_datetime(value) if value else None
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else value
+
+
+def derivation_view(probe: Probe) -> list[dict[str, Any]] | None:
+    """How a derived probe was made, from the uploaded original to this probe, one entry per derivation (an
+    enhanced image may itself be enhanced): None for an original upload."""
+    if probe.parent_id is None or not probe.derivation:
+        return None
+    steps: list[dict[str, Any]] = []
+    for item in probe_lineage(probe):
+        record = item.derivation or {}
+        if item.parent_id is None or not record:
+            continue
+        environment = record.get("environment") or {}
+        steps.append(
+            {
+                "probe_id": item.pk,
+                "sha256": item.sha256,
+                "parent_id": record.get("parent_id", item.parent_id),
+                "parent_sha256": record.get("parent_sha256", ""),
+                "made_by": record.get("made_by", ""),
+                "made_at": _when(record.get("made_at", "")),
+                "operations": [operation_describe(step) for step in record.get("operations", [])],
+                "environment": ", ".join(
+                    f"{label} {environment[key]}" for key, label in ENVIRONMENT_LABELS.items() if key in environment
+                ),
+            }
+        )
+    return steps
+
+
+def derivation_lines(probe: Probe) -> list[str]:
+    """The chain in plain lines, for the PDF report and anywhere text is wanted."""
+    lines: list[str] = []
+    for step in derivation_view(probe) or []:
+        lines.append(
+            f"Probe #{step['probe_id']} (sha256 {step['sha256']}) made from probe #{step['parent_id']}"
+            f" (sha256 {step['parent_sha256']}) by {step['made_by']} at {step['made_at']}"
+            f" ({step['environment']}):"
+        )
+        lines += [f"{n}. {text}" for n, text in enumerate(step["operations"], start=1)]
+    return lines

@@ -1,5 +1,6 @@
 """The per-search disclosure report (PDF): probe, chosen face, settings, candidates, decisions and reviewers;
-and the record of each download.
+and the record of each download. A search from an enhanced (derived) probe carries the whole chain of
+operations that made it, from the uploaded original (cases.presenters.derivation_lines).
 
 Every page carries the intelligence-only wording; a possible match is never worded as an identification.
 """
@@ -26,7 +27,14 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import POSSIBLE_MATCH_WORDING, Search
-from cases.presenters import MANUAL_LANDMARKS_WARNING, candidate_label, candidate_subject, face_origin_text
+from cases.presenters import (
+    DERIVED_NOTICE,
+    MANUAL_LANDMARKS_WARNING,
+    candidate_label,
+    candidate_subject,
+    derivation_lines,
+    face_origin_text,
+)
 from cases.review import WITHHELD_TEXT, decisions_visible_to
 from cases.searches import candidates_of_search
 from rfr.engine import image_limits
@@ -139,11 +147,18 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ("Captured", when(probe.captured_at)),
                 ("Uploaded", f"{when(probe.uploaded_at)} by {probe.uploaded_by.get_username()}"),
                 ("Lawfully held", "stated by the uploader" if probe.lawfully_held else "NOT stated"),
-                ("SHA-256 of original", probe.sha256),
+                ("SHA-256 of enhanced image" if probe.parent_id else "SHA-256 of original", probe.sha256),
                 ("Size", f"{probe.width} x {probe.height} pixels"),
             ]
         ),
     ]
+    chain = derivation_lines(probe)
+    if chain:
+        story += [
+            Paragraph("How the enhanced probe image was made", styles["Heading3"]),
+            Paragraph(_text(DERIVED_NOTICE), small),
+            *_paragraphs("\n".join(chain), body),
+        ]
     preview = _probe_with_box(search)
     crop_bytes = face.aligned_crop.open("rb").read() if face.aligned_crop else b""
     images: list[Any] = []

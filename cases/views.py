@@ -35,7 +35,7 @@ from django.utils.timezone import is_naive, make_aware
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.selectors import audit_events_for_reader
-from cases import probes, review, searches
+from cases import enhancement, probes, review, searches
 from cases.access import (
     candidate_get_for_user,
     case_access_explain,
@@ -54,6 +54,7 @@ from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
     candidate_label,
+    derivation_view,
     face_marking_text,
     face_view,
     probe_progress,
@@ -61,6 +62,7 @@ from cases.presenters import (
 )
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import case_audit_events
+from faceengine.enhance import operations_catalogue
 from rfr.error_handling import error_return_to
 from rfr.errors import ApplicationError, InvalidInput
 from search.galleries import galleries_searchable
@@ -285,6 +287,8 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(probe),
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
+            "derivation": derivation_view(probe),
+            "derived": list(probe.derived.order_by("pk")),
         },
     )
 
@@ -475,6 +479,77 @@ def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
     )
 
 
+# --- Enhancement on the record ----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def probe_enhance(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """The chain builder: add, set, reorder and remove operations, preview, save as a new derived probe.
+    Without JavaScript the chain is the JSON text field, "Preview" reloads the page with it."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+    error: ApplicationError | None = None
+    if request.method == "POST" and request.POST.get("action") != "preview":
+        raw = request.POST.get("operations", "")
+        try:
+            derived = enhancement.enhancement_save(
+                probe=probe,
+                operations=raw,
+                made_by=request.user,  # type: ignore[arg-type]
+                request=request,
+            )
+        except ApplicationError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Enhanced image saved as probe #{derived.pk}; looking for faces.")
+            return HttpResponseRedirect(reverse("cases:probe", args=[derived.pk]))
+    else:  # a GET, or "Preview" without JavaScript: show the chain's preview, store nothing
+        raw = request.POST.get("operations", "") if request.method == "POST" else request.GET.get("operations", "")
+        if raw:
+            try:
+                enhancement.enhancement_operations_parse(raw)
+            except ApplicationError as exc:
+                error = exc
+    preview_url = ""
+    if raw and error is None:
+        preview_url = reverse("cases:probe-enhance-preview", args=[probe.pk]) + "?" + urlencode({"operations": raw})
+    return render(
+        request,
+        "cases/workbench/probe_enhance.html",
+        {
+            "case": probe.case,
+            "probe": probe,
+            "catalogue": operations_catalogue(),
+            "operations": raw or "[]",
+            "preview_url": preview_url,
+            "error": error,
+            "derivation": derivation_view(probe),
+        },
+        status=error.status if error else 200,
+    )
+
+
+@login_required
+@require_GET
+def probe_enhance_preview(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """The chain in `?operations=` applied to the probe, as PNG (audited; nothing stored). A refused chain is
+    answered with the JSON error shape, so the builder can show the message."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id, perm=SEARCH_CASE)
+    try:
+        png = enhancement.enhancement_preview(
+            probe=probe,
+            operations=request.GET.get("operations", ""),
+            viewer=request.user,  # type: ignore[arg-type]
+            request=request,
+        )
+    except ApplicationError as exc:
+        return JsonResponse({"error": exc.code, "message": exc.message}, status=exc.status)
+    response = HttpResponse(png, content_type="image/png")
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return response
+
+
 # --- Search ----------------------------------------------------------------------------------------------
 
 
@@ -557,6 +632,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
+            "derivation": derivation_view(search.face.probe),
         },
     )
 
@@ -625,6 +701,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "previous_id": siblings[position - 1] if position > 0 else None,
             "next_id": siblings[position + 1] if position + 1 < len(siblings) else None,
             "wording": POSSIBLE_MATCH_WORDING,
+            "derivation": derivation_view(search.face.probe),
         },
     )
 

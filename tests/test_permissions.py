@@ -173,6 +173,25 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
     "cases:probe-mark-preview": [
         Row(viewers(owner=400, member=400, supervisor=400), setup=workbench_objects_create, kwargs=_wb("probe")),
     ],
+    "cases:probe-enhance": [
+        Row(viewers(supervisor=403), setup=workbench_objects_create, kwargs=_wb("probe")),
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            data=lambda w: {},
+            note="no operations: the builder comes back with the error; a supervisor may view but not enhance",
+        ),
+    ],
+    "cases:probe-enhance-preview": [
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            note="no operations: a JSON error the builder shows (refusals by access are the pages' own)",
+        ),
+    ],
     "cases:face-search": [
         Row(viewers(supervisor=403), setup=workbench_objects_create, kwargs=_wb("face")),
         Row(
@@ -222,6 +241,28 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             kwargs=_wb("probe"),
             data=lambda w: {},
             json=True,
+        ),
+    ],
+    "api-probe-derived": [
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            data=lambda w: {},
+            json=True,
+            note="no operations",
+        ),
+    ],
+    "api-probe-enhancement-preview": [
+        Row(
+            viewers(owner=400, member=400, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("probe"),
+            data=lambda w: {},
+            json=True,
+            note="no operations",
         ),
     ],
     "api-face-searches": [
