@@ -97,6 +97,10 @@ class Gallery(GuardedModel):
     )
     index_mode = models.CharField(max_length=16, choices=IndexMode.choices, default=IndexMode.EXACT)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The gallery's own default score threshold, for the pack it was set for (search.thresholds); empty: the
+    # pack's system default applies.
+    default_threshold = models.FloatField(null=True, blank=True)
+    default_threshold_pack_key = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -288,6 +292,22 @@ class ActivePack(models.Model):
 
     def __str__(self) -> str:
         return f"active pack {self.name}"
+
+
+class PackThreshold(models.Model):
+    """The system default score threshold of one model pack, set by an administrator on the thresholds page
+    (search.thresholds, audited with the evidence shown); RFR_DEFAULT_THRESHOLD applies to a pack without one."""
+
+    pack_key = models.CharField(max_length=128, unique=True)
+    threshold = models.FloatField()
+    reason = models.TextField(blank=True)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"threshold {self.threshold:.3f} for {self.pack_key}"
 
 
 class ReembedRun(models.Model):

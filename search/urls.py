@@ -1,4 +1,5 @@
-"""/manage/galleries/, /manage/modelpacks/ and /manage/thresholds/: rfr's own admin pages (search.views)."""
+"""/manage/galleries/, /manage/modelpacks/, /manage/accuracy/ and /manage/thresholds/: rfr's own admin pages
+(search.views)."""
 
 from django.urls import path
 
@@ -26,5 +27,9 @@ urlpatterns = [
     path("modelpacks/<str:name>/reembed/", views.modelpack_reembed_view, name="manage-modelpack-reembed"),
     path("modelpacks/reembed/<int:run_id>/", views.reembed_run_detail, name="manage-reembed-run"),
     path("modelpacks/reembed/<int:run_id>/status/", views.reembed_run_status, name="manage-reembed-run-status"),
+    path("accuracy/", views.accuracy, name="manage-accuracy"),
+    path("accuracy/annex.pdf", views.accuracy_annex, name="manage-accuracy-annex"),
+    path("accuracy/runs/<int:run_id>/<str:attribute>.png", views.accuracy_curve, name="manage-accuracy-curve"),
     path("thresholds/", views.thresholds, name="manage-thresholds"),
+    path("thresholds/set/", views.threshold_set, name="manage-threshold-set"),
 ]
