@@ -84,6 +84,9 @@ class AuditAction(StrEnum):
     ACCURACY_VIEWED = "accuracy.viewed"
     ACCURACY_ANNEX_DOWNLOADED = "accuracy.annex_downloaded"
     THRESHOLD_SYSTEM_SET = "threshold.system_set"
+    # Accuracy evaluations
+    EVALUATION_RUN_RECORDED = "evaluation.run_recorded"
+    EVALUATION_RUN_QUEUED = "evaluation.run_queued"
     # Housekeeping
     STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
@@ -157,6 +160,8 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.ACCURACY_VIEWED: "Someone viewed the accuracy and fairness figures of a model pack.",
     AuditAction.ACCURACY_ANNEX_DOWNLOADED: "Someone downloaded the accuracy and fairness PDF annex: pack, sha256.",
     AuditAction.THRESHOLD_SYSTEM_SET: "A pack's system default threshold was set: before, after, reason, evidence.",
+    AuditAction.EVALUATION_RUN_RECORDED: "An accuracy evaluation of a model pack was stored: data set, labels sha256.",
+    AuditAction.EVALUATION_RUN_QUEUED: "An admin queued an accuracy evaluation on a server folder.",
     AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

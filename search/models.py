@@ -342,3 +342,56 @@ class ReembedRun(models.Model):
 
     def __str__(self) -> str:
         return f"re-embed {self.pk} with {self.pack_key} ({self.status})"
+
+
+class EvaluationRun(models.Model):
+    """One accuracy measurement of a model pack on a labelled data set, stored with its figures and curves.
+
+    Written by `manage.py evaluate … --store` or by a run an admin queues on a server-readable folder
+    (search.evaluations). `figures` is exactly the command's --json object; `curves` holds, per group, the
+    false-match and false-non-match rates on a fine grid of thresholds, so the error rate of any score can be
+    read back (the accuracy page, thresholds, a candidate's score meaning).
+    """
+
+    class Kind(models.TextChoices):
+        VERIFICATION = "verification", "Verification (1:1 pairs)"
+        IDENTIFICATION = "identification", "Identification (1:N search)"
+        DEMOGRAPHICS = "demographics", "Demographic differentials"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    pack_key = models.CharField(max_length=128, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    dataset_name = models.CharField(max_length=200)
+    # Research data (e.g. UTKFace, LFW) is labelled as such wherever a run is shown.
+    dataset_is_research = models.BooleanField(default=True)
+    labels_sha256 = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="The labels file or folder as given.")
+    # "raw", or "cohort:<cohort pk>" when scores were normalised against a reference cohort.
+    normalisation = models.CharField(max_length=64, default="raw")
+    run_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    run_by_label = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    # {"overall": [[threshold, fmr, fnmr|null], ...], "<attribute>=<value>": [...], ...}
+    curves = models.JSONField(default=dict, blank=True)
+    # What the queued run reads (images folder, labels/pairs file, options); empty for command-line runs.
+    parameters = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["pack_key", "kind", "status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} evaluation {self.pk} of {self.pack_key} on {self.dataset_name} ({self.status})"
