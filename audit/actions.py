@@ -156,7 +156,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",
     AuditAction.MODELPACK_REEMBED: "A re-embedding run ended: images embedded, skipped and failed.",
     AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
-    AuditAction.GALLERY_THRESHOLD_SET: "A gallery's default threshold was set or cleared: before, after, reason, evidence.",
+    AuditAction.GALLERY_THRESHOLD_SET: "A gallery default threshold was set or cleared, with the reason and evidence.",
     AuditAction.ACCURACY_VIEWED: "Someone viewed the accuracy and fairness figures of a model pack.",
     AuditAction.ACCURACY_ANNEX_DOWNLOADED: "Someone downloaded the accuracy and fairness PDF annex: pack, sha256.",
     AuditAction.THRESHOLD_SYSTEM_SET: "A pack's system default threshold was set: before, after, reason, evidence.",

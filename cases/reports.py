@@ -26,7 +26,7 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import POSSIBLE_MATCH_WORDING, Search
-from cases.presenters import candidate_label, candidate_subject
+from cases.presenters import candidate_label, candidate_score_meaning, candidate_subject, search_evidence_text
 from cases.review import WITHHELD_TEXT, decisions_visible_to
 from cases.searches import candidates_of_search
 from rfr.engine import image_limits
@@ -166,6 +166,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ("Candidates asked for", search.top_k),
                 ("Threshold", f"{search.threshold:.3f} ({search.get_threshold_source_display()})"),
                 ("Model pack", search.pack_key),
+                ("Scores read against", search_evidence_text(search)),
                 ("Ran", f"{when(search.started_at)} to {when(search.finished_at)}"),
             ]
         ),
@@ -174,6 +175,14 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     candidates = list(candidates_of_search(search=search))
     rows: list[list[Any]] = [
         [Paragraph(f"<b>{h}</b>", small) for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")]
+    ]
+    meanings: list[Any] = [
+        Paragraph("What the scores mean", styles["Heading3"]),
+        Paragraph(
+            "How often people who are not the same person scored as high in the stored evaluation this search"
+            " relied on; never the probability that a candidate is the person searched for.",
+            small,
+        ),
     ]
     # Rationales may be long (rfr/limits.py), so the table names each decision and the rationales follow it
     # as paragraphs that can run across pages.
@@ -195,6 +204,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ),
                 *_paragraphs(d.rationale, body),
             ]
+        meanings.append(Paragraph(_text(f"Rank {candidate.rank}: {candidate_score_meaning(candidate).text}."), small))
         if withheld:  # the second reviewer must not read the first assessment before giving their own
             decided = "<br/>".join(filter(None, [decided, _text(WITHHELD_TEXT)]))
         rows.append(
@@ -218,6 +228,8 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         )
     )
     story.append(table if candidates else Paragraph("No gallery face scored at or above the threshold.", small))
+    if candidates:
+        story += meanings
     if rationales:
         story += [Paragraph("Rationales", styles["Heading2"]), *rationales]
     story += [

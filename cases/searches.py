@@ -27,15 +27,30 @@ from cases.models import Candidate, Case, ProbeFace, Search
 from rfr.errors import InvalidInput, NotFound
 from rfr.limits import text_limit_check
 from rfr.queues import TaskName, queue_require_available, task_enqueue_on_commit
+from search.accuracy import evaluation_run_for_scores
 from search.execution import TOP_K_MAX, SearchHit, search_galleries
 from search.models import Gallery, Template
+from search.thresholds import SOURCE_GALLERY, SOURCE_SETTING, SOURCE_SYSTEM, threshold_for_search
+
+# Scores are raw cosine similarities unless a search normalises them (score normalisation, issue 12 item 6).
+SCORE_NORMALISATION_RAW = "raw"
 
 logger = logging.getLogger(__name__)
 
 
-def search_default_threshold() -> float:
-    """The site's operating threshold (RFR_DEFAULT_THRESHOLD), used where the investigator sets none."""
-    return float(settings.RFR_DEFAULT_THRESHOLD)
+def search_default_threshold(*, pack_key: str | None = None, galleries: Sequence[Gallery] = ()) -> float:
+    """The threshold a search uses where the investigator sets none: the galleries' own defaults or the pack's
+    system default (search.thresholds), else the setting RFR_DEFAULT_THRESHOLD."""
+    if pack_key is None:
+        return float(settings.RFR_DEFAULT_THRESHOLD)
+    return threshold_for_search(pack_key=pack_key, galleries=galleries).value
+
+
+_THRESHOLD_SOURCES = {
+    SOURCE_SETTING: Search.ThresholdSource.SETTING,
+    SOURCE_SYSTEM: Search.ThresholdSource.SYSTEM,
+    SOURCE_GALLERY: Search.ThresholdSource.GALLERY,
+}
 
 
 def _galleries_resolve(gallery_ids: Sequence[Any]) -> list[Gallery]:
@@ -85,7 +100,8 @@ def search_request(
         raise InvalidInput("invalid_top_k", f"The number of candidates must be between 1 and {TOP_K_MAX}.")
     galleries = _galleries_resolve(gallery_ids)
     if threshold is None:
-        threshold, threshold_source = search_default_threshold(), Search.ThresholdSource.SETTING
+        choice = threshold_for_search(pack_key=face.pack_key, galleries=galleries)
+        threshold, threshold_source = choice.value, _THRESHOLD_SOURCES[choice.source]
     else:
         threshold, threshold_source = float(threshold), Search.ThresholdSource.USER
         if not -1.0 <= threshold <= 1.0:
@@ -103,6 +119,7 @@ def search_request(
         justification=justification,
         small_face_reason=small_face_reason,
         pack_key=face.pack_key,
+        evaluation_run=evaluation_run_for_scores(pack_key=face.pack_key, normalisation=SCORE_NORMALISATION_RAW),
         heartbeat_at=timezone.now(),
     )
     with transaction.atomic():
@@ -121,6 +138,7 @@ def search_request(
                 "threshold": threshold,
                 "threshold_source": threshold_source,
                 "pack_key": search.pack_key,
+                "evaluation_run": search.evaluation_run_id,
                 "justification": justification,
                 "small_face_reason": small_face_reason,
                 "face_warnings": face.warnings,
@@ -256,4 +274,8 @@ def searches_of_case(*, case: Case) -> QuerySet[Search]:
 
 
 def candidates_of_search(*, search: Search) -> QuerySet[Candidate]:
-    return search.candidates.prefetch_related("decisions", "decisions__reviewer").order_by("rank")
+    return (
+        search.candidates.select_related("search__evaluation_run")
+        .prefetch_related("decisions", "decisions__reviewer")
+        .order_by("rank")
+    )

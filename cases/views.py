@@ -50,7 +50,14 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
-from cases.presenters import candidate_label, face_view, probe_progress, search_progress
+from cases.presenters import (
+    candidate_label,
+    candidate_score_meaning,
+    face_view,
+    probe_progress,
+    search_evidence_text,
+    search_progress,
+)
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
@@ -387,7 +394,7 @@ def face_search(request: HttpRequest, face_id: int) -> HttpResponse:
             "galleries": galleries,
             "form": form,
             "error": error,
-            "default_threshold": searches.search_default_threshold(),
+            "default_threshold": searches.search_default_threshold(pack_key=face.pack_key),
         },
         status=400 if error else 200,
     )
@@ -408,7 +415,8 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "case": search.case,
             "search": search,
             "face": search.face,
-            "candidates": [(c, candidate_label(c)) for c in candidates],
+            "candidates": [(c, candidate_label(c), candidate_score_meaning(c)) for c in candidates],
+            "evidence": search_evidence_text(search),
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
@@ -468,6 +476,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "face": search.face,
             "candidate": candidate,
             "label": candidate_label(candidate),
+            "meaning": candidate_score_meaning(candidate),
             "decisions": shown,
             "withheld": withheld,
             "withheld_text": review.WITHHELD_TEXT,

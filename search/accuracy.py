@@ -19,6 +19,7 @@ from typing import Any
 
 from faceengine import ModelPackError, load_pack
 from rfr.engine import active_pack_dir, active_pack_name
+from search.evaluations import evaluation_runs_for_pack
 from search.models import EvaluationRun
 
 OVERALL = "overall"
@@ -60,11 +61,7 @@ def curve_rates_at(curve: list[list[Any]] | None, threshold: float) -> Rates | N
 
 
 def _done_runs(*, pack_key: str, normalisation: str = "raw") -> list[EvaluationRun]:
-    return list(
-        EvaluationRun.objects.filter(
-            pack_key=pack_key, normalisation=normalisation, status=EvaluationRun.Status.DONE
-        ).order_by("-finished_at", "-created_at", "-pk")
-    )
+    return list(evaluation_runs_for_pack(pack_key=pack_key, normalisation=normalisation, finished_only=True))
 
 
 def evaluation_runs_latest_per_dataset(*, pack_key: str, normalisation: str = "raw") -> list[EvaluationRun]:
@@ -111,14 +108,9 @@ def one_in(rate: float) -> str:
 
 def impostor_pairs(run: EvaluationRun) -> int | None:
     """How many different-person pairs the run compared overall, where its figures say so."""
-    figures = run.figures or {}
-    for key in ("impostor_pairs", "impostors", "pairs_impostor"):
-        value = figures.get(key)
-        if isinstance(value, int | float):
-            return int(value)
-        if isinstance(value, dict) and isinstance(value.get(OVERALL), int | float):
-            return int(value[OVERALL])
-    return None
+    overall = (run.figures or {}).get(OVERALL)
+    value = overall.get("impostor_pairs") if isinstance(overall, dict) else None
+    return int(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
@@ -167,12 +159,19 @@ def score_meaning(*, score: float, run: EvaluationRun | None) -> ScoreMeaning:
 
 
 # -- a run's figures at a threshold -------------------------------------------------------------------------
+# As `evaluate demographics` does for its ratios (faceengine.evaluation.demographics): groups with fewer impostor
+# pairs than this are shown but left out of a ratio, and each group's rate is floored at one false match in its
+# pairs, so a group with none gives a finite ratio marked "floored".
+MIN_RATIO_PAIRS = 100
+
+
 @dataclass(frozen=True)
 class GroupRates:
     attribute: str
     value: str
-    n: int | None
-    fte: float | None
+    n: int | None  # images in the group
+    fte: int | None  # of which failed to enrol
+    pairs: int | None  # impostor pairs within the group
     rates: Rates | None
 
 
@@ -181,41 +180,61 @@ def _group_figures(run: EvaluationRun) -> dict[str, dict[str, dict[str, Any]]]:
     return groups if isinstance(groups, dict) else {}
 
 
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _ratio(groups: list[GroupRates]) -> dict[str, Any] | None:
+    rated = [
+        g
+        for g in groups
+        if g.rates is not None and g.rates.fmr is not None and (g.pairs is None or g.pairs >= MIN_RATIO_PAIRS)
+    ]
+    if len(rated) < 2:
+        return None
+
+    def floored(g: GroupRates) -> float:
+        fmr = g.rates.fmr if g.rates is not None and g.rates.fmr is not None else 0.0
+        return max(fmr, 1.0 / g.pairs) if g.pairs else fmr
+
+    high = max(rated, key=floored)
+    low = min(rated, key=floored)
+    return {
+        "highest": high.value,
+        "highest_fmr": high.rates.fmr if high.rates else None,
+        "lowest": low.value,
+        "lowest_fmr": low.rates.fmr if low.rates else None,
+        "ratio": floored(high) / floored(low) if floored(low) > 0 else None,
+        "floored": floored(low) != (low.rates.fmr if low.rates else None),
+    }
+
+
 def run_rates_at(run: EvaluationRun, threshold: float) -> dict[str, Any]:
-    """Overall and per-group rates of the run at `threshold`, with the ratio of the highest to the lowest group
-    false-match rate per attribute (None where the lowest is 0: the data are too few to give a ratio)."""
+    """Overall and per-group rates of the run at `threshold`, and per attribute the ratio of the highest group
+    false-match rate to the lowest (the rule of MIN_RATIO_PAIRS above)."""
     curves = run.curves or {}
     figures = _group_figures(run)
     groups: list[GroupRates] = []
-    for key in sorted(k for k in curves if k != OVERALL and "=" in k):
+    for key in curves:
+        if key == OVERALL or "=" not in key:
+            continue
         attribute, value = key.split("=", 1)
         stats = (figures.get(attribute) or {}).get(value) or {}
-        n = stats.get("n")
-        fte = stats.get("fte")
         groups.append(
             GroupRates(
                 attribute=attribute,
                 value=value,
-                n=int(n) if isinstance(n, int | float) else None,
-                fte=float(fte) if isinstance(fte, int | float) else None,
+                n=_count(stats.get("n")),
+                fte=_count(stats.get("fte")),
+                pairs=_count(stats.get("impostor_pairs")),
                 rates=curve_rates_at(curves[key], threshold),
             )
         )
     ratios: dict[str, dict[str, Any]] = {}
-    for attribute in sorted({g.attribute for g in groups}):
-        rated = [g for g in groups if g.attribute == attribute and g.rates is not None and g.rates.fmr is not None]
-        if len(rated) < 2:
-            continue
-        high = max(rated, key=lambda g: g.rates.fmr or 0.0)  # type: ignore[union-attr]
-        low = min(rated, key=lambda g: g.rates.fmr or 0.0)  # type: ignore[union-attr]
-        high_fmr, low_fmr = high.rates.fmr or 0.0, low.rates.fmr or 0.0  # type: ignore[union-attr]
-        ratios[attribute] = {
-            "highest": high.value,
-            "highest_fmr": high_fmr,
-            "lowest": low.value,
-            "lowest_fmr": low_fmr,
-            "ratio": (high_fmr / low_fmr) if low_fmr > 0 else None,
-        }
+    for attribute in dict.fromkeys(g.attribute for g in groups):
+        ratio = _ratio([g for g in groups if g.attribute == attribute])
+        if ratio is not None:
+            ratios[attribute] = ratio
     return {
         "threshold": threshold,
         "overall": curve_rates_at(curves.get(OVERALL), threshold),
@@ -238,6 +257,7 @@ def run_summary(run: EvaluationRun) -> dict[str, Any]:
         "finished_at": run.finished_at or run.created_at,
         "images": (run.figures or {}).get("images"),
         "fte": (run.figures or {}).get("fte"),
+        "pairs": impostor_pairs(run),
     }
 
 

@@ -57,6 +57,8 @@ NOTES: list[str] = [
     " match, for a trained person to assess.",
 ]
 
+ANNEX_COLUMNS = ("Attribute", "Group", "Images", "Failed to enrol", "Pairs", "FMR", "FNMR")
+FLOORED_TEXT = " (the lowest group had no false match: its rate is taken as one false match in its pairs)."
 GROUP_COLOURS = ["#1b5e20", "#0d47a1", "#b71c1c", "#e65100", "#4a148c", "#006064", "#3e2723", "#827717"]
 
 
@@ -299,21 +301,20 @@ def accuracy_annex_pdf(*, pack_key: str, threshold: float, threshold_source: str
                 small,
             ),
         ]
-        rows: list[list[Any]] = [
-            [Paragraph(f"<b>{h}</b>", small) for h in ("Attribute", "Group", "Faces", "Failed to enrol", "FMR", "FNMR")]
-        ]
+        rows: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", small) for h in ANNEX_COLUMNS]]
         for group in at["groups"]:
             rows.append(
                 [
                     Paragraph(_t(group.attribute), small),
                     Paragraph(_t(group.value), small),
                     Paragraph("" if group.n is None else f"{group.n:,}", small),
-                    Paragraph(percent(group.fte), small),
+                    Paragraph("" if group.fte is None else f"{group.fte:,}", small),
+                    Paragraph("" if group.pairs is None else f"{group.pairs:,}", small),
                     Paragraph(percent(group.rates.fmr if group.rates else None), small),
                     Paragraph(percent(group.rates.fnmr if group.rates else None), small),
                 ]
             )
-        table = Table(rows, colWidths=[25 * mm, 35 * mm, 18 * mm, 25 * mm, 25 * mm, 25 * mm], repeatRows=1)
+        table = Table(rows, colWidths=[22 * mm, 30 * mm, 18 * mm, 22 * mm, 24 * mm, 27 * mm, 27 * mm], repeatRows=1)
         table.setStyle(
             TableStyle(
                 [
@@ -329,7 +330,8 @@ def accuracy_annex_pdf(*, pack_key: str, threshold: float, threshold_source: str
                 Paragraph(
                     _t(
                         f"{attribute}: highest {ratio['highest']} {percent(ratio['highest_fmr'])}, lowest"
-                        f" {ratio['lowest']} {percent(ratio['lowest_fmr'])}, ratio {ratio_text(ratio['ratio'])}."
+                        f" {ratio['lowest']} {percent(ratio['lowest_fmr'])}, ratio {ratio_text(ratio['ratio'])}"
+                        + (FLOORED_TEXT if ratio["floored"] else ".")
                     ),
                     small,
                 )

@@ -85,6 +85,10 @@ def threshold_value_check(value: Any) -> float:
     return threshold
 
 
+def _user_or_none(actor: Actor) -> Any:
+    return actor if actor is not None and actor.is_authenticated else None
+
+
 def _reason_check(reason: str) -> str:
     reason = (reason or "").strip()
     text_limit_check("threshold_reason", reason, label="reason")
@@ -107,7 +111,7 @@ def threshold_system_set(
         before, before_source = system_threshold(pack_key=pack_key)
         row, _ = PackThreshold.objects.update_or_create(
             pack_key=pack_key,
-            defaults={"threshold": value, "reason": reason, "set_by": actor if getattr(actor, "pk", None) else None},
+            defaults={"threshold": value, "reason": reason, "set_by": _user_or_none(actor)},
         )
         audit_event_record(
             action=AuditAction.THRESHOLD_SYSTEM_SET,
