@@ -64,6 +64,7 @@ class TaskName(StrEnum):
     WORK_REQUEUE = "cases.work_requeue"
     STORAGE_SWEEP = "cases.storage_sweep"
     ENROLMENT_RUNS_CHECK = "search.enrolment_runs_check"
+    EVALUATION_RUN = "search.evaluation_run"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -78,6 +79,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.WORK_REQUEUE: Queue.HOUSEKEEPING,
     TaskName.STORAGE_SWEEP: Queue.HOUSEKEEPING,
     TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
+    TaskName.EVALUATION_RUN: Queue.INFERENCE,
 }
 
 

@@ -301,6 +301,10 @@ RFR_DEFAULT_TOP_K = env_int("RFR_DEFAULT_TOP_K", 50, minimum=1, maximum=500)
 # separated; none by default, so naming a folder is refused until an operator lists one), and the caps on an
 # uploaded zip, checked before anything is extracted (zip bombs): size of the upload, members, uncompressed bytes.
 RFR_ENROLMENT_ROOTS = [Path(p).expanduser().resolve() for p in env_list("RFR_ENROLMENT_ROOTS", [])]
+# Server folders an admin may queue an accuracy evaluation on (search.evaluations); the enrolment roots if unset.
+RFR_EVALUATION_ROOTS = [
+    Path(p).expanduser().resolve() for p in env_list("RFR_EVALUATION_ROOTS", [])
+] or RFR_ENROLMENT_ROOTS
 RFR_ENROLMENT_ZIP_MAX_BYTES = env_int("RFR_ENROLMENT_ZIP_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
 RFR_ENROLMENT_ZIP_MAX_MEMBERS = env_int("RFR_ENROLMENT_ZIP_MAX_MEMBERS", 20_000, minimum=1)
 RFR_ENROLMENT_ZIP_MAX_UNCOMPRESSED_BYTES = env_int(

@@ -10,6 +10,7 @@ from django.db import InterfaceError, OperationalError
 
 from rfr.queues import TaskName
 from search.enrolment import enrolment_items_process, enrolment_runs_mark_interrupted
+from search.evaluations import evaluation_run_execute
 from search.galleries import gallery_purge_expired
 from search.gallery_admin import enrolment_run_process
 from search.models import Gallery
@@ -51,3 +52,9 @@ def modelpack_reembed(run_id: int) -> None:
 def enrolment_runs_check() -> list[int]:
     """Mark enrolment runs whose command or job died interrupted; scheduled by Celery beat. Safe to run twice."""
     return enrolment_runs_mark_interrupted()
+
+
+@shared_task(name=TaskName.EVALUATION_RUN.value, **_RETRY)
+def evaluation_run(run_id: int) -> None:
+    """Measure an accuracy evaluation an admin queued; a run no longer queued (redelivered) is left alone."""
+    evaluation_run_execute(run_id=run_id)

@@ -30,6 +30,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.WORK_REQUEUE: Queue.HOUSEKEEPING,
         TaskName.STORAGE_SWEEP: Queue.HOUSEKEEPING,
         TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
+        TaskName.EVALUATION_RUN: Queue.INFERENCE,
         TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
         TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
     }

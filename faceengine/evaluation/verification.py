@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,29 @@ def run_verification(
     group_by: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
+    return verification_evaluate(
+        engine, pairs_csv=pairs_csv, images_dir=images_dir, group_by=group_by, progress=progress
+    ).result
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    """The report (`result`, the --json object) and what it was computed from, for stored curves."""
+
+    result: dict[str, Any]
+    scores: np.ndarray
+    same: np.ndarray
+    pair_groups: list[str]  # "" without --group-by; "A/B" for a pair across two groups
+
+
+def verification_evaluate(
+    engine: FaceEngine,
+    *,
+    pairs_csv: Path,
+    images_dir: Path,
+    group_by: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerificationOutcome:
     started = time.perf_counter()
     pairs = read_pairs(pairs_csv)
     groups, group_column = read_groups(group_by, images_dir) if group_by else ({}, "")
@@ -97,6 +121,7 @@ def run_verification(
     rates = verification_rates(scores, same, folds)
 
     group_rows: list[dict[str, Any]] = []
+    pair_groups: list[str] = [""] * len(pairs)
     if groups:
         pair_groups = []
         for p in pairs:
@@ -104,7 +129,7 @@ def run_verification(
             pair_groups.append(left if left == right else f"{left}/{right}" if left < right else f"{right}/{left}")
         group_rows = [vars(row) for row in group_rates(scores, same, pair_groups, rates["operating_threshold"])]
 
-    return {
+    result = {
         "pairs": len(pairs),
         "images": len(files),
         "fte_images": sum(1 for t in templates.values() if t is None),
@@ -117,6 +142,7 @@ def run_verification(
         "model_pack": engine.pack.key,
         "flip_average": engine.flip_average,
     }
+    return VerificationOutcome(result=result, scores=scores, same=same, pair_groups=pair_groups)
 
 
 def format_verification_report(result: dict[str, Any]) -> str:

@@ -1,26 +1,33 @@
-"""python manage.py evaluate verification|identification … — accuracy measured on labelled data.
+"""python manage.py evaluate verification|identification|demographics … — accuracy measured on labelled data.
 
 The protocols live in faceengine.evaluation; this command supplies the active engine and the upload limits
-and prints the report (or one JSON object with --json).
+and prints the report (or one JSON object with --json). With --store the run is kept per model pack
+(search.evaluations: figures, curves, data-set name, sha256 of the labels file, who ran it), where the accuracy
+page, the thresholds page and the meaning of candidate scores read it. Storing is asked for, not the default:
+a trial run on a handful of images must not become the evidence the product shows.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from argparse import ArgumentParser
+from argparse import ArgumentParser, BooleanOptionalAction
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from faceengine.evaluation import (
-    format_identification_report,
-    format_verification_report,
-    run_identification,
-    run_verification,
+from faceengine.evaluation import format_identification_report, format_verification_report
+from faceengine.evaluation.demographics import format_demographics_report
+from rfr.engine import active_engine
+from search.evaluations import (
+    EvaluationSpec,
+    command_line_label,
+    evaluation_compute,
+    evaluation_run_record,
+    file_sha256,
 )
-from rfr.engine import active_engine, image_limits
+from search.models import EvaluationRun
 
 
 def _progress(done: int, total: int) -> None:
@@ -40,41 +47,74 @@ class Command(BaseCommand):
         verification.add_argument("--pairs", type=Path, required=True)
         verification.add_argument("--images", type=Path, required=True)
         verification.add_argument("--group-by", help="CSV:COLUMN giving a group per identity, e.g. lfw/sex.csv:sex")
-        verification.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
         identification = sub.add_parser("identification", help="1:N search (CSV columns file,identity[,groups]).")
         identification.add_argument("--identities", type=Path, required=True)
         identification.add_argument("--images", type=Path, required=True)
         identification.add_argument("--group-by", help="A column of the identities CSV, e.g. sex.")
-        identification.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+        demographics = sub.add_parser(
+            "demographics", help="False matches by sex, race and age band (CSV columns file,age,sex,race[,identity])."
+        )
+        demographics.add_argument("--labels", type=Path, required=True)
+        demographics.add_argument("--images", type=Path, required=True)
+        demographics.add_argument("--min-age", type=float, help="Only images labelled this age or older.")
+        demographics.add_argument("--max-age", type=float, help="Only images labelled this age or younger.")
+        demographics.add_argument("--adults", action="store_true", help="Only adults: the same as --min-age 18.")
+        for command in (verification, identification, demographics):
+            command.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+            command.add_argument(
+                "--store", action="store_true", help="Keep the run for the active pack (needs --dataset-name)."
+            )
+            command.add_argument("--dataset-name", default="", help="The data set's name, as the pages show it.")
+            command.add_argument(
+                "--research",
+                action=BooleanOptionalAction,
+                default=True,
+                help="Whether the data set is research data, not casework (default: yes; shown wherever the run is).",
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for key in ("pairs", "identities"):
-            if options.get(key) is not None and not options[key].is_file():
-                raise CommandError(f"{options[key]} does not exist or is not a file.")
+        mode = options["mode"]
+        labels: Path = options.get("pairs") or options.get("identities") or options["labels"]
+        if not labels.is_file():
+            raise CommandError(f"{labels} does not exist or is not a file.")
         if not options["images"].is_dir():
             raise CommandError(f"{options['images']} is not a folder of images.")
+        if options["store"] and not options["dataset_name"].strip():
+            raise CommandError("--store needs --dataset-name (e.g. 'UTKFace dev, adults').")
+        min_age = options.get("min_age")
+        if options.get("adults"):
+            min_age = 18.0 if min_age is None else max(min_age, 18.0)
+        spec = EvaluationSpec(
+            kind=mode,
+            images_dir=options["images"],
+            labels=labels,
+            group_by=options.get("group_by"),
+            min_age=min_age,
+            max_age=options.get("max_age"),
+        )
+        engine = active_engine()
         try:
-            if options["mode"] == "verification":
-                result = run_verification(
-                    active_engine(),
-                    pairs_csv=options["pairs"],
-                    images_dir=options["images"],
-                    group_by=options.get("group_by"),
-                    progress=None if options["json"] else _progress,
-                )
-                report = format_verification_report(result)
-            else:
-                result = run_identification(
-                    active_engine(),
-                    identities_csv=options["identities"],
-                    images_dir=options["images"],
-                    group_by=options.get("group_by"),
-                    limits=image_limits(),
-                )
-                report = format_identification_report(result)
+            figures, curves = evaluation_compute(engine, spec, None if options["json"] else _progress)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if options["store"]:
+            run = evaluation_run_record(
+                pack_key=engine.pack.key,
+                kind=mode,
+                dataset_name=options["dataset_name"].strip(),
+                dataset_is_research=options["research"],
+                labels_sha256=file_sha256(labels),
+                source=f"{labels} (images {options['images']})",
+                figures=figures,
+                curves=curves,
+                run_by_label=command_line_label(),
+            )
+            sys.stderr.write(f"Stored as evaluation run {run.pk} of pack {run.pack_key}.\n")
         if options["json"]:
-            self.stdout.write(json.dumps(result, sort_keys=True))
+            self.stdout.write(json.dumps(figures, sort_keys=True))
+        elif mode == EvaluationRun.Kind.VERIFICATION:
+            self.stdout.write(format_verification_report(figures))
+        elif mode == EvaluationRun.Kind.IDENTIFICATION:
+            self.stdout.write(format_identification_report(figures))
         else:
-            self.stdout.write(report)
+            self.stdout.write(format_demographics_report(figures))
