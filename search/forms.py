@@ -100,3 +100,32 @@ class ThresholdSetForm(ThresholdProposalForm):
         max_length=2000,
         help_text="Why the threshold changes; recorded in the audit trail with the figures shown above.",
     )
+
+
+class EvaluationQueueForm(forms.Form):
+    """Measure the active pack on a labelled folder the server can read (search.evaluations)."""
+
+    kind = forms.ChoiceField(
+        label="Kind of evaluation",
+        choices=[
+            ("demographics", "Demographic differentials (labels CSV: file,age,sex,race[,identity])"),
+            ("verification", "Verification (1:1 pairs file)"),
+            ("identification", "Identification (1:N identities CSV)"),
+        ],
+    )
+    folder = forms.CharField(
+        label="Folder on the server",
+        max_length=1000,
+        help_text="Inside a folder open for evaluation (RFR_EVALUATION_ROOTS); relative to the first of them.",
+    )
+    labels = forms.CharField(
+        label="Labels file",
+        max_length=1000,
+        required=False,
+        initial="labels.csv",
+        help_text="The labels, pairs or identities file, relative to the folder.",
+    )
+    dataset_name = forms.CharField(label="Data set name", max_length=200, help_text="As the pages will show it.")
+    research = forms.BooleanField(
+        label="Research data (not casework)", required=False, initial=True, help_text="Shown wherever the run is."
+    )

@@ -39,7 +39,9 @@ from search.accuracy_report import (
     run_attributes,
     run_curve_png,
 )
+from search.evaluations import evaluation_run_progress, evaluation_run_queue, evaluation_spec_resolve
 from search.forms import (
+    EvaluationQueueForm,
     FolderEnrolForm,
     GalleryCreateForm,
     ReasonForm,
@@ -395,8 +397,50 @@ def accuracy(request: HttpRequest) -> HttpResponse:
             "overview": overview,
             "notes": NOTES,
             "is_admin": user_is_admin(request.user),
+            "queue_form": EvaluationQueueForm(),
+            "evaluation_roots": settings.RFR_EVALUATION_ROOTS,
+            "recent_runs": EvaluationRun.objects.filter(pack_key=pack_key).exclude(status=EvaluationRun.Status.DONE)[
+                :10
+            ],
         },
     )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-accuracy", fragment="measure")
+def accuracy_run_new(request: HttpRequest) -> HttpResponse:
+    """Queue a measurement of the active pack on a server folder; its page shows the progress."""
+    form = EvaluationQueueForm(request.POST)
+    if not form.is_valid():
+        raise _form_errors(form)
+    data = form.cleaned_data
+    spec = evaluation_spec_resolve(kind=data["kind"], folder=data["folder"], labels=data["labels"] or "")
+    run = evaluation_run_queue(
+        spec=spec,
+        dataset_name=data["dataset_name"],
+        dataset_is_research=data["research"],
+        actor=request.user,
+        request=request,
+    )
+    messages.success(request, f"Evaluation run {run.pk} queued on {data['dataset_name']}.")
+    return redirect("search:manage-accuracy-run", run_id=run.pk)
+
+
+@admin_or_supervisor
+def accuracy_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EvaluationRun, pk=run_id)
+    return render(
+        request,
+        "search/manage/evaluation_run.html",
+        {"run": run, "progress": evaluation_run_progress(run=run), "is_admin": user_is_admin(request.user)},
+    )
+
+
+@admin_or_supervisor
+def accuracy_run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(EvaluationRun, pk=run_id)
+    return JsonResponse(evaluation_run_progress(run=run))
 
 
 @admin_or_supervisor

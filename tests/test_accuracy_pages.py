@@ -260,3 +260,35 @@ def test_search_records_threshold_source_and_evaluation_and_candidates_carry_mea
     assert api["candidates"][0]["score_meaning"] == {**meaning.as_dict(), "score": candidate.score}
     report = client.get(reverse("cases:search-report", args=[done.pk]))
     assert report.status_code == 200 and report.content.startswith(b"%PDF")
+
+
+def test_admin_queues_an_evaluation_on_a_server_folder_and_follows_its_progress(
+    faces_dir: Path, settings: Any, tmp_path: Path, run_on_commit: Any
+) -> None:
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    source = faces_dir / "utkface"
+    with (source / "labels.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["age"]) >= 18][:6]
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "age", "sex", "race"])
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        (folder / row["file"]).symlink_to(source / "images" / row["file"])
+    settings.RFR_EVALUATION_ROOTS = [tmp_path.resolve()]
+    client = Client()
+    client.force_login(make_user("ada", role=ADMIN))
+    form = {"kind": "demographics", "folder": "labelled", "labels": "labels.csv", "dataset_name": "Six adults"}
+    form["research"] = "on"
+    outside = client.post(reverse("search:manage-accuracy-run-new"), {**form, "folder": str(faces_dir)})
+    assert outside.status_code == 302 and not EvaluationRun.objects.exists()
+    response = run_on_commit(lambda: client.post(reverse("search:manage-accuracy-run-new"), form))
+    run = EvaluationRun.objects.get()
+    assert response.url == reverse("search:manage-accuracy-run", args=[run.pk])
+    status = client.get(reverse("search:manage-accuracy-run-status", args=[run.pk])).json()
+    assert status["status"] == "done" and status["progress"] == 100 and status["total"] == len(rows)
+    page = client.get(reverse("search:manage-accuracy-run", args=[run.pk])).content.decode()
+    assert "Six adults (research data set)" in page and "See the figures" in page
+    assert "Six adults (research data set)" in client.get(reverse("search:manage-accuracy")).content.decode()
+    assert AuditEvent.objects.filter(action="evaluation.run_queued", detail__run_id=run.pk).exists()
