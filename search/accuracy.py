@@ -209,15 +209,31 @@ def _ratio(groups: list[GroupRates]) -> dict[str, Any] | None:
     }
 
 
+# The order groups are shown in (stored JSON keeps no order): attributes as `evaluate demographics` lists them,
+# age bands youngest first, other values alphabetically with catch-all groups last.
+ATTRIBUTE_ORDER = ("sex", "race", "age")
+AGE_BAND_ORDER = ("under 18", "18-40", "over 40")
+LAST_VALUES = ("other", "unknown")
+
+
+def group_key_order(key: str) -> tuple[int, str, int, str]:
+    """Sort key of an "attribute=value" curve key."""
+    attribute, _, value = key.partition("=")
+    a = ATTRIBUTE_ORDER.index(attribute) if attribute in ATTRIBUTE_ORDER else len(ATTRIBUTE_ORDER)
+    if attribute == "age" and value in AGE_BAND_ORDER:
+        v = AGE_BAND_ORDER.index(value)
+    else:
+        v = len(AGE_BAND_ORDER) + (1 if value.lower() in LAST_VALUES else 0)
+    return a, attribute, v, value
+
+
 def run_rates_at(run: EvaluationRun, threshold: float) -> dict[str, Any]:
     """Overall and per-group rates of the run at `threshold`, and per attribute the ratio of the highest group
     false-match rate to the lowest (the rule of MIN_RATIO_PAIRS above)."""
     curves = run.curves or {}
     figures = _group_figures(run)
     groups: list[GroupRates] = []
-    for key in curves:
-        if key == OVERALL or "=" not in key:
-            continue
+    for key in sorted((k for k in curves if k != OVERALL and "=" in k), key=group_key_order):
         attribute, value = key.split("=", 1)
         stats = (figures.get(attribute) or {}).get(value) or {}
         groups.append(

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -33,7 +34,7 @@ from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from search.accuracy import OVERALL, evaluation_runs_latest_per_dataset, run_rates_at, run_summary
+from search.accuracy import OVERALL, evaluation_runs_latest_per_dataset, group_key_order, run_rates_at, run_summary
 from search.models import EvaluationRun
 
 Actor = AbstractBaseUser | AnonymousUser | None
@@ -69,7 +70,7 @@ def accuracy_overview(*, pack_key: str, threshold: float, normalisation: str = "
     overview = []
     for run in evaluation_runs_latest_per_dataset(pack_key=pack_key, normalisation=normalisation):
         at = run_rates_at(run, threshold)
-        attributes = sorted({g.attribute for g in at["groups"]})
+        attributes = list(dict.fromkeys(g.attribute for g in at["groups"]))
         overview.append(
             {
                 "run": run,
@@ -87,11 +88,12 @@ def accuracy_overview(*, pack_key: str, threshold: float, normalisation: str = "
 # -- curves as images ---------------------------------------------------------------------------------------
 def _curve_keys(run: EvaluationRun, attribute: str) -> list[str]:
     prefix = f"{attribute}="
-    return sorted(k for k in (run.curves or {}) if k.startswith(prefix))
+    return sorted((k for k in (run.curves or {}) if k.startswith(prefix)), key=group_key_order)
 
 
 def run_attributes(run: EvaluationRun) -> list[str]:
-    return sorted({k.split("=", 1)[0] for k in (run.curves or {}) if k != OVERALL and "=" in k})
+    keys = sorted((k for k in (run.curves or {}) if k != OVERALL and "=" in k), key=group_key_order)
+    return list(dict.fromkeys(k.split("=", 1)[0] for k in keys))
 
 
 def curves_have_fnmr(run: EvaluationRun, attribute: str) -> bool:
@@ -152,6 +154,12 @@ def _plot_png(run: EvaluationRun, attribute: str, threshold: float) -> bytes:
     return buffer.getvalue()
 
 
+# matplotlib's text layout (its mathtext parser, for the log-scale tick labels) is not thread-safe, and a page
+# asks for several curve images at once from a threaded server: draw one at a time.
+_DRAWING = threading.Lock()
+PLOT_VERSION = 1  # raise when the drawing changes, so cached images are drawn again
+
+
 def _cache_dir() -> Path:
     return Path(settings.DATA_DIR) / "cache" / "accuracy"
 
@@ -162,12 +170,13 @@ def run_curve_png(*, run: EvaluationRun, attribute: str, threshold: float) -> by
     if attribute not in run_attributes(run):
         raise KeyError(attribute)
     digest = hashlib.sha256(
-        json.dumps([run.curves, attribute, round(threshold, 6)], sort_keys=True).encode()
+        json.dumps([PLOT_VERSION, run.curves, attribute, round(threshold, 6)], sort_keys=True).encode()
     ).hexdigest()[:20]
     path = _cache_dir() / f"run-{run.pk}-{digest}.png"
     if path.exists():
         return path.read_bytes()
-    png = _plot_png(run, attribute, threshold)
+    with _DRAWING:
+        png = _plot_png(run, attribute, threshold)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(png)
