@@ -197,6 +197,8 @@ def _ratio(groups: list[GroupRates]) -> dict[str, Any] | None:
         fmr = g.rates.fmr if g.rates is not None and g.rates.fmr is not None else 0.0
         return max(fmr, 1.0 / g.pairs) if g.pairs else fmr
 
+    if not any(g.rates.fmr for g in rated if g.rates is not None):
+        return None  # no group had a false match at this threshold: there is nothing to compare
     high = max(rated, key=floored)
     low = min(rated, key=floored)
     return {
