@@ -1,5 +1,6 @@
 """Writes that set up a DEMO workbench for a newcomer (`manage.py demo_setup`): demo users with roles and a
-team, a small demo gallery of research images, and one demo case. Everything is named DEMO, every change is
+team, a small demo gallery of research images, one demo case, and the active pack's demographic evaluation on
+the research data's UTKFace folder (so the accuracy page has figures). Everything is named DEMO, every change is
 audited in the transaction that makes it, and running it again changes nothing (users, team, gallery and case
 are looked up by name first; enrolment skips images already enrolled).
 
@@ -13,11 +14,13 @@ import csv
 import importlib.util
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -35,6 +38,7 @@ from accounts.services import (
 from cases.lifecycle import case_create
 from cases.models import Case
 from faceengine import decode_image
+from faceengine.evaluation.demographics import run_demographics
 from rfr.engine import active_engine, image_limits
 from search.enrolment import (
     EnrolmentEntry,
@@ -43,8 +47,9 @@ from search.enrolment import (
     enrolment_run_execute,
     gallery_image_enrol,
 )
+from search.evaluations import evaluation_run_latest, evaluation_run_record, file_sha256
 from search.galleries import gallery_create
-from search.models import EnrolmentItem, EnrolmentRun, Gallery
+from search.models import EnrolmentItem, EnrolmentRun, EvaluationRun, Gallery
 
 DEMO_TEAM_NAME = "DEMO Team A"
 DEMO_GALLERY_NAME = "DEMO gallery — research images, not real custody data"
@@ -325,6 +330,57 @@ def demo_gallery_ensure(
     if images_dir is None:
         return None
     return _demo_gallery_insightface(images_dir=images_dir)
+
+
+# -- accuracy evidence -----------------------------------------------------------------------------------------
+# The demographic evaluations stored for the active pack, so the accuracy page has figures for a newcomer.
+DEMO_EVALUATIONS: tuple[tuple[str, float | None], ...] = (
+    ("DEMO: UTKFace development set, adults 18+ (research data)", 18.0),
+    ("DEMO: UTKFace development set, all ages (research data)", None),
+)
+
+
+def demo_evaluations_ensure(
+    *, faces_data: Path, progress: Callable[[int, int], None] | None = None
+) -> list[tuple[EvaluationRun, bool]]:
+    """`evaluate demographics --store` on the research data's UTKFace folder (adults, then all ages), each stored
+    once per pack and labels file; [] where the folder is absent. Every image is encoded once for both runs."""
+    labels, images = faces_data / "utkface" / "labels.csv", faces_data / "utkface" / "images"
+    if not labels.is_file() or not images.is_dir():
+        return []
+    engine = active_engine()
+    sha256 = file_sha256(labels)
+    cache: dict[str, Any] = {}
+    runs: list[tuple[EvaluationRun, bool]] = []
+    for name, min_age in DEMO_EVALUATIONS:
+        existing = evaluation_run_latest(
+            pack_key=engine.pack.key, kind=EvaluationRun.Kind.DEMOGRAPHICS, dataset_name=name
+        )
+        if existing is not None and existing.labels_sha256 == sha256:
+            runs.append((existing, False))
+            continue
+        figures, curves = run_demographics(
+            engine,
+            labels_csv=labels,
+            images_dir=images,
+            operating_threshold=settings.RFR_DEFAULT_THRESHOLD,
+            min_age=min_age,
+            limits=image_limits(),
+            progress=progress,
+            cache=cache,
+        )
+        run = evaluation_run_record(
+            pack_key=engine.pack.key,
+            kind=EvaluationRun.Kind.DEMOGRAPHICS,
+            dataset_name=name,
+            figures=figures,
+            curves=curves,
+            labels_sha256=sha256,
+            source=f"{labels} (images {images})",
+            run_by_label=DEMO_ACTOR_NAME,
+        )
+        runs.append((run, True))
+    return runs
 
 
 # -- case ------------------------------------------------------------------------------------------------------

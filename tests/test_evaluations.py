@@ -17,8 +17,9 @@ from django.core.management.base import CommandError
 from accounts.roles import ADMIN
 from audit.actions import AuditAction
 from audit.models import AuditEvent
+from cases.demo import demo_evaluations_ensure
 from faceengine.evaluation.datasets import primary_template
-from faceengine.evaluation.demographics import _ratio, demographic_rates, read_labels
+from faceengine.evaluation.demographics import _ratio, curves_from_pair_scores, demographic_rates, read_labels
 from rfr.errors import InvalidInput
 from search.evaluations import (
     evaluation_run_latest,
@@ -29,7 +30,7 @@ from search.evaluations import (
     evaluation_spec_resolve,
 )
 from search.models import EvaluationRun
-from tests.factories import make_user
+from tests.factories import celeba_identities, make_user
 
 
 @pytest.mark.django_db
@@ -182,3 +183,80 @@ def test_queued_run_measures_with_progress_and_refuses_outside_folders(
     assert evaluation_run_progress(run=run)["progress"] == 100
     actions = set(AuditEvent.objects.filter(target_id=str(run.pk)).values_list("action", flat=True))
     assert actions == {AuditAction.EVALUATION_RUN_QUEUED, AuditAction.EVALUATION_RUN_RECORDED}
+    # a labels file inside the roots that names an image outside them: refused before any image is read
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copy(next((utk_subset / "images").iterdir()), outside)
+    (utk_subset / "escape.csv").write_text(f"file,age,sex,race\n../../{tmp_path.name}/elsewhere.jpg,30,F,White\n")
+    spec = evaluation_spec_resolve(kind="demographics", folder=str(utk_subset), labels="escape.csv")
+    escaped = run_on_commit(lambda: evaluation_run_queue(spec=spec, dataset_name="escape", actor=admin))
+    escaped.refresh_from_db()
+    assert escaped.status == EvaluationRun.Status.FAILED and "outside" in escaped.error_message
+    assert not escaped.figures
+
+
+def test_fnmr_per_group_where_identities_are_given(faces_dir: Path, engine: Any, tmp_path: Path) -> None:
+    """CelebA people with identities (no age or race: those groups are 'unknown'); a faceless image of one of
+    them is a failure to enrol and its genuine pairs are misses."""
+    people = [(identity, files[:3]) for identity, files in celeba_identities(faces_dir).items() if len(files) >= 3][:4]
+    sexes = {row["identity"]: row["sex"] for row in csv.DictReader((faces_dir / "celeba" / "identities.csv").open())}
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "age", "sex", "race", "identity"])
+        for identity, files in people:
+            writer.writerows([file, "", sexes[identity], "", identity] for file in files)
+        writer.writerow(["blank.png", "", sexes[people[0][0]], "", people[0][0]])
+    (tmp_path / "images").symlink_to(faces_dir / "celeba" / "images")
+    images, has_identity = read_labels(labels)
+    assert has_identity
+    templates = {
+        i.file: None if i.file == "blank.png" else primary_template(engine, tmp_path / "images" / i.file)[0]
+        for i in images
+    }
+    figures, _ = demographic_rates(images, templates, operating_threshold=0.30, has_identity=True)
+    assert figures["fte"] >= 1 and figures["groups"]["race"]["unknown"]["n"] == len(images)
+    for sex, row in figures["groups"]["sex"].items():
+        members = [i for i in images if i.labels["sex"] == sex]
+        genuine = [(a, b) for n, a in enumerate(members) for b in members[n + 1 :] if a.identity == b.identity]
+        hits = sum(
+            templates[a.file] is not None
+            and templates[b.file] is not None
+            and float(templates[a.file] @ templates[b.file]) >= 0.30  # type: ignore[operator]
+            for a, b in genuine
+        )
+        assert row["genuine_pairs"] == len(genuine)
+        assert row["fnmr"]["operating"] == pytest.approx(1 - hits / len(genuine) if genuine else None)
+
+
+def test_verification_curves_from_pair_scores_read_back_the_rates(
+    utk_templates: dict[str, np.ndarray | None],
+) -> None:
+    """Real scores between UTKFace faces, the top tenth called genuine (a labelling for the test, not a claim):
+    every curve point equals the rate counted directly, per group over same-group pairs only."""
+    vectors = [t for t in utk_templates.values() if t is not None][:24]
+    pairs = [(i, j) for i in range(len(vectors)) for j in range(i + 1, len(vectors))]
+    scores = np.array([float(vectors[i] @ vectors[j]) for i, j in pairs])
+    same = scores > np.quantile(scores, 0.9)
+    groups = ["A" if i % 2 == j % 2 == 0 else "B" if i % 2 == j % 2 == 1 else "A/B" for i, j in pairs]
+    curves = curves_from_pair_scores(scores, same, groups, "side")
+    assert set(curves) == {"overall", "side=A", "side=B"}
+    assert same[np.array(groups) == "A"].any()
+    for key, mask in (("overall", np.ones(len(pairs), bool)), ("side=A", np.array(groups) == "A")):
+        for threshold, fmr, fnmr in curves[key][::40]:
+            impostor, genuine = scores[mask & ~same], scores[mask & same]
+            assert fmr == pytest.approx((impostor >= threshold).mean())
+            assert fnmr == (pytest.approx((genuine < threshold).mean()) if len(genuine) else None)
+
+
+@pytest.mark.django_db
+def test_demo_setup_stores_the_demographic_evaluations_once(utk_subset: Path, tmp_path: Path, pack_dir: Path) -> None:
+    (tmp_path / "utkface").symlink_to(utk_subset)
+    first = demo_evaluations_ensure(faces_data=tmp_path)
+    assert [created for _, created in first] == [True, True]
+    adults, everyone = (run for run, _ in first)
+    assert adults.figures["age_filter"]["min_age"] == 18 and "under 18" not in adults.figures["groups"]["age"]
+    assert everyone.figures["images"] == len(read_labels(utk_subset / "labels.csv")[0])
+    assert adults.dataset_is_research and "research" in adults.dataset_name
+    again = demo_evaluations_ensure(faces_data=tmp_path)
+    assert [(run.pk, created) for run, created in again] == [(adults.pk, False), (everyone.pk, False)]
+    assert demo_evaluations_ensure(faces_data=tmp_path / "absent") == []

@@ -2,6 +2,8 @@
 
 * `verification`: 1:1 pairs (LFW protocol): cross-fold accuracy, TAR at FAR, EER, per-group FMR and FNMR.
 * `identification`: open-set 1:N search: rank-k, FNIR at FPIR, per group.
+* `demographics`: false matches within each sex, race and age band (and FNMR where identities are given),
+  the max/min ratios, and DET curves per group.
 * `metrics`: error rates over scores; `datasets`: CSV readers, natural order, primary-face templates.
 
 Plain Python like the rest of faceengine: callers (`manage.py evaluate`, benchmarks) pass the engine and
@@ -15,6 +17,12 @@ from faceengine.evaluation.datasets import (
     read_groups,
     read_identities,
     read_pairs,
+)
+from faceengine.evaluation.demographics import (
+    curves_from_pair_scores,
+    demographic_rates,
+    format_demographics_report,
+    run_demographics,
 )
 from faceengine.evaluation.identification import format_identification_report, run_identification
 from faceengine.evaluation.metrics import (
@@ -38,7 +46,10 @@ __all__ = [
     "IdentityRow",
     "best_threshold",
     "compute_templates",
+    "curves_from_pair_scores",
+    "demographic_rates",
     "equal_error_rate",
+    "format_demographics_report",
     "format_identification_report",
     "format_verification_report",
     "group_rates",
@@ -48,6 +59,7 @@ __all__ = [
     "read_groups",
     "read_identities",
     "read_pairs",
+    "run_demographics",
     "run_identification",
     "run_verification",
     "tar_at_far",

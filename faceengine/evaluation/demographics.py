@@ -1,6 +1,7 @@
 """Demographic differentials (`manage.py evaluate demographics`): false matches by sex, race and age band.
 
-Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,identity]` (UTKFace's layout):
+Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,identity]` (UTKFace's layout;
+`gender` and `ethnicity` are read where `sex` and `race` are absent):
 
 * Each image's template is that of its primary face; an image without one is a failure to enrol (FTE),
   counted per group. FTE images take no part in impostor pairs (they cannot false-match, and counting them
@@ -16,7 +17,8 @@ Protocol, for a folder of face images and a labels CSV `file,age,sex,race[,ident
 * Ratio per attribute and threshold: the highest group FMR over the lowest. A group with no false match at
   all would make the ratio infinite, so each group's FMR is floored at one false match in its pairs
   (1/pairs) for the ratio, and the ratio says `floored`. Groups with fewer than `MIN_RATIO_PAIRS`
-  impostor pairs (e.g. a group of a handful of faces) are shown but left out of the ratio.
+  impostor pairs (e.g. a group of a handful of faces) and the `unknown` group (no label) are shown but
+  left out of the ratio. A file listed twice counts once (its first row).
 * Curves: per group, [threshold, FMR, FNMR or None] every 0.0025 from -0.2 to 1.0 (DET points).
 
 Scores are counted in 0.0001-wide bins, row block by row block, so memory stays flat for large sets and every
@@ -46,6 +48,8 @@ ATTRIBUTES = ("sex", "race", "age")
 AGE_BANDS = ("under 18", "18-40", "over 40")
 MIN_RATIO_PAIRS = 100
 BLOCK = 512
+# Other names a labels file may give the columns (used only where the usual name is absent).
+COLUMN_ALIASES = {"sex": "gender", "race": "ethnicity"}
 
 
 def age_band(age: str) -> str:
@@ -70,14 +74,21 @@ def read_labels(
 ) -> tuple[list[LabelledImage], bool]:
     """The labelled images (in the CSV's order) within the age limits, and whether identities are given."""
     columns, rows = read_table(labels_csv)
+    for name, alias in COLUMN_ALIASES.items():
+        if name not in columns and alias in columns:
+            columns.append(name)
+            for row in rows:
+                row[name] = row.get(alias) or ""
     missing = {"file", "age", "sex", "race"} - set(columns)
     if missing:
         raise ValueError(f"{labels_csv} lacks the column(s) {sorted(missing)}; expected file,age,sex,race[,identity].")
     has_identity = "identity" in columns
     images = []
+    seen: set[str] = set()
     for row in rows:
-        if not row.get("file"):
-            continue
+        if not row.get("file") or row["file"] in seen:
+            continue  # a file listed twice would be paired with itself: the first row counts
+        seen.add(row["file"])
         try:
             age: float | None = float(row["age"])
         except (TypeError, ValueError):
@@ -191,7 +202,7 @@ def _ratio(
     rates = {
         name: row["fmr"][threshold_name]
         for name, row in group_rows.items()
-        if row["fmr"].get(threshold_name) is not None and pairs[name] >= MIN_RATIO_PAIRS
+        if row["fmr"].get(threshold_name) is not None and pairs[name] >= MIN_RATIO_PAIRS and name != "unknown"
     }
     if len(rates) < 2:
         return None, {"highest": None, "lowest": None, "floored": False}
@@ -311,19 +322,23 @@ def run_demographics(
     max_age: float | None = None,
     limits: ImageLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: dict[str, tuple[np.ndarray | None, str | None]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float | None]]]]:
-    """Templates with the engine, then `demographic_rates`: (the --json object, the curves)."""
+    """Templates with the engine, then `demographic_rates`: (the --json object, the curves). `cache` (file →
+    (template, failure)) lets several runs over one folder (e.g. adults, then all ages) encode each image once."""
     started = time.perf_counter()
     images, has_identity = read_labels(labels_csv, min_age=min_age, max_age=max_age)
     if not images:
         raise ValueError(f"{labels_csv} names no image within the age limits given.")
+    cache = {} if cache is None else cache
     templates: dict[str, np.ndarray | None] = {}
     failures: list[str] = []
     for index, image in enumerate(images):
-        if image.file not in templates:
-            templates[image.file], failure = primary_template(engine, images_dir / image.file, limits)
-            if failure is not None:
-                failures.append(f"{image.file}: {failure}")
+        if image.file not in cache:
+            cache[image.file] = primary_template(engine, images_dir / image.file, limits)
+        templates[image.file], failure = cache[image.file]
+        if failure is not None:
+            failures.append(f"{image.file}: {failure}")
         if progress:
             progress(index + 1, len(images))
     figures, curves = demographic_rates(
@@ -341,7 +356,9 @@ def run_demographics(
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if value == 0 or value >= 1e-3 else f"{100 * value:.4f}%"
 
 
 def format_demographics_report(figures: dict[str, Any]) -> str:

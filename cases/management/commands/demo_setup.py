@@ -1,4 +1,4 @@
-"""`manage.py demo_setup [--reset-passwords] [--demo-identities N] [--faces-data PATH]`.
+"""`manage.py demo_setup [--reset-passwords] [--demo-identities N] [--no-evaluation] [--faces-data PATH]`.
 
 Sets up a DEMO workbench that a newcomer can try at once (called by `make setup` after migrate): demo users,
 a demo team, a small demo gallery of research images and a demo case. Safe to run again: it changes nothing
@@ -33,6 +33,11 @@ class Command(BaseCommand):
             type=int,
             default=demo.DEMO_IDENTITIES_DEFAULT,
             help=f"CelebA identities to enrol in a new demo gallery (default {demo.DEMO_IDENTITIES_DEFAULT}).",
+        )
+        parser.add_argument(
+            "--no-evaluation",
+            action="store_true",
+            help="Do not measure and store the pack's demographic evaluation on the research data's UTKFace folder.",
         )
         parser.add_argument(
             "--faces-data",
@@ -84,9 +89,29 @@ class Command(BaseCommand):
                     "RFR_FACES_DATA or --faces-data to use the research data set.)"
                 )
 
+        if not options["no_evaluation"]:
+            self._evaluations(faces_data, progress=options["verbosity"] >= 1)
+
         case, case_created = demo.demo_case_ensure()
         self.stdout.write(f"Demo case {case.reference} ({'created' if case_created else 'exists'}).")
         self._guide(result, case.pk)
+
+    def _evaluations(self, faces_data: Path, *, progress: bool) -> None:
+        started = time.monotonic()
+        self.stdout.write("Accuracy evidence: the active pack's demographic evaluation on UTKFace (research data) …")
+
+        def show(done: int, total: int) -> None:
+            if done == total or done % 200 == 0:
+                self.stdout.write(f"  {done}/{total} images")
+
+        runs = demo.demo_evaluations_ensure(faces_data=faces_data, progress=show if progress else None)
+        if not runs:
+            self.stdout.write(f"  No UTKFace folder in {faces_data}: no stored evaluation (the accuracy page says so).")
+        for run, created in runs:
+            self.stdout.write(
+                f"  {run.dataset_name}: evaluation run {run.pk} ({'stored' if created else 'exists'}) "
+                f"[{time.monotonic() - started:.1f} s]."
+            )
 
     def _password_box(self, title: str, passwords: dict[str, str]) -> None:
         rows = [
@@ -121,6 +146,7 @@ class Command(BaseCommand):
             "  4. Confirm or reject a candidate with a rationale; sign in as demo-supervisor to review it and "
             "to see the team's audit trail at /audit/.",
             "  5. Sign in as demo-investigator2: the case is not visible to them (need-to-know).",
-            "  demo-admin manages users, teams, galleries and model packs at /manage/ (it sees no case content).",
+            "  demo-admin manages users, teams, galleries and model packs at /manage/ (it sees no case content);",
+            "  demo-admin and demo-supervisor see the pack's accuracy by group at /manage/accuracy/.",
         ]
         self.stdout.write("\n".join(lines))
