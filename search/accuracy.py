@@ -159,9 +159,10 @@ def score_meaning(*, score: float, run: EvaluationRun | None) -> ScoreMeaning:
 
 
 # -- a run's figures at a threshold -------------------------------------------------------------------------
-# As `evaluate demographics` does for its ratios (faceengine.evaluation.demographics): groups with fewer impostor
-# pairs than this are shown but left out of a ratio, and each group's rate is floored at one false match in its
-# pairs, so a group with none gives a finite ratio marked "floored".
+# As `evaluate demographics` does for its ratios (faceengine.evaluation.demographics): groups with fewer
+# impostor pairs than this, and the "unknown" group (no label), are shown but left out of a ratio, and each
+# group's rate is floored at one false match in its pairs, so a group with none gives a finite ratio marked
+# "floored".
 MIN_RATIO_PAIRS = 100
 
 
@@ -188,7 +189,10 @@ def _ratio(groups: list[GroupRates]) -> dict[str, Any] | None:
     rated = [
         g
         for g in groups
-        if g.rates is not None and g.rates.fmr is not None and (g.pairs is None or g.pairs >= MIN_RATIO_PAIRS)
+        if g.rates is not None
+        and g.rates.fmr is not None
+        and (g.pairs is None or g.pairs >= MIN_RATIO_PAIRS)
+        and g.value != "unknown"
     ]
     if len(rated) < 2:
         return None
