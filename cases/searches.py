@@ -119,7 +119,9 @@ def search_request(
         justification=justification,
         small_face_reason=small_face_reason,
         pack_key=face.pack_key,
-        evaluation_run=evaluation_run_for_scores(pack_key=face.pack_key, normalisation=SCORE_NORMALISATION_RAW),
+        evaluation_run=evaluation_run_for_scores(
+            pack_key=face.pack_key, normalisation=SCORE_NORMALISATION_RAW, threshold=threshold
+        ),
         heartbeat_at=timezone.now(),
     )
     with transaction.atomic():

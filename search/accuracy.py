@@ -76,13 +76,26 @@ def evaluation_runs_latest_per_dataset(*, pack_key: str, normalisation: str = "r
     return runs
 
 
-def evaluation_run_for_scores(*, pack_key: str, normalisation: str = "raw") -> EvaluationRun | None:
-    """The run that gives a score of this pack (and normalisation) its meaning: the newest finished run whose
-    curves hold an overall false-match curve. None when the pack has no stored evaluation."""
-    for run in _done_runs(pack_key=pack_key, normalisation=normalisation):
-        if (run.curves or {}).get(OVERALL):
-            return run
-    return None
+def evaluation_run_for_scores(
+    *, pack_key: str, normalisation: str = "raw", threshold: float | None = None
+) -> EvaluationRun | None:
+    """The run that gives a score of this pack (and normalisation) its meaning, among the newest finished run
+    of each data set and kind that holds an overall false-match curve: with a threshold, the one with the
+    highest overall false-match rate there (the most cautious reading; the newest on a tie), else the newest.
+    None when the pack has no stored evaluation."""
+    runs = [
+        run
+        for run in evaluation_runs_latest_per_dataset(pack_key=pack_key, normalisation=normalisation)
+        if (run.curves or {}).get(OVERALL)
+    ]
+    if not runs or threshold is None:
+        return runs[0] if runs else None
+
+    def fmr_at(run: EvaluationRun) -> float:
+        rates = curve_rates_at(run.curves[OVERALL], threshold)
+        return rates.fmr if rates is not None and rates.fmr is not None else -1.0
+
+    return max(runs, key=fmr_at)  # max() keeps the first (newest) of equal ones
 
 
 def evaluation_packs() -> list[str]:
