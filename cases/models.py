@@ -181,6 +181,9 @@ class Search(models.Model):
     justification = models.TextField()
     small_face_reason = models.TextField(blank=True)
     pack_key = models.CharField(max_length=128)
+    # "raw" (cosine scores), or "cohort:<pk>": candidates' scores were normalised against that score cohort
+    # (search.cohorts) and the threshold is on that scale.
+    score_normalisation = models.CharField(max_length=64, default="raw")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
