@@ -33,6 +33,10 @@ METHODS = ("csls", "asnorm")
 DEFAULT_METHOD = "csls"
 DEFAULT_TOP_K = 10
 _STD_FLOOR = 1e-6
+# A cohort member compared with its own template (the same image in the cohort and in a gallery or an
+# evaluation set) is left out of that template's statistics: it would otherwise count itself as a neighbour.
+SELF_MATCH = 0.9999
+_LEFT_OUT = -2.0  # below any cosine, so never among the k best while k others remain
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class Normaliser:
             raise ValueError("A cohort needs at least two templates (rows).")
         if method not in METHODS:
             raise ValueError(f"Unknown normalisation method {method!r}; expected one of {METHODS}.")
-        if not 1 <= top_k <= cohort.shape[0]:
-            raise ValueError(f"top_k must be from 1 to the cohort size ({cohort.shape[0]}), got {top_k}.")
+        if not 1 <= top_k < cohort.shape[0]:
+            raise ValueError(f"top_k must be from 1 to one less than the cohort size ({cohort.shape[0]}), got {top_k}.")
         self.cohort = cohort
         self.method = method
         self.top_k = top_k
@@ -63,12 +67,14 @@ class Normaliser:
         return int(self.cohort.shape[1])
 
     def statistics(self, templates: np.ndarray) -> CohortStatistics:
-        """Cohort statistics of each row of `templates` (a single template may be given as one row)."""
+        """Cohort statistics of each row of `templates` (a single template may be given as one row); a cohort
+        member identical to the template (cosine ≥ SELF_MATCH) is left out of its neighbours."""
         matrix = np.atleast_2d(np.asarray(templates, dtype=np.float32))
         if matrix.shape[1] != self.dimension:
             raise ValueError(f"Templates have {matrix.shape[1]} values; the cohort's have {self.dimension}.")
         scores = matrix @ self.cohort.T
-        k = self.top_k
+        scores[scores >= SELF_MATCH] = _LEFT_OUT
+        k = min(self.top_k, self.cohort.shape[0] - 1)
         if k < scores.shape[1]:
             # The k best per row, in any order (mean and std need no sorting).
             scores = np.partition(scores, scores.shape[1] - k, axis=1)[:, -k:]

@@ -34,7 +34,7 @@ from django.http import HttpRequest
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from faceengine import FaceEngine
+from faceengine import FaceEngine, ModelPackError, load_pack
 from faceengine.evaluation.datasets import primary_template
 from faceengine.evaluation.demographics import ATTRIBUTES, read_labels
 from faceengine.imageio import ImageLimits
@@ -46,8 +46,10 @@ from faceengine.normalisation import (
     balanced_selection,
     threshold_at_same_fmr,
 )
+from rfr.engine import active_pack_dir
 from rfr.errors import Conflict, InvalidInput, NotFound
-from search.models import ScoreCohort
+from search.evaluations import evaluation_run_latest
+from search.models import EvaluationRun, ScoreCohort
 
 Actor = AbstractBaseUser | AnonymousUser | None
 RAW = "raw"
@@ -261,6 +263,74 @@ def score_cohort_get(*, label: str) -> ScoreCohort:
     if cohort is None:
         raise NotFound("unknown_cohort", f"No score cohort {number}.")
     return cohort
+
+
+def active_pack_key() -> str:
+    """The active pack's key, read from its manifest (no model is loaded); empty if it cannot be read."""
+    try:
+        return load_pack(active_pack_dir()).key
+    except ModelPackError:
+        return ""
+
+
+COMPARED_ATTRIBUTES = ("sex", "race", "age")
+COMPARED_THRESHOLDS = ("operating", "fmr_1e-3")
+
+
+def _percent_text(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def _ratio_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def score_cohorts_compared(*, pack_key: str) -> list[dict[str, Any]]:
+    """Raw and normalised demographic figures side by side: for each cohort of the pack with a stored
+    `demographics` run under it, that run and the newest raw run on the same data set (search.evaluations)."""
+    rows: list[dict[str, Any]] = []
+    for cohort in score_cohorts_list(pack_key=pack_key):
+        normalised = evaluation_run_latest(
+            pack_key=pack_key, kind=EvaluationRun.Kind.DEMOGRAPHICS, normalisation=cohort.normalisation_label
+        )
+        if normalised is None:
+            continue
+        raw = evaluation_run_latest(
+            pack_key=pack_key, kind=EvaluationRun.Kind.DEMOGRAPHICS, dataset_name=normalised.dataset_name
+        )
+        lines = []
+        for attribute in COMPARED_ATTRIBUTES:
+            raw_groups = raw.figures.get("groups", {}).get(attribute, {}) if raw else {}
+            groups = normalised.figures.get("groups", {}).get(attribute, {})
+            for value in groups:
+                lines.append(
+                    {
+                        "attribute": attribute,
+                        "group": value,
+                        "raw": [raw_groups.get(value, {}).get("fmr", {}).get(t) for t in COMPARED_THRESHOLDS],
+                        "normalised": [groups[value].get("fmr", {}).get(t) for t in COMPARED_THRESHOLDS],
+                    }
+                )
+            lines.append(
+                {
+                    "attribute": attribute,
+                    "group": "",
+                    "raw": [
+                        raw.figures.get("ratios", {}).get(attribute, {}).get(t) if raw else None
+                        for t in COMPARED_THRESHOLDS
+                    ],
+                    "normalised": [
+                        normalised.figures.get("ratios", {}).get(attribute, {}).get(t) for t in COMPARED_THRESHOLDS
+                    ],
+                }
+            )
+        for line in lines:
+            show = _percent_text if line["group"] else _ratio_text
+            line["cells"] = [
+                show(line[side][i]) for i in range(len(COMPARED_THRESHOLDS)) for side in ("raw", "normalised")
+            ]
+        rows.append({"cohort": cohort, "raw_run": raw, "normalised_run": normalised, "ratios": lines})
+    return rows
 
 
 @lru_cache(maxsize=8)

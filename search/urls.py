@@ -1,4 +1,5 @@
-"""/manage/galleries/, /manage/modelpacks/ and /manage/thresholds/: rfr's own admin pages (search.views)."""
+"""/manage/galleries/, /manage/modelpacks/, /manage/thresholds/ and /manage/cohorts/: rfr's own admin pages
+(search.views)."""
 
 from django.urls import path
 
@@ -27,4 +28,7 @@ urlpatterns = [
     path("modelpacks/reembed/<int:run_id>/", views.reembed_run_detail, name="manage-reembed-run"),
     path("modelpacks/reembed/<int:run_id>/status/", views.reembed_run_status, name="manage-reembed-run-status"),
     path("thresholds/", views.thresholds, name="manage-thresholds"),
+    path("cohorts/", views.cohort_list, name="manage-cohorts"),
+    path("cohorts/<int:cohort_id>/activate/", views.cohort_activate_view, name="manage-cohort-activate"),
+    path("cohorts/deactivate/", views.cohort_deactivate_view, name="manage-cohort-deactivate"),
 ]

@@ -25,6 +25,14 @@ from accounts.roles import user_is_admin
 from rfr.engine import active_pack_name
 from rfr.error_handling import error_return_to
 from rfr.errors import InvalidInput
+from search.cohorts import (
+    active_pack_key,
+    score_cohort_activate,
+    score_cohort_active,
+    score_cohort_deactivate,
+    score_cohorts_compared,
+    score_cohorts_list,
+)
 from search.forms import FolderEnrolForm, GalleryCreateForm, ReasonForm, RetentionForm, ZipEnrolForm
 from search.galleries import gallery_create, gallery_image_delete, subject_delete
 from search.gallery_admin import (
@@ -326,3 +334,42 @@ def thresholds(request: HttpRequest) -> HttpResponse:
         "search/manage/thresholds.html",
         {"default_threshold": settings.RFR_DEFAULT_THRESHOLD, "active_pack": active_pack_name()},
     )
+
+
+# -- score normalisation cohorts (/manage/cohorts/) ---------------------------------------------------------
+@admin_only
+def cohort_list(request: HttpRequest) -> HttpResponse:
+    pack_key = active_pack_key()
+    return render(
+        request,
+        "search/manage/cohort_list.html",
+        {
+            "pack_key": pack_key,
+            "active": score_cohort_active(pack_key=pack_key) if pack_key else None,
+            "cohorts": list(score_cohorts_list()),
+            "comparison": score_cohorts_compared(pack_key=pack_key) if pack_key else [],
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_activate_view(request: HttpRequest, cohort_id: int) -> HttpResponse:
+    cohort = score_cohort_activate(cohort_id=cohort_id, actor=request.user, request=request)
+    messages.success(
+        request,
+        f"Searches of {cohort.pack_key} are now normalised against cohort {cohort.name} (v{cohort.version});"
+        f" their default threshold is {cohort.threshold:.3f} on the normalised scale.",
+    )
+    return redirect("search:manage-cohorts")
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_deactivate_view(request: HttpRequest) -> HttpResponse:
+    pack_key = request.POST.get("pack_key", "")
+    score_cohort_deactivate(pack_key=pack_key, actor=request.user, request=request)
+    messages.success(request, f"Searches of {pack_key} use raw cosine scores again.")
+    return redirect("search:manage-cohorts")

@@ -10,17 +10,21 @@ from typing import Any
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
+from accounts.roles import ADMIN
 from audit.actions import AuditAction
 from audit.models import AuditEvent
 from cases.models import Search
 from cases.searches import search_request
 from faceengine.evaluation.datasets import primary_template
+from faceengine.evaluation.demographics import demographic_rates, read_labels
 from faceengine.normalisation import Normaliser, balanced_selection, threshold_at_same_fmr
 from rfr.errors import Conflict
-from search.cohorts import score_cohort_activate, score_cohort_active, score_cohort_deactivate
-from search.models import ScoreCohort, Template
-from tests.factories import build_case_world, workbench_objects_create
+from search.cohorts import active_pack_key, score_cohort_activate, score_cohort_active, score_cohort_deactivate
+from search.evaluations import evaluation_run_record
+from search.models import EvaluationRun, ScoreCohort, Template
+from tests.factories import build_case_world, make_user, workbench_objects_create
 
 RACES = ("White", "Black", "Asian", "Indian", "Other")
 PER_RACE = 8
@@ -65,13 +69,13 @@ def test_normalised_scores_are_symmetric_and_follow_the_formula(utk_subset: dict
     assert normaliser.score_pair(a, b) == pytest.approx(2 * float(a @ b) - top[0] - top[1], abs=1e-5)
 
 
-def test_a_cohort_member_does_not_score_itself_out(utk_subset: dict[str, Any]) -> None:
-    """Statistics are the template's own neighbours in the cohort: a member finds itself (cosine 1) among them,
-    which is why evaluation keeps cohort members out of the pairs it scores (see search.cohorts calibration)."""
+def test_a_cohort_member_is_not_its_own_neighbour(utk_subset: dict[str, Any]) -> None:
+    """The same image in the cohort and among the compared templates must not leak: its statistics are those
+    against the cohort without it."""
     templates = utk_subset["templates"]
-    normaliser = Normaliser(templates[:20], top_k=3)
-    member, outsider = normaliser.statistics(templates[:1]), normaliser.statistics(templates[25:26])
-    assert member.mean[0] > outsider.mean[0]
+    with_it = Normaliser(templates[:20], top_k=3).statistics(templates[:1])
+    without_it = Normaliser(templates[1:20], top_k=3).statistics(templates[:1])
+    assert with_it.mean[0] == pytest.approx(without_it.mean[0]) and with_it.std[0] == pytest.approx(without_it.std[0])
     assert np.sort(templates[:20] @ templates[0])[-1] == pytest.approx(1.0, abs=1e-5)
 
 
@@ -165,3 +169,51 @@ def test_a_search_with_a_cohort_active_ranks_by_normalised_score_and_records_it(
     assert scores == sorted(scores, reverse=True) and min(scores) >= cohort.threshold
     requested = AuditEvent.objects.filter(action=AuditAction.SEARCH_REQUESTED, target_id=str(search.pk)).get()
     assert requested.detail["score_normalisation"] == f"cohort:{cohort.pk}"
+
+
+@pytest.mark.django_db
+def test_cohorts_page_shows_composition_and_raw_beside_normalised(utk_subset: dict[str, Any], engine: Any) -> None:
+    templates, rows = utk_subset["templates"], utk_subset["rows"]
+    cohort = ScoreCohort.objects.create(
+        pack_key=active_pack_key(), version=1, name="Page cohort", top_k=3, size=20, dimension=templates.shape[1],
+        templates=templates[::2][:20].astype("<f4").tobytes(), raw_threshold=0.3, threshold=0.12,
+        composition={"race": {"Black": 4, "White": 4}}, balanced_by="race", calibration={"fmr": 0.003, "faces": 20},
+    )  # fmt: skip
+    # Real figures from the subset: raw, and normalised against the other half (members are not evaluated).
+    images, _ = read_labels(utk_subset["labels"])
+    by_file = {row["file"]: template for row, template in zip(rows, templates, strict=True)}
+    evaluated = [image for image in images if image.file in by_file][1::2]
+    held = {image.file: by_file[image.file] for image in evaluated}
+    for label, normaliser, threshold in (
+        ("raw", None, 0.3),
+        (cohort.normalisation_label, Normaliser(cohort.matrix(), top_k=3), cohort.threshold),
+    ):
+        figures, curves = demographic_rates(evaluated, held, operating_threshold=threshold, normaliser=normaliser)
+        evaluation_run_record(
+            pack_key=cohort.pack_key, kind="demographics", dataset_name="UTK subset", figures=figures,
+            curves=curves, normalisation=label,
+        )  # fmt: skip
+
+    client = Client()
+    client.force_login(make_user("ada", role=ADMIN))
+    page = client.get("/manage/cohorts/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Page cohort, version 1" in text and "Black 4" in text and "raw cosine scores" in text
+    assert "UTK subset (research data, not casework)" in text
+    # Every race's false-match rate, raw beside normalised, as stored in the two runs.
+    raw_run, normalised_run = (EvaluationRun.objects.get(normalisation=n) for n in ("raw", cohort.normalisation_label))
+    for race in RACES:
+        raw_fmr = raw_run.figures["groups"]["race"][race]["fmr"]["operating"]
+        normalised_fmr = normalised_run.figures["groups"]["race"][race]["fmr"]["operating"]
+        assert f"race: {race}</th><td>{100 * raw_fmr:.2f}%</td><td>{100 * normalised_fmr:.2f}%</td>" in text
+    response = client.post(f"/manage/cohorts/{cohort.pk}/activate/")
+    assert response.status_code == 302
+    assert score_cohort_active(pack_key=cohort.pack_key) == cohort
+    assert AuditEvent.objects.filter(action=AuditAction.COHORT_ACTIVATED, actor__username="ada").exists()
+    assert "normalised</strong> against cohort Page cohort" in client.get("/manage/cohorts/").content.decode()
+
+    investigator = Client()
+    investigator.force_login(make_user("ivan"))
+    assert investigator.get("/manage/cohorts/").status_code == 403
+    assert investigator.post("/manage/cohorts/deactivate/", {"pack_key": cohort.pack_key}).status_code == 403
