@@ -143,11 +143,11 @@ def _normalised_shortlist(
     )
     if not embeddings:
         return []
-    ids = sorted(embeddings)
-    gallery = np.stack([np.frombuffer(bytes(embeddings[tid]), dtype="<f4") for tid in ids])
+    template_ids = sorted(embeddings)
+    gallery = np.stack([np.frombuffer(bytes(embeddings[tid]), dtype="<f4") for tid in template_ids])
     # The exact cosine from the stored template (the index may hold a compressed copy).
     normalised = normaliser.normalise(gallery @ query, normaliser.statistics(query), normaliser.statistics(gallery))[0]
-    live = [(float(score), tid) for score, tid in zip(normalised.tolist(), ids, strict=True)]
+    live = [(float(score), tid) for score, tid in zip(normalised.tolist(), template_ids, strict=True)]
     if threshold is not None:
         live = [item for item in live if item[0] >= threshold]
     live.sort(key=lambda c: (-c[0], c[1]))

@@ -122,9 +122,8 @@ def test_build_a_balanced_cohort_activate_and_switch_off(utk_subset: dict[str, A
     )  # fmt: skip
     second = ScoreCohort.objects.get(version=2)
     assert score_cohort_active(pack_key=cohort.pack_key) == second
-    assert AuditEvent.objects.filter(action=AuditAction.COHORT_ACTIVATED).last().detail["before"] == (
-        f"cohort:{cohort.pk}"
-    )
+    activated = AuditEvent.objects.filter(action=AuditAction.COHORT_ACTIVATED).order_by("pk").last()
+    assert activated is not None and activated.detail["before"] == f"cohort:{cohort.pk}"
     score_cohort_deactivate(pack_key=cohort.pack_key)
     assert score_cohort_active(pack_key=cohort.pack_key) is None
     assert AuditEvent.objects.filter(action=AuditAction.COHORT_DEACTIVATED).count() == 1
@@ -147,6 +146,7 @@ def test_a_search_with_a_cohort_active_ranks_by_normalised_score_and_records_it(
     workbench_objects_create(world)
     identity, paths = next(iter(chosen.items()))
     probe_template, _ = primary_template(engine, paths[2])
+    assert probe_template is not None
     face = world.extra["face"]
     face.template, face.pack_key = probe_template.astype("<f4").tobytes(), engine.pack.key
     face.save(update_fields=["template", "pack_key"])

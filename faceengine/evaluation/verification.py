@@ -46,9 +46,10 @@ def pair_scores(
     """The cosine score of each pair (normalised against the cohort with a `normaliser`); FTE_SCORE where
     either image has no template (with a normaliser: one below the lowest normalised score, as scales differ)."""
     if normaliser is not None:
-        names = sorted(name for name, template in templates.items() if template is not None)
+        present = {name: template for name, template in templates.items() if template is not None}
+        names = sorted(present)
         position = {name: i for i, name in enumerate(names)}
-        normalised = normaliser.score_matrix(np.stack([templates[name] for name in names])) if names else None
+        normalised = normaliser.score_matrix(np.stack([present[name] for name in names])) if names else None
         values = np.array(
             [
                 normalised[position[p["left"]], position[p["right"]]]
