@@ -428,5 +428,10 @@ class ScoreCohort(models.Model):
         """The value recorded on searches and evaluation runs that used this cohort."""
         return f"cohort:{self.pk}"
 
+    @property
+    def calibration_fmr_text(self) -> str:
+        fmr = self.calibration.get("fmr")
+        return "—" if fmr is None else f"{100 * float(fmr):.2f}%"
+
     def matrix(self) -> np.ndarray:
         return np.frombuffer(bytes(self.templates), dtype="<f4").reshape(self.size, self.dimension)
