@@ -87,6 +87,10 @@ class AuditAction(StrEnum):
     # Accuracy evaluations
     EVALUATION_RUN_RECORDED = "evaluation.run_recorded"
     EVALUATION_RUN_QUEUED = "evaluation.run_queued"
+    # Score normalisation cohorts
+    COHORT_BUILT = "cohort.built"
+    COHORT_ACTIVATED = "cohort.activated"
+    COHORT_DEACTIVATED = "cohort.deactivated"
     # Housekeeping
     STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
@@ -162,6 +166,9 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.THRESHOLD_SYSTEM_SET: "A pack's system default threshold was set: before, after, reason, evidence.",
     AuditAction.EVALUATION_RUN_RECORDED: "An accuracy evaluation of a model pack was stored: data set, labels sha256.",
     AuditAction.EVALUATION_RUN_QUEUED: "An admin queued an accuracy evaluation on a server folder.",
+    AuditAction.COHORT_BUILT: "A score-normalisation cohort was built for a pack: size, composition, threshold.",
+    AuditAction.COHORT_ACTIVATED: "An admin switched score normalisation on for a pack with a cohort.",
+    AuditAction.COHORT_DEACTIVATED: "An admin switched a pack's score normalisation off (raw scores).",
     AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

@@ -187,6 +187,9 @@ class Search(models.Model):
     evaluation_run = models.ForeignKey(
         "search.EvaluationRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # "raw" (cosine scores), or "cohort:<pk>": candidates' scores were normalised against that score cohort
+    # (search.cohorts) and the threshold is on that scale.
+    score_normalisation = models.CharField(max_length=64, default="raw")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)

@@ -1,4 +1,5 @@
-"""/manage/galleries/, /manage/modelpacks/, /manage/accuracy/ and /manage/thresholds/: rfr's own admin pages
+"""/manage/galleries/, /manage/modelpacks/, /manage/accuracy/, /manage/thresholds/ and /manage/cohorts/: rfr's
+own admin pages
 (search.views)."""
 
 from django.urls import path
@@ -35,4 +36,7 @@ urlpatterns = [
     path("accuracy/runs/<int:run_id>/<str:attribute>.png", views.accuracy_curve, name="manage-accuracy-curve"),
     path("thresholds/", views.thresholds, name="manage-thresholds"),
     path("thresholds/set/", views.threshold_set, name="manage-threshold-set"),
+    path("cohorts/", views.cohort_list, name="manage-cohorts"),
+    path("cohorts/<int:cohort_id>/activate/", views.cohort_activate_view, name="manage-cohort-activate"),
+    path("cohorts/deactivate/", views.cohort_deactivate_view, name="manage-cohort-deactivate"),
 ]

@@ -39,6 +39,13 @@ from search.accuracy_report import (
     run_attributes,
     run_curve_png,
 )
+from search.cohorts import (
+    score_cohort_activate,
+    score_cohort_active,
+    score_cohort_deactivate,
+    score_cohorts_compared,
+    score_cohorts_list,
+)
 from search.evaluations import evaluation_run_progress, evaluation_run_queue, evaluation_spec_resolve
 from search.forms import (
     EvaluationQueueForm,
@@ -581,3 +588,42 @@ def threshold_set(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Default threshold of gallery {gallery.name} {done}.")
     query = f"?{urlencode({'pack': pack_key})}"
     return redirect(reverse("search:manage-thresholds") + query)
+
+
+# -- score normalisation cohorts (/manage/cohorts/) ---------------------------------------------------------
+@admin_only
+def cohort_list(request: HttpRequest) -> HttpResponse:
+    pack_key = active_pack_key()
+    return render(
+        request,
+        "search/manage/cohort_list.html",
+        {
+            "pack_key": pack_key,
+            "active": score_cohort_active(pack_key=pack_key) if pack_key else None,
+            "cohorts": list(score_cohorts_list()),
+            "comparison": score_cohorts_compared(pack_key=pack_key) if pack_key else [],
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_activate_view(request: HttpRequest, cohort_id: int) -> HttpResponse:
+    cohort = score_cohort_activate(cohort_id=cohort_id, actor=request.user, request=request)
+    messages.success(
+        request,
+        f"Searches of {cohort.pack_key} are now normalised against cohort {cohort.name} (v{cohort.version});"
+        f" their default threshold is {cohort.threshold:.3f} on the normalised scale.",
+    )
+    return redirect("search:manage-cohorts")
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_deactivate_view(request: HttpRequest) -> HttpResponse:
+    pack_key = request.POST.get("pack_key", "")
+    score_cohort_deactivate(pack_key=pack_key, actor=request.user, request=request)
+    messages.success(request, f"Searches of {pack_key} use raw cosine scores again.")
+    return redirect("search:manage-cohorts")
