@@ -278,6 +278,8 @@ def test_search_records_threshold_source_and_evaluation_and_candidates_carry_mea
     assert meaning.evaluation_run_id == run.pk and "different-person pairs" in meaning.text
     client = Client()
     client.force_login(owner)
+    form = client.get(reverse("cases:face-search", args=[face.pk])).content.decode()
+    assert "its default threshold 0.41" in form
     page = client.get(reverse("cases:search", args=[done.pk])).content.decode()
     assert meaning.text in page and "UTKFace adults (test subset)" in page
     api = client_for(owner).get(f"/api/searches/{done.pk}/").json()
