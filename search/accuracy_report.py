@@ -58,6 +58,7 @@ NOTES: list[str] = [
     " match, for a trained person to assess.",
 ]
 
+KIND_ORDER = (EvaluationRun.Kind.DEMOGRAPHICS, EvaluationRun.Kind.VERIFICATION, EvaluationRun.Kind.IDENTIFICATION)
 ANNEX_COLUMNS = ("Attribute", "Group", "Images", "Failed to enrol", "Pairs", "FMR", "FNMR")
 FLOORED_TEXT = " (the lowest group had no false match: its rate is taken as one false match in its pairs)."
 GROUP_COLOURS = ["#1b5e20", "#0d47a1", "#b71c1c", "#e65100", "#4a148c", "#006064", "#3e2723", "#827717"]
@@ -68,7 +69,10 @@ def accuracy_overview(*, pack_key: str, threshold: float, normalisation: str = "
     """Each stored run of the pack (newest per data set and kind): its summary, its rates at the threshold, the
     attributes it has per-group curves for, and the figures the run itself stored at its named thresholds."""
     overview = []
-    for run in evaluation_runs_latest_per_dataset(pack_key=pack_key, normalisation=normalisation):
+    runs = evaluation_runs_latest_per_dataset(pack_key=pack_key, normalisation=normalisation)
+    # Demographic runs first (the fairness evidence), then verification and identification; newest first within.
+    runs.sort(key=lambda run: KIND_ORDER.index(run.kind) if run.kind in KIND_ORDER else len(KIND_ORDER))
+    for run in runs:
         at = run_rates_at(run, threshold)
         attributes = list(dict.fromkeys(g.attribute for g in at["groups"]))
         overview.append(

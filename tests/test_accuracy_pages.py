@@ -206,11 +206,14 @@ def test_accuracy_page_annex_and_curves_for_admins_and_supervisors(
 
 def test_gallery_threshold_previewed_then_saved_with_its_evidence(utk_subset: dict[str, Any]) -> None:
     pack_key = utk_subset["pack_key"]
-    run = _store(utk_subset)
     gallery = Gallery.objects.create(name="Missing persons", kind="missing_persons")
     client = Client()
     client.force_login(make_user("ada", role=ADMIN))
     url = reverse("search:manage-thresholds")
+    # Without a stored evaluation a threshold may still be set, and the preview says its rates are unknown.
+    unknown = client.get(url, {"pack": pack_key, "target": "system", "value": "0.5"})
+    assert "No evaluation of this pack is stored" in unknown.content.decode()
+    run = _store(utk_subset)
     preview = client.get(url, {"pack": pack_key, "target": str(gallery.pk), "value": "0.36"})
     assert preview.status_code == 200
     html = preview.content.decode()
@@ -275,6 +278,8 @@ def test_search_records_threshold_source_and_evaluation_and_candidates_carry_mea
     assert meaning.evaluation_run_id == run.pk and "different-person pairs" in meaning.text
     client = Client()
     client.force_login(owner)
+    form = client.get(reverse("cases:face-search", args=[face.pk])).content.decode()
+    assert "its default threshold 0.41" in form
     page = client.get(reverse("cases:search", args=[done.pk])).content.decode()
     assert meaning.text in page and "UTKFace adults (test subset)" in page
     api = client_for(owner).get(f"/api/searches/{done.pk}/").json()
