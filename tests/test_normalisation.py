@@ -4,12 +4,14 @@ balanced cohort from a labelled set, switching it on, and a search that ranks an
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
 from accounts.roles import ADMIN
@@ -217,3 +219,36 @@ def test_cohorts_page_shows_composition_and_raw_beside_normalised(utk_subset: di
     investigator.force_login(make_user("ivan"))
     assert investigator.get("/manage/cohorts/").status_code == 403
     assert investigator.post("/manage/cohorts/deactivate/", {"pack_key": cohort.pack_key}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_evaluate_demographics_normalised_against_a_cohort(
+    utk_subset: dict[str, Any], engine: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates, rows = utk_subset["templates"], utk_subset["rows"]
+    members = templates[::2]
+    cohort = ScoreCohort.objects.create(
+        pack_key=engine.pack.key, version=1, name="eval", top_k=3, size=len(members), dimension=templates.shape[1],
+        templates=members.astype("<f4").tobytes(), raw_threshold=0.3, threshold=0.1,
+    )  # fmt: skip
+    call_command(
+        "evaluate", "demographics", "--labels", str(utk_subset["labels"]), "--images", str(utk_subset["images"]),
+        "--json", "--normalise", cohort.normalisation_label,
+    )  # fmt: skip
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["normalisation"] == cohort.normalisation_label
+    assert figures["thresholds"]["operating"] == cohort.threshold
+    # The overall FMR at the cohort's threshold, computed directly with the normaliser.
+    scores = Normaliser(members, top_k=3).score_matrix(templates)[np.triu_indices(len(templates), 1)]
+    assert figures["overall"]["fmr"]["operating"] == pytest.approx(float((scores >= cohort.threshold).mean()))
+    race = np.array([row["race"] for row in rows])
+    upper = np.triu_indices(len(templates), 1)
+    black = (race[upper[0]] == "Black") & (race[upper[1]] == "Black")
+    assert figures["groups"]["race"]["Black"]["fmr"]["operating"] == pytest.approx(
+        float((scores[black] >= cohort.threshold).mean())
+    )
+    with pytest.raises(CommandError, match="No score cohort"):
+        call_command(
+            "evaluate", "demographics", "--labels", str(utk_subset["labels"]), "--images",
+            str(utk_subset["images"]), "--json", "--normalise", "cohort:999999",
+        )  # fmt: skip
