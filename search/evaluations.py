@@ -15,6 +15,7 @@ inference queue (`evaluation_run_execute`), writing its progress on the row as i
 
 from __future__ import annotations
 
+import csv
 import getpass
 import hashlib
 import logging
@@ -34,6 +35,7 @@ from audit.actions import AuditAction
 from audit.services import audit_event_record
 from faceengine import FaceEngine, ModelPackError, load_pack
 from faceengine.evaluation import run_identification
+from faceengine.evaluation.datasets import read_table
 from faceengine.evaluation.demographics import curves_from_pair_scores, run_demographics
 from faceengine.evaluation.verification import verification_evaluate
 from faceengine.normalisation import Normaliser
@@ -287,6 +289,21 @@ def evaluation_run_queue(
     return run
 
 
+def _files_outside(spec: EvaluationSpec, roots: list[Path]) -> str | None:
+    """The first image the labels file names that resolves (symbolic links followed) outside the roots."""
+    try:
+        _, rows = read_table(spec.labels)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"nothing readable ({error})"
+    columns = ("left", "right") if spec.kind == EvaluationRun.Kind.VERIFICATION else ("file",)
+    for row in rows:
+        for column in columns:
+            name = row.get(column) or ""
+            if name and not _inside_roots((spec.images_dir / name).resolve(), roots):
+                return name
+    return None
+
+
 def _finish(run: EvaluationRun, status: str, message: str = "") -> EvaluationRun:
     EvaluationRun.objects.filter(pk=run.pk).update(status=status, error_message=message, finished_at=timezone.now())
     run.refresh_from_db()
@@ -314,6 +331,13 @@ def evaluation_run_execute(*, run_id: int) -> EvaluationRun | None:
         return _finish(run, EvaluationRun.Status.FAILED, "the folder is no longer open for evaluation")
     if not spec.labels.is_file() or file_sha256(spec.labels) != run.labels_sha256:
         return _finish(run, EvaluationRun.Status.FAILED, "the labels file changed or disappeared after queuing")
+    outside = _files_outside(spec, roots)
+    if outside:
+        return _finish(
+            run,
+            EvaluationRun.Status.FAILED,
+            f"{outside} named in the labels file leads outside the folders open for evaluation",
+        )
     engine = active_engine()
     if engine.pack.key != run.pack_key:
         return _finish(run, EvaluationRun.Status.FAILED, f"the active pack is now {engine.pack.key}")

@@ -183,6 +183,15 @@ def test_queued_run_measures_with_progress_and_refuses_outside_folders(
     assert evaluation_run_progress(run=run)["progress"] == 100
     actions = set(AuditEvent.objects.filter(target_id=str(run.pk)).values_list("action", flat=True))
     assert actions == {AuditAction.EVALUATION_RUN_QUEUED, AuditAction.EVALUATION_RUN_RECORDED}
+    # a labels file inside the roots that names an image outside them: refused before any image is read
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copy(next((utk_subset / "images").iterdir()), outside)
+    (utk_subset / "escape.csv").write_text(f"file,age,sex,race\n../../{tmp_path.name}/elsewhere.jpg,30,F,White\n")
+    spec = evaluation_spec_resolve(kind="demographics", folder=str(utk_subset), labels="escape.csv")
+    escaped = run_on_commit(lambda: evaluation_run_queue(spec=spec, dataset_name="escape", actor=admin))
+    escaped.refresh_from_db()
+    assert escaped.status == EvaluationRun.Status.FAILED and "outside" in escaped.error_message
+    assert not escaped.figures
 
 
 def test_fnmr_per_group_where_identities_are_given(faces_dir: Path, engine: Any, tmp_path: Path) -> None:

@@ -365,7 +365,9 @@ def run_demographics(
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if value == 0 or value >= 1e-3 else f"{100 * value:.4f}%"
 
 
 def format_demographics_report(figures: dict[str, Any]) -> str:
