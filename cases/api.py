@@ -476,6 +476,7 @@ class SearchSerializer(serializers.ModelSerializer):
             "justification",
             "small_face_reason",
             "pack_key",
+            "score_normalisation",
             "wording",
         ]
 

@@ -26,7 +26,7 @@ from rfr.errors import Conflict
 from search.cohorts import active_pack_key, score_cohort_activate, score_cohort_active, score_cohort_deactivate
 from search.evaluations import evaluation_run_record
 from search.models import EvaluationRun, ScoreCohort, Template
-from tests.factories import build_case_world, make_user, workbench_objects_create
+from tests.factories import build_case_world, client_for, make_user, workbench_objects_create
 
 RACES = ("White", "Black", "Asian", "Indian", "Other")
 PER_RACE = 8
@@ -171,6 +171,8 @@ def test_a_search_with_a_cohort_active_ranks_by_normalised_score_and_records_it(
     assert scores == sorted(scores, reverse=True) and min(scores) >= cohort.threshold
     requested = AuditEvent.objects.filter(action=AuditAction.SEARCH_REQUESTED, target_id=str(search.pk)).get()
     assert requested.detail["score_normalisation"] == f"cohort:{cohort.pk}"
+    shown = client_for(world.users["owner"]).get(f"/api/searches/{search.pk}/status/").json()
+    assert shown["score_normalisation"] == f"cohort:{cohort.pk}" and shown["threshold"] == cohort.threshold
 
 
 @pytest.mark.django_db
