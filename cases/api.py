@@ -501,6 +501,7 @@ class SearchSerializer(serializers.ModelSerializer):
             "small_face_reason",
             "pack_key",
             "evaluation_run",
+            "score_normalisation",
             "wording",
         ]
 

@@ -75,7 +75,6 @@ def _actor_fields(actor: Actor, label: str) -> tuple[Any, str]:
 
 
 # -- building -----------------------------------------------------------------------------------------------
-@transaction.atomic
 def score_cohort_build(
     *,
     engine: FaceEngine,
@@ -95,7 +94,7 @@ def score_cohort_build(
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreCohort:
     """Encode the labelled images, draw a balanced cohort, calibrate its threshold, store it (inactive) with
-    its `cohort.built` audit event."""
+    its `cohort.built` audit event. Encoding runs outside any transaction; the row and its event commit together."""
     if balanced_by not in ATTRIBUTES:
         raise InvalidInput("invalid_balance", f"Balance the cohort by one of {', '.join(ATTRIBUTES)}.")
     if method not in METHODS:
@@ -147,54 +146,55 @@ def score_cohort_build(
         attribute: dict(sorted(Counter(kept[i].labels[attribute] for i in members).items())) for attribute in ATTRIBUTES
     }
     pack_key = engine.pack.key
-    version = (ScoreCohort.objects.filter(pack_key=pack_key).aggregate(v=Max("version"))["v"] or 0) + 1
     user, label = _actor_fields(actor, created_by_label)
-    cohort = ScoreCohort.objects.create(
-        pack_key=pack_key,
-        version=version,
-        name=name[:200],
-        method=method,
-        top_k=top_k,
-        size=len(members),
-        dimension=int(matrix.shape[1]),
-        templates=matrix.tobytes(),
-        balanced_by=balanced_by,
-        composition=composition,
-        source=f"{labels_csv} ({images_dir})"[:500],
-        labels_sha256=_sha256(Path(labels_csv)),
-        raw_threshold=raw_threshold,
-        threshold=threshold,
-        calibration={
-            "faces": len(rest),
-            "pairs": int(raw.size),
-            "fmr": fmr,
-            "age_filter": {"min_age": min_age, "max_age": max_age},
-            "seed": seed,
-            "images_listed": len(images),
-            "faces_encoded": len(kept),
-        },
-        created_by=user,
-        created_by_label=label,
-    )
-    audit_event_record(
-        action=AuditAction.COHORT_BUILT,
-        actor=user,
-        target=cohort,
-        detail={
-            "cohort_id": cohort.pk,
-            "pack_key": pack_key,
-            "version": version,
-            "size": cohort.size,
-            "method": method,
-            "top_k": top_k,
-            "balanced_by": balanced_by,
-            "composition": composition,
-            "labels_sha256": cohort.labels_sha256,
-            "threshold": threshold,
-            "raw_threshold": raw_threshold,
-            "by": label,
-        },
-    )
+    with transaction.atomic():
+        version = (ScoreCohort.objects.filter(pack_key=pack_key).aggregate(v=Max("version"))["v"] or 0) + 1
+        cohort = ScoreCohort.objects.create(
+            pack_key=pack_key,
+            version=version,
+            name=name[:200],
+            method=method,
+            top_k=top_k,
+            size=len(members),
+            dimension=int(matrix.shape[1]),
+            templates=matrix.tobytes(),
+            balanced_by=balanced_by,
+            composition=composition,
+            source=f"{labels_csv} ({images_dir})"[:500],
+            labels_sha256=_sha256(Path(labels_csv)),
+            raw_threshold=raw_threshold,
+            threshold=threshold,
+            calibration={
+                "faces": len(rest),
+                "pairs": int(raw.size),
+                "fmr": fmr,
+                "age_filter": {"min_age": min_age, "max_age": max_age},
+                "seed": seed,
+                "images_listed": len(images),
+                "faces_encoded": len(kept),
+            },
+            created_by=user,
+            created_by_label=label,
+        )
+        audit_event_record(
+            action=AuditAction.COHORT_BUILT,
+            actor=user,
+            target=cohort,
+            detail={
+                "cohort_id": cohort.pk,
+                "pack_key": pack_key,
+                "version": version,
+                "size": cohort.size,
+                "method": method,
+                "top_k": top_k,
+                "balanced_by": balanced_by,
+                "composition": composition,
+                "labels_sha256": cohort.labels_sha256,
+                "threshold": threshold,
+                "raw_threshold": raw_threshold,
+                "by": label,
+            },
+        )
     return cohort
 
 

@@ -4,12 +4,14 @@ balanced cohort from a labelled set, switching it on, and a search that ranks an
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
 from accounts.roles import ADMIN
@@ -24,7 +26,7 @@ from rfr.errors import Conflict
 from search.cohorts import active_pack_key, score_cohort_activate, score_cohort_active, score_cohort_deactivate
 from search.evaluations import evaluation_run_record
 from search.models import EvaluationRun, ScoreCohort, Template
-from tests.factories import build_case_world, make_user, workbench_objects_create
+from tests.factories import build_case_world, client_for, make_user, workbench_objects_create
 
 RACES = ("White", "Black", "Asian", "Indian", "Other")
 PER_RACE = 8
@@ -169,6 +171,8 @@ def test_a_search_with_a_cohort_active_ranks_by_normalised_score_and_records_it(
     assert scores == sorted(scores, reverse=True) and min(scores) >= cohort.threshold
     requested = AuditEvent.objects.filter(action=AuditAction.SEARCH_REQUESTED, target_id=str(search.pk)).get()
     assert requested.detail["score_normalisation"] == f"cohort:{cohort.pk}"
+    shown = client_for(world.users["owner"]).get(f"/api/searches/{search.pk}/status/").json()
+    assert shown["score_normalisation"] == f"cohort:{cohort.pk}" and shown["threshold"] == cohort.threshold
 
 
 @pytest.mark.django_db
@@ -217,3 +221,36 @@ def test_cohorts_page_shows_composition_and_raw_beside_normalised(utk_subset: di
     investigator.force_login(make_user("ivan"))
     assert investigator.get("/manage/cohorts/").status_code == 403
     assert investigator.post("/manage/cohorts/deactivate/", {"pack_key": cohort.pack_key}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_evaluate_demographics_normalised_against_a_cohort(
+    utk_subset: dict[str, Any], engine: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates, rows = utk_subset["templates"], utk_subset["rows"]
+    members = templates[::2]
+    cohort = ScoreCohort.objects.create(
+        pack_key=engine.pack.key, version=1, name="eval", top_k=3, size=len(members), dimension=templates.shape[1],
+        templates=members.astype("<f4").tobytes(), raw_threshold=0.3, threshold=0.1,
+    )  # fmt: skip
+    call_command(
+        "evaluate", "demographics", "--labels", str(utk_subset["labels"]), "--images", str(utk_subset["images"]),
+        "--json", "--normalise", cohort.normalisation_label,
+    )  # fmt: skip
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["normalisation"] == cohort.normalisation_label
+    assert figures["thresholds"]["operating"] == cohort.threshold
+    # The overall FMR at the cohort's threshold, computed directly with the normaliser.
+    scores = Normaliser(members, top_k=3).score_matrix(templates)[np.triu_indices(len(templates), 1)]
+    assert figures["overall"]["fmr"]["operating"] == pytest.approx(float((scores >= cohort.threshold).mean()))
+    race = np.array([row["race"] for row in rows])
+    upper = np.triu_indices(len(templates), 1)
+    black = (race[upper[0]] == "Black") & (race[upper[1]] == "Black")
+    assert figures["groups"]["race"]["Black"]["fmr"]["operating"] == pytest.approx(
+        float((scores[black] >= cohort.threshold).mean())
+    )
+    with pytest.raises(CommandError, match="No score cohort"):
+        call_command(
+            "evaluate", "demographics", "--labels", str(utk_subset["labels"]), "--images",
+            str(utk_subset["images"]), "--json", "--normalise", "cohort:999999",
+        )  # fmt: skip
