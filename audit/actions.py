@@ -82,9 +82,18 @@ class AuditAction(StrEnum):
     MODELPACK_REEMBED_START = "modelpack.reembed_start"
     MODELPACK_REEMBED = "modelpack.reembed"
     GALLERY_ENROL_INTERRUPTED = "gallery.enrol_interrupted"
+    GALLERY_THRESHOLD_SET = "gallery.threshold_set"
+    # Accuracy evidence and thresholds
+    ACCURACY_VIEWED = "accuracy.viewed"
+    ACCURACY_ANNEX_DOWNLOADED = "accuracy.annex_downloaded"
+    THRESHOLD_SYSTEM_SET = "threshold.system_set"
     # Accuracy evaluations
     EVALUATION_RUN_RECORDED = "evaluation.run_recorded"
     EVALUATION_RUN_QUEUED = "evaluation.run_queued"
+    # Score normalisation cohorts
+    COHORT_BUILT = "cohort.built"
+    COHORT_ACTIVATED = "cohort.activated"
+    COHORT_DEACTIVATED = "cohort.deactivated"
     # Housekeeping
     STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
@@ -157,8 +166,15 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.MODELPACK_REEMBED_START: "A re-embedding of every gallery image with a model pack started.",
     AuditAction.MODELPACK_REEMBED: "A re-embedding run ended: images embedded, skipped and failed.",
     AuditAction.GALLERY_ENROL_INTERRUPTED: "A bulk enrolment run whose command or job died was marked interrupted.",
+    AuditAction.GALLERY_THRESHOLD_SET: "A gallery default threshold was set or cleared, with the reason and evidence.",
+    AuditAction.ACCURACY_VIEWED: "Someone viewed the accuracy and fairness figures of a model pack.",
+    AuditAction.ACCURACY_ANNEX_DOWNLOADED: "Someone downloaded the accuracy and fairness PDF annex: pack, sha256.",
+    AuditAction.THRESHOLD_SYSTEM_SET: "A pack's system default threshold was set: before, after, reason, evidence.",
     AuditAction.EVALUATION_RUN_RECORDED: "An accuracy evaluation of a model pack was stored: data set, labels sha256.",
     AuditAction.EVALUATION_RUN_QUEUED: "An admin queued an accuracy evaluation on a server folder.",
+    AuditAction.COHORT_BUILT: "A score-normalisation cohort was built for a pack: size, composition, threshold.",
+    AuditAction.COHORT_ACTIVATED: "An admin switched score normalisation on for a pack with a cohort.",
+    AuditAction.COHORT_DEACTIVATED: "An admin switched a pack's score normalisation off (raw scores).",
     AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
 }

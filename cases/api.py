@@ -41,6 +41,7 @@ from cases.permissions import SEARCH_CASE
 from cases.presenters import (
     candidate_label,
     candidate_removal_text,
+    candidate_score_meaning,
     derivation_view,
     face_origin_text,
     face_warnings,
@@ -504,6 +505,14 @@ class CandidateRemovalSerializer(serializers.Serializer):
     text = serializers.CharField(help_text="The removal in words, as the pages and the report show it.")
 
 
+class ScoreMeaningSerializer(serializers.Serializer):
+    score = serializers.FloatField()
+    estimated_false_match_rate = serializers.FloatField(allow_null=True)
+    text = serializers.CharField()
+    evaluation_run = serializers.IntegerField(allow_null=True)
+    dataset = serializers.CharField(help_text="The evaluation's data set, research data marked as such.")
+
+
 class CandidateSerializer(serializers.ModelSerializer):
     gallery = serializers.SerializerMethodField()
     label = serializers.SerializerMethodField()  # type: ignore[assignment]
@@ -525,6 +534,11 @@ class CandidateSerializer(serializers.ModelSerializer):
         help_text="When and why the gallery entry was removed (null while it is held); no decision can be"
         " recorded on a removed candidate."
     )
+    score_meaning = serializers.SerializerMethodField(
+        help_text="What the score means: the estimated share of different-person pairs that scored this high in"
+        " the stored evaluation the search relied on (`estimated_false_match_rate`, null without one), in words"
+        " (`text`). Never a probability that the candidate is the person searched for."
+    )
 
     class Meta:
         model = Candidate
@@ -532,6 +546,7 @@ class CandidateSerializer(serializers.ModelSerializer):
             "id",
             "rank",
             "score",
+            "score_meaning",
             "subject_ref",
             "subject_removed",
             "subject_removal",
@@ -542,6 +557,10 @@ class CandidateSerializer(serializers.ModelSerializer):
             "decisions",
             "decisions_withheld",
         ]
+
+    @extend_schema_field(ScoreMeaningSerializer)
+    def get_score_meaning(self, candidate: Candidate) -> dict[str, Any]:
+        return candidate_score_meaning(candidate).as_dict()
 
     def _visible(self, candidate: Candidate) -> tuple[list[Decision], int]:
         # No viewer in the context means nobody in particular: pending first assessments stay withheld.
@@ -611,6 +630,8 @@ class SearchSerializer(serializers.ModelSerializer):
             "justification",
             "small_face_reason",
             "pack_key",
+            "evaluation_run",
+            "score_normalisation",
             "wording",
             "probe_derivation",
         ]

@@ -186,6 +186,7 @@ class Search(models.Model):
         SETTING = "setting", "Site default"
         GALLERY = "gallery", "Gallery default"
         USER = "user", "Chosen by the investigator"
+        SYSTEM = "system", "System default for the pack"
 
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="searches")
     face = models.ForeignKey(ProbeFace, on_delete=models.PROTECT, related_name="searches")
@@ -200,6 +201,14 @@ class Search(models.Model):
     justification = models.TextField()
     small_face_reason = models.TextField(blank=True)
     pack_key = models.CharField(max_length=128)
+    # The stored evaluation the search relied on for its threshold and its scores' meaning (search.accuracy);
+    # empty when the pack had none.
+    evaluation_run = models.ForeignKey(
+        "search.EvaluationRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # "raw" (cosine scores), or "cohort:<pk>": candidates' scores were normalised against that score cohort
+    # (search.cohorts) and the threshold is on that scale.
+    score_normalisation = models.CharField(max_length=64, default="raw")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)

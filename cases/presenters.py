@@ -1,6 +1,8 @@
 """How case objects read to a person, shared by the pages, the API and the PDF report so they never disagree:
-the words for a candidate's state (always with the intelligence-only wording for a possible match), a face's
-quality warnings in plain language, the chain of an enhanced (derived) probe, and the progress of long work.
+the words for a candidate's state (always with the intelligence-only wording for a possible match), what its
+score means (the estimated false-match rate from the evaluation the search relied on, never a probability of
+identity), a face's quality warnings in plain language, the chain of an enhanced (derived) probe, and the
+progress of long work.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from cases.enhancement import probe_lineage
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
 from faceengine.enhance import operation_describe
 from faceengine.quality import MANUAL_LANDMARKS, WARNING_TEXT
+from search.accuracy import ScoreMeaning, dataset_label, score_meaning
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
 
@@ -53,6 +56,20 @@ def _outcome_label(candidate: Candidate) -> str:
     if outcome == Candidate.Outcome.DISPUTED:
         return "Not released: the two assessments disagree"
     return str(candidate.get_outcome_display())
+
+
+def candidate_score_meaning(candidate: Candidate) -> ScoreMeaning:
+    """The candidate's score in words, read from the evaluation its search recorded when it was requested (so a
+    report made later says the same); without one: no stored evaluation."""
+    return score_meaning(score=candidate.score, run=candidate.search.evaluation_run)
+
+
+def search_evidence_text(search: Search) -> str:
+    """Which stored evaluation the search's threshold and scores' meaning relied on."""
+    run = search.evaluation_run
+    if run is None:
+        return "no stored evaluation for this pack when the search was requested"
+    return f"evaluation #{run.pk} on {dataset_label(run)}, {run.get_kind_display().lower()}"
 
 
 def face_warnings(face: ProbeFace) -> list[tuple[str, str]]:

@@ -31,9 +31,11 @@ from cases.presenters import (
     DERIVED_NOTICE,
     MANUAL_LANDMARKS_WARNING,
     candidate_label,
+    candidate_score_meaning,
     candidate_subject,
     derivation_lines,
     face_origin_text,
+    search_evidence_text,
 )
 from cases.review import WITHHELD_TEXT, decisions_visible_to
 from cases.searches import candidates_of_search
@@ -200,6 +202,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ("Candidates asked for", search.top_k),
                 ("Threshold", f"{search.threshold:.3f} ({search.get_threshold_source_display()})"),
                 ("Model pack", search.pack_key),
+                ("Scores read against", search_evidence_text(search)),
                 ("Ran", f"{when(search.started_at)} to {when(search.finished_at)}"),
             ]
         ),
@@ -208,6 +211,14 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     candidates = list(candidates_of_search(search=search))
     rows: list[list[Any]] = [
         [Paragraph(f"<b>{h}</b>", small) for h in ("Rank", "Score", "Subject", "Gallery", "Assessment", "Decisions")]
+    ]
+    meanings: list[Any] = [
+        Paragraph("What the scores mean", styles["Heading3"]),
+        Paragraph(
+            "How often people who are not the same person scored as high in the stored evaluation this search"
+            " relied on; never the probability that a candidate is the person searched for.",
+            small,
+        ),
     ]
     # Rationales may be long (rfr/limits.py), so the table names each decision and the rationales follow it
     # as paragraphs that can run across pages.
@@ -229,6 +240,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 ),
                 *_paragraphs(d.rationale, body),
             ]
+        meanings.append(Paragraph(_text(f"Rank {candidate.rank}: {candidate_score_meaning(candidate).text}."), small))
         if withheld:  # the second reviewer must not read the first assessment before giving their own
             decided = "<br/>".join(filter(None, [decided, _text(WITHHELD_TEXT)]))
         rows.append(
@@ -252,6 +264,8 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
         )
     )
     story.append(table if candidates else Paragraph("No gallery face scored at or above the threshold.", small))
+    if candidates:
+        story += meanings
     if rationales:
         story += [Paragraph("Rationales", styles["Heading2"]), *rationales]
     story += [

@@ -27,15 +27,28 @@ from cases.models import Candidate, Case, ProbeFace, Search
 from rfr.errors import InvalidInput, NotFound
 from rfr.limits import text_limit_check
 from rfr.queues import TaskName, queue_require_available, task_enqueue_on_commit
+from search.accuracy import evaluation_run_for_scores
+from search.cohorts import RAW, score_cohort_active, score_cohort_get, score_cohort_normaliser
 from search.execution import TOP_K_MAX, SearchHit, search_galleries
 from search.models import Gallery, Template
+from search.thresholds import SOURCE_GALLERY, SOURCE_SETTING, SOURCE_SYSTEM, threshold_for_search
 
 logger = logging.getLogger(__name__)
 
 
-def search_default_threshold() -> float:
-    """The site's operating threshold (RFR_DEFAULT_THRESHOLD), used where the investigator sets none."""
-    return float(settings.RFR_DEFAULT_THRESHOLD)
+def search_default_threshold(*, pack_key: str | None = None, galleries: Sequence[Gallery] = ()) -> float:
+    """The threshold a search uses where the investigator sets none: the galleries' own defaults or the pack's
+    system default (search.thresholds), else the setting RFR_DEFAULT_THRESHOLD."""
+    if pack_key is None:
+        return float(settings.RFR_DEFAULT_THRESHOLD)
+    return threshold_for_search(pack_key=pack_key, galleries=galleries).value
+
+
+_THRESHOLD_SOURCES = {
+    SOURCE_SETTING: Search.ThresholdSource.SETTING,
+    SOURCE_SYSTEM: Search.ThresholdSource.SYSTEM,
+    SOURCE_GALLERY: Search.ThresholdSource.GALLERY,
+}
 
 
 def _galleries_resolve(gallery_ids: Sequence[Any]) -> list[Gallery]:
@@ -84,8 +97,19 @@ def search_request(
     if not 1 <= top_k <= TOP_K_MAX:
         raise InvalidInput("invalid_top_k", f"The number of candidates must be between 1 and {TOP_K_MAX}.")
     galleries = _galleries_resolve(gallery_ids)
+    # With a score cohort active for the face's pack, scores are normalised against it, and the default
+    # threshold is the cohort's own (calibrated to the raw default's false-match rate); a threshold the
+    # investigator gives is then read on the normalised scale.
+    cohort = score_cohort_active(pack_key=face.pack_key)
+    score_normalisation = cohort.normalisation_label if cohort else RAW
     if threshold is None:
-        threshold, threshold_source = search_default_threshold(), Search.ThresholdSource.SETTING
+        if cohort is not None:
+            # The galleries' and the system defaults are on the raw scale; the cohort carries its own,
+            # calibrated to the same false-match rate.
+            threshold, threshold_source = cohort.threshold, Search.ThresholdSource.SYSTEM
+        else:
+            choice = threshold_for_search(pack_key=face.pack_key, galleries=galleries)
+            threshold, threshold_source = choice.value, _THRESHOLD_SOURCES[choice.source]
     else:
         threshold, threshold_source = float(threshold), Search.ThresholdSource.USER
         if not -1.0 <= threshold <= 1.0:
@@ -103,6 +127,10 @@ def search_request(
         justification=justification,
         small_face_reason=small_face_reason,
         pack_key=face.pack_key,
+        evaluation_run=evaluation_run_for_scores(
+            pack_key=face.pack_key, normalisation=score_normalisation, threshold=threshold
+        ),
+        score_normalisation=score_normalisation,
         heartbeat_at=timezone.now(),
     )
     with transaction.atomic():
@@ -121,6 +149,8 @@ def search_request(
                 "threshold": threshold,
                 "threshold_source": threshold_source,
                 "pack_key": search.pack_key,
+                "evaluation_run": search.evaluation_run_id,
+                "score_normalisation": score_normalisation,
                 "justification": justification,
                 "small_face_reason": small_face_reason,
                 "face_warnings": face.warnings,
@@ -162,6 +192,11 @@ def search_run(*, search_id: int) -> None:
         search.save(update_fields=["status", "progress", "started_at", "heartbeat_at"])
     template = np.frombuffer(bytes(search.face.template), dtype="<f4").astype(np.float32)
     try:
+        normaliser = (
+            None
+            if search.score_normalisation == RAW
+            else score_cohort_normaliser(score_cohort_get(label=search.score_normalisation))
+        )
         hits = search_galleries(
             template=template,
             pack_key=search.pack_key,
@@ -169,6 +204,7 @@ def search_run(*, search_id: int) -> None:
             # A subject with several gallery images appears once, by its best image: fetch some spare.
             top_k=min(TOP_K_MAX, search.top_k * 3),
             threshold=search.threshold,
+            normaliser=normaliser,
         )
         hits = _best_hit_per_subject(hits)[: search.top_k]
     except (OperationalError, InterfaceError):
@@ -232,7 +268,11 @@ def search_run(*, search_id: int) -> None:
             actor=search.requested_by,
             target=search,
             case_id=search.case_id,
-            detail={"candidates": len(hits), "pack_key": search.pack_key},
+            detail={
+                "candidates": len(hits),
+                "pack_key": search.pack_key,
+                "score_normalisation": search.score_normalisation,
+            },
         )
 
 
@@ -256,4 +296,8 @@ def searches_of_case(*, case: Case) -> QuerySet[Search]:
 
 
 def candidates_of_search(*, search: Search) -> QuerySet[Candidate]:
-    return search.candidates.prefetch_related("decisions", "decisions__reviewer").order_by("rank")
+    return (
+        search.candidates.select_related("search__evaluation_run")
+        .prefetch_related("decisions", "decisions__reviewer")
+        .order_by("rank")
+    )

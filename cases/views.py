@@ -54,10 +54,12 @@ from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
     candidate_label,
+    candidate_score_meaning,
     derivation_view,
     face_marking_text,
     face_view,
     probe_progress,
+    search_evidence_text,
     search_progress,
 )
 from cases.reports import search_report_download_record, search_report_pdf
@@ -606,7 +608,7 @@ def face_search(request: HttpRequest, face_id: int) -> HttpResponse:
             "galleries": galleries,
             "form": form,
             "error": error,
-            "default_threshold": searches.search_default_threshold(),
+            "default_threshold": searches.search_default_threshold(pack_key=face.pack_key),
         },
         status=400 if error else 200,
     )
@@ -628,7 +630,8 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "search": search,
             "face": search.face,
             "face_marking": face_marking_text(search.face),
-            "candidates": [(c, candidate_label(c)) for c in candidates],
+            "candidates": [(c, candidate_label(c), candidate_score_meaning(c)) for c in candidates],
+            "evidence": search_evidence_text(search),
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
@@ -690,6 +693,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "face_marking": face_marking_text(search.face),
             "candidate": candidate,
             "label": candidate_label(candidate),
+            "meaning": candidate_score_meaning(candidate),
             "decisions": shown,
             "withheld": withheld,
             "withheld_text": review.WITHHELD_TEXT,

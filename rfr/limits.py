@@ -35,6 +35,7 @@ TEXT_LIMITS: dict[str, int] = {
     "removal_reason": 1000,
     "gallery_description": 2000,
     "gallery_provenance": 2000,
+    "threshold_reason": 2000,
 }
 
 

@@ -38,6 +38,7 @@ from faceengine.evaluation import run_identification
 from faceengine.evaluation.datasets import read_table
 from faceengine.evaluation.demographics import curves_from_pair_scores, run_demographics
 from faceengine.evaluation.verification import verification_evaluate
+from faceengine.normalisation import Normaliser
 from rfr.engine import active_engine, active_pack_dir, image_limits
 from rfr.errors import InvalidInput
 from rfr.queues import TaskName, task_enqueue_on_commit
@@ -88,26 +89,39 @@ class EvaluationSpec:
 
 
 def evaluation_compute(
-    engine: FaceEngine, spec: EvaluationSpec, progress: Callable[[int, int], None] | None = None
+    engine: FaceEngine,
+    spec: EvaluationSpec,
+    progress: Callable[[int, int], None] | None = None,
+    normaliser: Normaliser | None = None,
+    operating_threshold: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float | None]]]]:
     """(figures, curves) of one evaluation; figures are exactly what `evaluate … --json` prints.
 
     Identification runs store no curves: their rates are per search (FPIR, FNIR), not per pair, so they
-    cannot give a score's false-match rate."""
+    cannot give a score's false-match rate. With a `normaliser` (a score cohort's, search.cohorts) every score
+    is normalised against the cohort, and `operating_threshold` is then the cohort's own threshold."""
     if spec.kind == EvaluationRun.Kind.DEMOGRAPHICS:
         return run_demographics(
             engine,
             labels_csv=spec.labels,
             images_dir=spec.images_dir,
-            operating_threshold=settings.RFR_DEFAULT_THRESHOLD,
+            operating_threshold=(
+                settings.RFR_DEFAULT_THRESHOLD if operating_threshold is None else operating_threshold
+            ),
             min_age=spec.min_age,
             max_age=spec.max_age,
             limits=image_limits(),
             progress=progress,
+            normaliser=normaliser,
         )
     if spec.kind == EvaluationRun.Kind.VERIFICATION:
         outcome = verification_evaluate(
-            engine, pairs_csv=spec.labels, images_dir=spec.images_dir, group_by=spec.group_by, progress=progress
+            engine,
+            pairs_csv=spec.labels,
+            images_dir=spec.images_dir,
+            group_by=spec.group_by,
+            progress=progress,
+            normaliser=normaliser,
         )
         attribute = outcome.result.get("group_column") or "group"
         groups = outcome.pair_groups if spec.group_by else None
@@ -119,6 +133,7 @@ def evaluation_compute(
             images_dir=spec.images_dir,
             group_by=spec.group_by,
             limits=image_limits(),
+            normaliser=normaliser,
         )
         return result, {}
     raise ValueError(f"Unknown evaluation kind {spec.kind!r}.")

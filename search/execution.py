@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
+from faceengine.normalisation import Normaliser
 from rfr.errors import InvalidInput, NotFound
 from search.index.live import get_index
 from search.models import Gallery, Subject, Template
@@ -20,6 +21,11 @@ TOP_K_MAX = 500
 # Hits are fetched with a margin so ones dropped by the database check (deleted a moment ago) still
 # leave a full list; the loop below widens the fetch if more than the margin were dropped.
 _FETCH_MARGIN = 16
+# With score normalisation, the raw index gives a shortlist this many times the list length (at least
+# _SHORTLIST_MIN) per gallery, which is then re-scored; normalisation reorders within it, it does not reach
+# far below it (a raw cosine a long way down stays low after normalisation).
+_SHORTLIST_FACTOR = 4
+_SHORTLIST_MIN = 200
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,12 @@ def search_galleries(
     gallery_ids: list[int],
     top_k: int = TOP_K_DEFAULT,
     threshold: float | None = None,
+    normaliser: Normaliser | None = None,
 ) -> list[SearchHit]:
     """The top_k gallery templates most similar to `template` across the galleries, best first.
 
+    With a `normaliser` (the pack's active score cohort, search.cohorts), a raw shortlist is re-scored with
+    the normalised score, which is then what is ranked, thresholded and returned as `score`.
     Only templates of `pack_key` are searched. Ties in score are broken by template id (ascending), so the
     order is deterministic. Every hit is checked against the database, so a template deleted a moment ago
     never appears, even if an index has not caught up yet.
@@ -61,6 +70,10 @@ def search_galleries(
         raise NotFound("unknown_gallery", f"Unknown gallery ids: {missing}.")
     if not unique_ids:
         return []
+    if normaliser is not None:
+        live = _normalised_shortlist(query, pack_key, unique_ids, top_k, threshold, normaliser)
+        rows = _live_templates([tid for _, tid in live], pack_key, unique_ids)
+        return _hits(live, rows, galleries, pack_key, top_k)
     fetch = top_k + _FETCH_MARGIN
     while True:
         candidates: list[tuple[float, int]] = []
@@ -79,6 +92,16 @@ def search_galleries(
         if len(live) >= top_k or exhausted or fetch >= TOP_K_MAX * 8:
             break
         fetch *= 2
+    return _hits(live, rows, galleries, pack_key, top_k)
+
+
+def _hits(
+    live: list[tuple[float, int]],
+    rows: dict[int, tuple[int, str, int, int]],
+    galleries: dict[int, str],
+    pack_key: str,
+    top_k: int,
+) -> list[SearchHit]:
     hits = []
     for rank, (score, tid) in enumerate(live[:top_k], start=1):
         subject_id, subject_ref, gallery_id, image_id = rows[tid]
@@ -96,6 +119,39 @@ def search_galleries(
             )
         )
     return hits
+
+
+def _normalised_shortlist(
+    query: np.ndarray,
+    pack_key: str,
+    gallery_ids: list[int],
+    top_k: int,
+    threshold: float | None,
+    normaliser: Normaliser,
+) -> list[tuple[float, int]]:
+    """(normalised score, template id) of the live shortlisted templates, best first, above the threshold."""
+    fetch = max(top_k * _SHORTLIST_FACTOR, _SHORTLIST_MIN)
+    raw: dict[int, float] = {}
+    for gallery_id in gallery_ids:
+        scores, ids = get_index().search(gallery_id, pack_key, query[None, :], fetch)
+        valid = ids[0] >= 0
+        raw.update(zip(ids[0][valid].tolist(), scores[0][valid].tolist(), strict=True))
+    embeddings = dict(
+        Template.objects.filter(pk__in=list(raw), pack_key=pack_key, gallery_id__in=gallery_ids).values_list(
+            "pk", "embedding"
+        )
+    )
+    if not embeddings:
+        return []
+    template_ids = sorted(embeddings)
+    gallery = np.stack([np.frombuffer(bytes(embeddings[tid]), dtype="<f4") for tid in template_ids])
+    # The exact cosine from the stored template (the index may hold a compressed copy).
+    normalised = normaliser.normalise(gallery @ query, normaliser.statistics(query), normaliser.statistics(gallery))[0]
+    live = [(float(score), tid) for score, tid in zip(normalised.tolist(), template_ids, strict=True)]
+    if threshold is not None:
+        live = [item for item in live if item[0] >= threshold]
+    live.sort(key=lambda c: (-c[0], c[1]))
+    return live
 
 
 def _live_templates(

@@ -67,3 +67,65 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(
         label="Reason", widget=forms.Textarea(attrs={"rows": 2}), max_length=1000, help_text=REASON_HELP
     )
+
+
+class ThresholdProposalForm(forms.Form):
+    """The first step of a threshold change: which default and what value, to see its expected error rates."""
+
+    target = forms.ChoiceField(label="Which default", help_text="The pack's system default, or one gallery's own.")
+    value = forms.FloatField(
+        label="Proposed threshold",
+        min_value=-1.0,
+        max_value=1.0,
+        required=False,
+        help_text="A score between -1 and 1; for a gallery, leave empty to clear its own default.",
+    )
+
+    def __init__(self, *args: object, galleries: list[Gallery], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["target"].choices = [("system", "System default (every gallery without its own)")] + [  # type: ignore[attr-defined]
+            (str(g.pk), f"Gallery {g.name}") for g in galleries
+        ]
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if data.get("target") == "system" and data.get("value") is None and "value" not in self.errors:
+            self.add_error("value", "Give the proposed threshold.")
+        return data
+
+
+class ThresholdSetForm(ThresholdProposalForm):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="Why the threshold changes; recorded in the audit trail with the figures shown above.",
+    )
+
+
+class EvaluationQueueForm(forms.Form):
+    """Measure the active pack on a labelled folder the server can read (search.evaluations)."""
+
+    kind = forms.ChoiceField(
+        label="Kind of evaluation",
+        choices=[
+            ("demographics", "Demographic differentials (labels CSV: file,age,sex,race[,identity])"),
+            ("verification", "Verification (1:1 pairs file)"),
+            ("identification", "Identification (1:N identities CSV)"),
+        ],
+    )
+    folder = forms.CharField(
+        label="Folder on the server",
+        max_length=1000,
+        help_text="Inside a folder open for evaluation (RFR_EVALUATION_ROOTS); relative to the first of them.",
+    )
+    labels = forms.CharField(
+        label="Labels file",
+        max_length=1000,
+        required=False,
+        initial="labels.csv",
+        help_text="The labels, pairs or identities file, relative to the folder.",
+    )
+    dataset_name = forms.CharField(label="Data set name", max_length=200, help_text="As the pages will show it.")
+    research = forms.BooleanField(
+        label="Research data (not casework)", required=False, initial=True, help_text="Shown wherever the run is."
+    )

@@ -97,6 +97,10 @@ class Gallery(GuardedModel):
     )
     index_mode = models.CharField(max_length=16, choices=IndexMode.choices, default=IndexMode.EXACT)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The gallery's own default score threshold, for the pack it was set for (search.thresholds); empty: the
+    # pack's system default applies.
+    default_threshold = models.FloatField(null=True, blank=True)
+    default_threshold_pack_key = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -290,6 +294,22 @@ class ActivePack(models.Model):
         return f"active pack {self.name}"
 
 
+class PackThreshold(models.Model):
+    """The system default score threshold of one model pack, set by an administrator on the thresholds page
+    (search.thresholds, audited with the evidence shown); RFR_DEFAULT_THRESHOLD applies to a pack without one."""
+
+    pack_key = models.CharField(max_length=128, unique=True)
+    threshold = models.FloatField()
+    reason = models.TextField(blank=True)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"threshold {self.threshold:.3f} for {self.pack_key}"
+
+
 class ReembedRun(models.Model):
     """One re-embedding of every gallery image with a model pack; resumable (images that already have a
     template of the pack are skipped), its progress read by the model-pack page."""
@@ -375,3 +395,63 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} evaluation {self.pk} of {self.pack_key} on {self.dataset_name} ({self.status})"
+
+
+class ScoreCohort(models.Model):
+    """A reference cohort of face templates that search and evaluation scores are normalised against (S-norm
+    family, faceengine.normalisation), versioned per model pack; at most one is active per pack.
+
+    Built by an admin from a labelled folder (search.cohorts.score_cohort_build): the labels are used only to
+    choose its members (an equal number per value of `balanced_by`) and to show its make-up (`composition`);
+    they are never read at search time. `threshold` is the operating threshold on the normalised scale: the
+    value at which the building set's different-face comparisons have the same false-match rate as the raw
+    operating threshold `raw_threshold` had.
+    """
+
+    pack_key = models.CharField(max_length=128, db_index=True)
+    version = models.PositiveIntegerField(help_text="1, 2, … per pack, in the order built.")
+    name = models.CharField(max_length=200)
+    method = models.CharField(max_length=16, default="csls")
+    top_k = models.PositiveIntegerField(default=10)
+    size = models.PositiveIntegerField()
+    dimension = models.PositiveIntegerField()
+    templates = models.BinaryField(help_text="size × dimension float32 little-endian, unit rows.")
+    balanced_by = models.CharField(max_length=64, blank=True, help_text="The label column members were balanced on.")
+    # {"<column>": {"<value>": count, ...}, ...} over the members, for every label column given.
+    composition = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="The labels file and images folder as given.")
+    labels_sha256 = models.CharField(max_length=64, blank=True)
+    raw_threshold = models.FloatField(help_text="The raw operating threshold the calibration matched.")
+    threshold = models.FloatField(help_text="The operating threshold on the normalised scale.")
+    calibration = models.JSONField(default=dict, blank=True, help_text="How `threshold` was set: pairs, FMR.")
+    active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pack_key", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["pack_key", "version"], name="score_cohort_version_unique"),
+            models.UniqueConstraint(
+                fields=["pack_key"], condition=models.Q(active=True), name="score_cohort_one_active_per_pack"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cohort {self.name} v{self.version} ({self.pack_key})"
+
+    @property
+    def normalisation_label(self) -> str:
+        """The value recorded on searches and evaluation runs that used this cohort."""
+        return f"cohort:{self.pk}"
+
+    @property
+    def calibration_fmr_text(self) -> str:
+        fmr = self.calibration.get("fmr")
+        return "—" if fmr is None else f"{100 * float(fmr):.2f}%"
+
+    def matrix(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.templates), dtype="<f4").reshape(self.size, self.dimension)

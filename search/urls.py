@@ -1,4 +1,6 @@
-"""/manage/galleries/, /manage/modelpacks/ and /manage/thresholds/: rfr's own admin pages (search.views)."""
+"""/manage/galleries/, /manage/modelpacks/, /manage/accuracy/, /manage/thresholds/ and /manage/cohorts/: rfr's
+own admin pages
+(search.views)."""
 
 from django.urls import path
 
@@ -26,5 +28,15 @@ urlpatterns = [
     path("modelpacks/<str:name>/reembed/", views.modelpack_reembed_view, name="manage-modelpack-reembed"),
     path("modelpacks/reembed/<int:run_id>/", views.reembed_run_detail, name="manage-reembed-run"),
     path("modelpacks/reembed/<int:run_id>/status/", views.reembed_run_status, name="manage-reembed-run-status"),
+    path("accuracy/", views.accuracy, name="manage-accuracy"),
+    path("accuracy/annex.pdf", views.accuracy_annex, name="manage-accuracy-annex"),
+    path("accuracy/runs/new/", views.accuracy_run_new, name="manage-accuracy-run-new"),
+    path("accuracy/runs/<int:run_id>/", views.accuracy_run_detail, name="manage-accuracy-run"),
+    path("accuracy/runs/<int:run_id>/status/", views.accuracy_run_status, name="manage-accuracy-run-status"),
+    path("accuracy/runs/<int:run_id>/<str:attribute>.png", views.accuracy_curve, name="manage-accuracy-curve"),
     path("thresholds/", views.thresholds, name="manage-thresholds"),
+    path("thresholds/set/", views.threshold_set, name="manage-threshold-set"),
+    path("cohorts/", views.cohort_list, name="manage-cohorts"),
+    path("cohorts/<int:cohort_id>/activate/", views.cohort_activate_view, name="manage-cohort-activate"),
+    path("cohorts/deactivate/", views.cohort_deactivate_view, name="manage-cohort-deactivate"),
 ]

@@ -1,11 +1,13 @@
-"""rfr's own admin pages for galleries (/manage/galleries/) and model packs (/manage/modelpacks/), and the
-place the accuracy work will put thresholds (/manage/thresholds/). Admins only (accounts.roles.user_is_admin);
-anyone else signed in gets 403, as on /audit/. Every change goes through an audited service
+"""rfr's own admin pages for galleries (/manage/galleries/), model packs (/manage/modelpacks/), default
+thresholds (/manage/thresholds/) and the accuracy and fairness evidence (/manage/accuracy/). Admins only
+(accounts.roles.user_is_admin), except the accuracy page and its annex, which supervisors may read too; anyone
+else signed in gets 403, as on /audit/. Every change goes through an audited service
 (search.gallery_admin, search.galleries, search.packs); a refusal comes back as a message on the page.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -17,15 +19,44 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.roles import user_is_admin
+from accounts.roles import SUPERVISOR, user_has_role, user_is_admin
 from rfr.engine import active_pack_name
 from rfr.error_handling import error_return_to
 from rfr.errors import InvalidInput
-from search.forms import FolderEnrolForm, GalleryCreateForm, ReasonForm, RetentionForm, ZipEnrolForm
+from search.accuracy import active_pack_key, evaluation_packs, threshold_evidence
+from search.accuracy_report import (
+    NOTES,
+    accuracy_annex_download_record,
+    accuracy_annex_pdf,
+    accuracy_overview,
+    accuracy_view_record,
+    curve_alt_text,
+    run_attributes,
+    run_curve_png,
+)
+from search.cohorts import (
+    score_cohort_activate,
+    score_cohort_active,
+    score_cohort_deactivate,
+    score_cohorts_compared,
+    score_cohorts_list,
+)
+from search.evaluations import evaluation_run_progress, evaluation_run_queue, evaluation_spec_resolve
+from search.forms import (
+    EvaluationQueueForm,
+    FolderEnrolForm,
+    GalleryCreateForm,
+    ReasonForm,
+    RetentionForm,
+    ThresholdProposalForm,
+    ThresholdSetForm,
+    ZipEnrolForm,
+)
 from search.galleries import gallery_create, gallery_image_delete, subject_delete
 from search.gallery_admin import (
     enrolment_item_display_path,
@@ -37,7 +68,7 @@ from search.gallery_admin import (
     gallery_purge_now,
     gallery_retention_set,
 )
-from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, ReembedRun, Subject
+from search.models import EnrolmentItem, EnrolmentRun, EvaluationRun, Gallery, GalleryImage, ReembedRun, Subject
 from search.packs import (
     gallery_images_total,
     modelpack_activate,
@@ -45,6 +76,13 @@ from search.packs import (
     modelpacks_list,
     reembed_run_create,
     reembed_run_progress,
+)
+from search.thresholds import (
+    SOURCE_GALLERY,
+    gallery_threshold,
+    gallery_threshold_set,
+    system_threshold,
+    threshold_system_set,
 )
 
 View = Callable[..., HttpResponse]
@@ -57,6 +95,18 @@ def admin_only(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not user_is_admin(request.user):
             raise PermissionDenied("Gallery and model-pack administration is open to administrators only.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def admin_or_supervisor(view: View) -> View:
+    """Signed in and an admin or a supervisor (the accuracy evidence); else 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not (user_is_admin(request.user) or user_has_role(request.user, SUPERVISOR)):
+            raise PermissionDenied("The accuracy and fairness evidence is open to administrators and supervisors.")
         return view(request, *args, **kwargs)
 
     return login_required(wrapped)
@@ -318,11 +368,262 @@ def reembed_run_status(request: HttpRequest, run_id: int) -> JsonResponse:
     return JsonResponse(reembed_run_progress(run=run))
 
 
+# -- accuracy and fairness ------------------------------------------------------------------------------------
+THRESHOLD_SOURCE_WORDS = {
+    "system": "the pack's system default, set on the thresholds page",
+    "setting": "the setting RFR_DEFAULT_THRESHOLD (no default stored for this pack)",
+}
+
+
+def _chosen_pack(request: HttpRequest) -> tuple[str, list[str]]:
+    active = active_pack_key()
+    packs = sorted({active, *evaluation_packs()})
+    chosen = request.GET.get("pack") or active
+    return (chosen if chosen in packs else active), packs
+
+
+@admin_or_supervisor
+def accuracy(request: HttpRequest) -> HttpResponse:
+    pack_key, packs = _chosen_pack(request)
+    threshold, source = system_threshold(pack_key=pack_key)
+    overview = accuracy_overview(pack_key=pack_key, threshold=threshold)
+    accuracy_view_record(
+        actor=request.user, pack_key=pack_key, runs=[o["run"] for o in overview], threshold=threshold, request=request
+    )
+    for item in overview:
+        item["curves"] = [(a, curve_alt_text(item["run"], a)) for a in item["attributes"]]
+    return render(
+        request,
+        "search/manage/accuracy.html",
+        {
+            "pack_key": pack_key,
+            "packs": packs,
+            "active_pack_key": active_pack_key(),
+            "threshold": threshold,
+            "threshold_source": THRESHOLD_SOURCE_WORDS[source],
+            "overview": overview,
+            "notes": NOTES,
+            "is_admin": user_is_admin(request.user),
+            "queue_form": EvaluationQueueForm(),
+            "evaluation_roots": settings.RFR_EVALUATION_ROOTS,
+            "recent_runs": EvaluationRun.objects.filter(pack_key=pack_key).exclude(status=EvaluationRun.Status.DONE)[
+                :10
+            ],
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-accuracy", fragment="measure")
+def accuracy_run_new(request: HttpRequest) -> HttpResponse:
+    """Queue a measurement of the active pack on a server folder; its page shows the progress."""
+    form = EvaluationQueueForm(request.POST)
+    if not form.is_valid():
+        raise _form_errors(form)
+    data = form.cleaned_data
+    spec = evaluation_spec_resolve(kind=data["kind"], folder=data["folder"], labels=data["labels"] or "")
+    run = evaluation_run_queue(
+        spec=spec,
+        dataset_name=data["dataset_name"],
+        dataset_is_research=data["research"],
+        actor=request.user,
+        request=request,
+    )
+    messages.success(request, f"Evaluation run {run.pk} queued on {data['dataset_name']}.")
+    return redirect("search:manage-accuracy-run", run_id=run.pk)
+
+
+@admin_or_supervisor
+def accuracy_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EvaluationRun, pk=run_id)
+    return render(
+        request,
+        "search/manage/evaluation_run.html",
+        {"run": run, "progress": evaluation_run_progress(run=run), "is_admin": user_is_admin(request.user)},
+    )
+
+
+@admin_or_supervisor
+def accuracy_run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(EvaluationRun, pk=run_id)
+    return JsonResponse(evaluation_run_progress(run=run))
+
+
+@admin_or_supervisor
+def accuracy_curve(request: HttpRequest, run_id: int, attribute: str) -> HttpResponse:
+    """A run's curves for one attribute, as a PNG (part of the accuracy page, whose view is audited)."""
+    run = get_object_or_404(EvaluationRun, pk=run_id, status=EvaluationRun.Status.DONE)
+    if attribute not in run_attributes(run):
+        raise Http404("No curves for that attribute.")
+    threshold, _ = system_threshold(pack_key=run.pack_key)
+    response = HttpResponse(run_curve_png(run=run, attribute=attribute, threshold=threshold), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@admin_or_supervisor
+def accuracy_annex(request: HttpRequest) -> HttpResponse:
+    pack_key, _ = _chosen_pack(request)
+    threshold, source = system_threshold(pack_key=pack_key)
+    pdf = accuracy_annex_pdf(
+        pack_key=pack_key,
+        threshold=threshold,
+        threshold_source=THRESHOLD_SOURCE_WORDS[source],
+        generated_by=request.user,
+    )
+    runs = [o["run"] for o in accuracy_overview(pack_key=pack_key, threshold=threshold)]
+    accuracy_annex_download_record(
+        actor=request.user,
+        pack_key=pack_key,
+        runs=runs,
+        threshold=threshold,
+        sha256=hashlib.sha256(pdf).hexdigest(),
+        request=request,
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pack_key)
+    response["Content-Disposition"] = f'attachment; filename="rfr-accuracy-annex-{safe}.pdf"'
+    return response
+
+
 # -- thresholds ---------------------------------------------------------------------------------------------
+def _threshold_rows(pack_key: str) -> list[dict[str, Any]]:
+    system, _ = system_threshold(pack_key=pack_key)
+    rows = []
+    for gallery in Gallery.objects.order_by("name"):
+        own = gallery_threshold(gallery, pack_key=pack_key)
+        rows.append(
+            {
+                "gallery": gallery,
+                "own": own,
+                "other_pack": gallery.default_threshold is not None and own is None,
+                "in_force": own if own is not None else system,
+            }
+        )
+    return rows
+
+
 @admin_only
 def thresholds(request: HttpRequest) -> HttpResponse:
+    """The defaults in force, and a proposal's expected error rates on the stored evaluations, shown before the
+    change can be saved (the save form appears only with the preview)."""
+    pack_key, packs = _chosen_pack(request)
+    galleries = list(Gallery.objects.order_by("name"))
+    system, source = system_threshold(pack_key=pack_key)
+    proposal = ThresholdProposalForm(request.GET if "target" in request.GET else None, galleries=galleries)
+    preview: dict[str, Any] | None = None
+    if proposal.is_bound and proposal.is_valid():
+        target, value = proposal.cleaned_data["target"], proposal.cleaned_data["value"]
+        gallery = next((g for g in galleries if str(g.pk) == target), None)
+        current = system if gallery is None else (gallery_threshold(gallery, pack_key=pack_key) or system)
+        proposed = threshold_evidence(pack_key=pack_key, threshold=value) if value is not None else []
+        now = threshold_evidence(pack_key=pack_key, threshold=current)
+        accuracy_view_record(
+            actor=request.user,
+            pack_key=pack_key,
+            runs=[e["run"] for e in proposed or now],
+            threshold=value if value is not None else current,
+            page="thresholds",
+            request=request,
+        )
+        preview = {
+            "target": target,
+            "gallery": gallery,
+            "value": value,
+            "current": current,
+            "rows": [
+                {"summary": p["summary"], "proposed": p["at"], "current": c["at"]}
+                for p, c in zip(proposed, now, strict=True)
+            ]
+            if proposed
+            else [],
+            "form": ThresholdSetForm(initial={"target": target, "value": value}, galleries=galleries),
+        }
     return render(
         request,
         "search/manage/thresholds.html",
-        {"default_threshold": settings.RFR_DEFAULT_THRESHOLD, "active_pack": active_pack_name()},
+        {
+            "pack_key": pack_key,
+            "packs": packs,
+            "active_pack_key": active_pack_key(),
+            "system": system,
+            "system_source": THRESHOLD_SOURCE_WORDS[source],
+            "setting": settings.RFR_DEFAULT_THRESHOLD,
+            "rows": _threshold_rows(pack_key),
+            "proposal": proposal,
+            "preview": preview,
+            "source_gallery": SOURCE_GALLERY,
+        },
+        status=400 if proposal.is_bound and proposal.errors else 200,
     )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-thresholds")
+def threshold_set(request: HttpRequest) -> HttpResponse:
+    pack_key, _ = _chosen_pack(request)
+    galleries = list(Gallery.objects.order_by("name"))
+    form = ThresholdSetForm(request.POST, galleries=galleries)
+    if not form.is_valid():
+        raise _form_errors(form)
+    data = form.cleaned_data
+    if data["target"] == "system":
+        threshold_system_set(
+            pack_key=pack_key, threshold=data["value"], reason=data["reason"], actor=request.user, request=request
+        )
+        messages.success(request, f"System default threshold of {pack_key} set to {data['value']:.3f}.")
+    else:
+        gallery = get_object_or_404(Gallery, pk=int(data["target"]))
+        gallery_threshold_set(
+            gallery=gallery,
+            pack_key=pack_key,
+            threshold=data["value"],
+            reason=data["reason"],
+            actor=request.user,
+            request=request,
+        )
+        done = f"set to {data['value']:.3f}" if data["value"] is not None else "cleared"
+        messages.success(request, f"Default threshold of gallery {gallery.name} {done}.")
+    query = f"?{urlencode({'pack': pack_key})}"
+    return redirect(reverse("search:manage-thresholds") + query)
+
+
+# -- score normalisation cohorts (/manage/cohorts/) ---------------------------------------------------------
+@admin_only
+def cohort_list(request: HttpRequest) -> HttpResponse:
+    pack_key = active_pack_key()
+    return render(
+        request,
+        "search/manage/cohort_list.html",
+        {
+            "pack_key": pack_key,
+            "active": score_cohort_active(pack_key=pack_key) if pack_key else None,
+            "cohorts": list(score_cohorts_list()),
+            "comparison": score_cohorts_compared(pack_key=pack_key) if pack_key else [],
+        },
+    )
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_activate_view(request: HttpRequest, cohort_id: int) -> HttpResponse:
+    cohort = score_cohort_activate(cohort_id=cohort_id, actor=request.user, request=request)
+    messages.success(
+        request,
+        f"Searches of {cohort.pack_key} are now normalised against cohort {cohort.name} (v{cohort.version});"
+        f" their default threshold is {cohort.threshold:.3f} on the normalised scale.",
+    )
+    return redirect("search:manage-cohorts")
+
+
+@admin_only
+@require_POST
+@error_return_to("search:manage-cohorts")
+def cohort_deactivate_view(request: HttpRequest) -> HttpResponse:
+    pack_key = request.POST.get("pack_key", "")
+    score_cohort_deactivate(pack_key=pack_key, actor=request.user, request=request)
+    messages.success(request, f"Searches of {pack_key} use raw cosine scores again.")
+    return redirect("search:manage-cohorts")

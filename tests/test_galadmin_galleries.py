@@ -423,7 +423,7 @@ def test_only_admins_may_use_the_gallery_pages(gallery_env: Path, custody: Galle
     assert not AuditEvent.objects.filter(action__in=["gallery.subject_delete", "gallery.retention_set"]).exists()
 
 
-def test_thresholds_placeholder_says_what_will_be_there(admin_client: Client) -> None:
+def test_thresholds_page_shows_the_defaults_in_force(admin_client: Client) -> None:
     page = admin_client.get(reverse("search:manage-thresholds"))
     assert page.status_code == 200
-    assert b"placeholder" in page.content and b"RFR_DEFAULT_THRESHOLD" in page.content
+    assert b"Defaults in force" in page.content and b"RFR_DEFAULT_THRESHOLD" in page.content

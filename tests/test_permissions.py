@@ -318,6 +318,14 @@ NOT_CASE_SCOPED.update(
         )
     }
 )
+# The accuracy evidence of a model pack (search/urls.py): admins and supervisors, 403 for everyone else
+# (tests/test_accuracy_pages.py); evaluation runs hold research data sets' figures, no case content.
+NOT_CASE_SCOPED.update(
+    {
+        f"search:{name}": "accuracy evidence, admins and supervisors only (tests/test_accuracy_pages.py)"
+        for name in ("manage-accuracy-run", "manage-accuracy-run-status", "manage-accuracy-curve")
+    }
+)
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 _ID_PARAM = re.compile(r"^(pk|id|.+_id)$")

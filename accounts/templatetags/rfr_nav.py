@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
-from accounts.roles import user_is_admin
+from accounts.roles import SUPERVISOR, user_has_role, user_is_admin
 from audit.selectors import audit_view_allowed
 
 register = template.Library()
@@ -33,12 +33,15 @@ def _item(label: str, url: str, path: str) -> NavItem:
 
 def nav_items_for(*, user: Any, path: str) -> list[NavItem]:
     """The links the user may follow: everyone signed in gets cases and the API docs; supervisors and admins
-    the audit trail; admins rfr's own gallery pages and Manage pages, and the admin site."""
+    the audit trail and the accuracy and fairness evidence; admins rfr's own gallery pages and Manage pages,
+    and the admin site."""
     if not user.is_authenticated:
         return []
     items = [_item("Cases", reverse("cases:list"), path)]
     if audit_view_allowed(user=user):
         items.append(_item("Audit", reverse("audit-list"), path))
+    if user_is_admin(user) or user_has_role(user, SUPERVISOR):
+        items.append(_item("Accuracy", reverse("search:manage-accuracy"), path))  # evidence for the equality duty
     if user_is_admin(user):
         items.append(_item("Galleries", reverse("search:manage-galleries"), path))  # rfr's own gallery pages
         items.append(_item("Manage", reverse("manage:index"), path))  # rfr's audited admin pages

@@ -39,6 +39,7 @@ import numpy as np
 from faceengine.engine import FaceEngine
 from faceengine.evaluation.datasets import primary_template, read_table
 from faceengine.imageio import ImageLimits
+from faceengine.normalisation import Normaliser
 
 BIN = 1e-4
 BINS = 20001  # scores -1.0 .. 1.0
@@ -139,16 +140,22 @@ def _count_pairs(
     codes: dict[str, np.ndarray],
     values: dict[str, list[str]],
     identities: np.ndarray | None,
+    normaliser: Normaliser | None = None,
 ) -> dict[str, _Counts]:
-    """Score histograms of every pair of enrolled images, overall and per `attribute=value` group."""
+    """Score histograms of every pair of enrolled images, overall and per `attribute=value` group (scores
+    normalised against the cohort with a `normaliser`)."""
     counts: dict[str, _Counts] = {"overall": _Counts()}
     for attribute, names in values.items():
         for name in names:
             counts[f"{attribute}={name}"] = _Counts()
     n = len(templates)
+    stats = normaliser.statistics(templates) if normaliser is not None and n else None
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
         scores = templates[start:stop] @ templates.T
+        if normaliser is not None and stats is not None:
+            block = type(stats)(mean=stats.mean[start:stop], std=stats.std[start:stop])
+            scores = normaliser.normalise(scores, block, stats)
         rows = np.arange(start, stop)[:, None]
         upper = np.arange(n)[None, :] > rows
         if identities is not None:
@@ -219,6 +226,7 @@ def demographic_rates(
     *,
     operating_threshold: float,
     has_identity: bool = False,
+    normaliser: Normaliser | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float | None]]]]:
     """The figures (the --json object, less run bookkeeping) and the curves, from templates already computed."""
     values = {
@@ -236,7 +244,7 @@ def demographic_rates(
         for attribute in ATTRIBUTES
     }
     identities = np.array([image.identity for image in enrolled]) if has_identity else None
-    counts = _count_pairs(matrix, codes, values, identities)
+    counts = _count_pairs(matrix, codes, values, identities, normaliser)
     if has_identity:
         _count_missed_genuine(images, templates, counts)
 
@@ -323,6 +331,7 @@ def run_demographics(
     limits: ImageLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
     cache: dict[str, tuple[np.ndarray | None, str | None]] | None = None,
+    normaliser: Normaliser | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float | None]]]]:
     """Templates with the engine, then `demographic_rates`: (the --json object, the curves). `cache` (file →
     (template, failure)) lets several runs over one folder (e.g. adults, then all ages) encode each image once."""
@@ -342,7 +351,7 @@ def run_demographics(
         if progress:
             progress(index + 1, len(images))
     figures, curves = demographic_rates(
-        images, templates, operating_threshold=operating_threshold, has_identity=has_identity
+        images, templates, operating_threshold=operating_threshold, has_identity=has_identity, normaliser=normaliser
     )
     figures.update(
         {

@@ -35,6 +35,7 @@ from faceengine.engine import FaceEngine
 from faceengine.evaluation.datasets import IdentityRow, natural_key, primary_template, read_identities
 from faceengine.evaluation.metrics import threshold_at_fpir
 from faceengine.imageio import ImageLimits
+from faceengine.normalisation import Normaliser
 
 FPIR_POINTS = {"fnir_at_fpir_1e-2": 1e-2, "fnir_at_fpir_1e-3": 1e-3}
 
@@ -77,7 +78,9 @@ def run_identification(
     images_dir: Path,
     group_by: str | None = None,
     limits: ImageLimits | None = None,
+    normaliser: Normaliser | None = None,
 ) -> dict[str, Any]:
+    """With a `normaliser`, every probe-to-gallery score is normalised against its cohort before ranking."""
     started = time.perf_counter()
     rows = read_identities(Path(identities_csv))
     if group_by and rows and group_by not in rows[0].groups:
@@ -106,6 +109,7 @@ def run_identification(
 
     matrix = np.stack(gallery_vectors) if gallery_vectors else np.zeros((0, 1), np.float32)
     position_of = {identity: i for i, identity in enumerate(gallery_ids)}
+    gallery_stats = normaliser.statistics(matrix) if normaliser is not None and gallery_ids else None
     searches: list[_Search] = []
     for row, mated in probes:
         group = row.groups.get(group_by, "") if group_by else ""
@@ -114,6 +118,8 @@ def run_identification(
             searches.append(_Search(mated, group, math.inf, -math.inf, -math.inf))
             continue
         scores = matrix @ template
+        if normaliser is not None and gallery_stats is not None:
+            scores = normaliser.normalise(scores[None, :], normaliser.statistics(template), gallery_stats)[0]
         top = float(scores.max())
         mate = position_of.get(row.identity) if mated else None
         if mate is None:

@@ -17,6 +17,7 @@ import numpy as np
 from faceengine.engine import FaceEngine
 from faceengine.evaluation.datasets import group_of, primary_template, read_groups, read_pairs
 from faceengine.evaluation.metrics import best_threshold, equal_error_rate, group_rates, tar_at_far
+from faceengine.normalisation import Normaliser
 
 FTE_SCORE = -1.0
 
@@ -39,8 +40,27 @@ def compute_templates(
     return templates, failures
 
 
-def pair_scores(pairs: list[dict[str, str]], templates: dict[str, np.ndarray | None]) -> np.ndarray:
-    """The cosine score of each pair; FTE_SCORE where either image has no template."""
+def pair_scores(
+    pairs: list[dict[str, str]], templates: dict[str, np.ndarray | None], normaliser: Normaliser | None = None
+) -> np.ndarray:
+    """The cosine score of each pair (normalised against the cohort with a `normaliser`); FTE_SCORE where
+    either image has no template (with a normaliser: one below the lowest normalised score, as scales differ)."""
+    if normaliser is not None:
+        present = {name: template for name, template in templates.items() if template is not None}
+        names = sorted(present)
+        position = {name: i for i, name in enumerate(names)}
+        normalised = normaliser.score_matrix(np.stack([present[name] for name in names])) if names else None
+        values = np.array(
+            [
+                normalised[position[p["left"]], position[p["right"]]]
+                if normalised is not None and p["left"] in position and p["right"] in position
+                else np.nan
+                for p in pairs
+            ],
+            dtype=np.float64,
+        )
+        floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else FTE_SCORE
+        return np.where(np.isnan(values), min(floor, FTE_SCORE), values)
     return np.array(
         [
             float(np.dot(templates[p["left"]], templates[p["right"]]))  # type: ignore[arg-type]
@@ -85,9 +105,10 @@ def run_verification(
     images_dir: Path,
     group_by: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    normaliser: Normaliser | None = None,
 ) -> dict[str, Any]:
     return verification_evaluate(
-        engine, pairs_csv=pairs_csv, images_dir=images_dir, group_by=group_by, progress=progress
+        engine, pairs_csv=pairs_csv, images_dir=images_dir, group_by=group_by, progress=progress, normaliser=normaliser
     ).result
 
 
@@ -108,6 +129,7 @@ def verification_evaluate(
     images_dir: Path,
     group_by: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    normaliser: Normaliser | None = None,
 ) -> VerificationOutcome:
     started = time.perf_counter()
     pairs = read_pairs(pairs_csv)
@@ -115,7 +137,7 @@ def verification_evaluate(
     files = sorted({p["left"] for p in pairs} | {p["right"] for p in pairs})
     templates, failures = compute_templates(engine, images_dir, files, progress)
 
-    scores = pair_scores(pairs, templates)
+    scores = pair_scores(pairs, templates, normaliser)
     same = np.array([p["same"].strip() in {"1", "true", "True"} for p in pairs])
     folds = np.array([p["fold"] for p in pairs])
     rates = verification_rates(scores, same, folds)

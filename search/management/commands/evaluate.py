@@ -20,6 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 from faceengine.evaluation import format_identification_report, format_verification_report
 from faceengine.evaluation.demographics import format_demographics_report
 from rfr.engine import active_engine
+from rfr.errors import ApplicationError
+from search.cohorts import RAW, score_cohort_get, score_cohort_normaliser
 from search.evaluations import (
     EvaluationSpec,
     command_line_label,
@@ -66,6 +68,13 @@ class Command(BaseCommand):
             )
             command.add_argument("--dataset-name", default="", help="The data set's name, as the pages show it.")
             command.add_argument(
+                "--normalise",
+                default="raw",
+                metavar="raw|cohort:ID",
+                help="Normalise every score against a score cohort of the active pack (manage.py cohort list);"
+                " the operating threshold is then the cohort's. Default raw cosine scores.",
+            )
+            command.add_argument(
                 "--research",
                 action=BooleanOptionalAction,
                 default=True,
@@ -93,10 +102,28 @@ class Command(BaseCommand):
             max_age=options.get("max_age"),
         )
         engine = active_engine()
+        normalisation = options["normalise"].strip() or RAW
+        normaliser, operating_threshold = None, None
+        if normalisation != RAW:
+            try:
+                cohort = score_cohort_get(label=normalisation)
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from None
+            if cohort.pack_key != engine.pack.key:
+                raise CommandError(f"Cohort {cohort.pk} belongs to pack {cohort.pack_key}, not {engine.pack.key}.")
+            normaliser, operating_threshold = score_cohort_normaliser(cohort), cohort.threshold
         try:
-            figures, curves = evaluation_compute(engine, spec, None if options["json"] else _progress)
+            figures, curves = evaluation_compute(
+                engine,
+                spec,
+                None if options["json"] else _progress,
+                normaliser=normaliser,
+                operating_threshold=operating_threshold,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if normaliser is not None:
+            figures["normalisation"] = normalisation
         if options["store"]:
             run = evaluation_run_record(
                 pack_key=engine.pack.key,
@@ -107,6 +134,7 @@ class Command(BaseCommand):
                 source=f"{labels} (images {options['images']})",
                 figures=figures,
                 curves=curves,
+                normalisation=normalisation,
                 run_by_label=command_line_label(),
             )
             sys.stderr.write(f"Stored as evaluation run {run.pk} of pack {run.pack_key}.\n")
