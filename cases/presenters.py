@@ -9,7 +9,9 @@ from typing import Any
 
 from django.utils import timezone
 
+import faceengine
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
+from cases.probes import PROBE_STAGE_PROGRESS, STAGE_SAVING, STAGE_STARTED
 from faceengine.quality import WARNING_TEXT
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
@@ -76,9 +78,36 @@ def _progress(work: Probe | Search) -> dict[str, Any]:
     }
 
 
+# What a probe's processing is doing, by the progress its stage starts at (cases.probes.PROBE_STAGE_PROGRESS).
+PROBE_STAGE_TEXT = {
+    STAGE_STARTED: "Starting",
+    faceengine.STAGE_DECODING: "Decoding the image",
+    faceengine.STAGE_DETECTING: "Looking for faces",
+    faceengine.STAGE_ENCODING: "Encoding the faces",
+    STAGE_SAVING: "Saving the faces",
+}
+
+
+def probe_stage(probe: Probe) -> tuple[str, str] | None:
+    """(stage, words) of a probe being processed, from its progress; None when it is not processing."""
+    if probe.status != Probe.Status.PROCESSING:
+        return None
+    stage = max(
+        (s for s, at in PROBE_STAGE_PROGRESS.items() if at <= probe.progress),
+        key=lambda s: PROBE_STAGE_PROGRESS[s],
+        default=STAGE_STARTED,
+    )
+    return stage, PROBE_STAGE_TEXT[stage]
+
+
 def probe_progress(probe: Probe) -> dict[str, Any]:
-    """What a progress bar polls while a probe is processed."""
-    return {**_progress(probe), "faces": probe.faces.count()}
+    """What a progress bar polls while a probe is processed: while it runs, `stage` and `status_text` say
+    which step it is on (decoding, looking for faces, encoding the faces, saving)."""
+    progress = {**_progress(probe), "faces": probe.faces.count()}
+    stage = probe_stage(probe)
+    if stage is not None:
+        progress["stage"], progress["status_text"] = stage
+    return progress
 
 
 def search_progress(search: Search) -> dict[str, Any]:
