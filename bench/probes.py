@@ -41,6 +41,7 @@ def large_jpeg(faces_dir: Path) -> Path:
 
     if not LARGE.is_file():
         source = cv2.imread(str(faces_dir / "wild" / "insightface" / "t1.jpg"))
+        assert source is not None, "wild/insightface/t1.jpg is needed to make the large JPEG"
         big = cv2.resize(source, (7500, 5191), interpolation=cv2.INTER_CUBIC)[95:5095]
         LARGE.parent.mkdir(parents=True, exist_ok=True)
         ok, buffer = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])

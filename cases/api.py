@@ -38,7 +38,7 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
-from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error
+from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error, probe_stage
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
 
@@ -205,6 +205,9 @@ class ProbeSerializer(serializers.ModelSerializer):
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
     waiting_for_worker = serializers.SerializerMethodField()
+    stage = serializers.SerializerMethodField(
+        help_text="While processing: started, decoding, detecting, encoding or saving (null otherwise)."
+    )
 
     class Meta:
         model = Probe
@@ -213,6 +216,7 @@ class ProbeSerializer(serializers.ModelSerializer):
             "case",
             "status",
             "progress",
+            "stage",
             "waiting_for_worker",
             "error",
             "no_face_found",
@@ -238,6 +242,10 @@ class ProbeSerializer(serializers.ModelSerializer):
     def get_waiting_for_worker(self, probe: Probe) -> bool:
         """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
         return work_waiting_for_worker(probe)
+
+    def get_stage(self, probe: Probe) -> str | None:
+        stage = probe_stage(probe)
+        return stage[0] if stage else None
 
     def get_no_face_found(self, probe: Probe) -> bool:
         return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()

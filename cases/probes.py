@@ -338,7 +338,8 @@ def probe_image_view_record(
 
 # The probe page shows an image whose longer side exceeds this as a reduced copy made on request: a
 # 7500×5000 photo is 37 megapixels for the browser to fetch and decode, for a picture a screen shows at
-# at most 760 CSS pixels wide (1,520 on a high-density screen). The original stays unchanged and is offered for download.
+# at most 760 CSS pixels wide (1,520 on a high-density screen). The original stays unchanged and is offered
+# for download.
 DISPLAY_MAX_SIDE = 1600
 
 

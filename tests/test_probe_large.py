@@ -27,6 +27,7 @@ from faceengine import (
     decode_image,
     decode_image_reduced,
 )
+from tests.factories import client_for
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -76,6 +77,7 @@ def test_a_large_jpeg_is_detected_at_reduced_scale_with_the_faces_of_a_full_deco
 
 def test_small_faces_in_a_large_image_are_aligned_from_a_finer_decode(engine: FaceEngine, faces_dir: Path) -> None:
     group = cv2.imread(str(faces_dir / "wild" / "insightface" / "t1.jpg"))  # six faces, eyes about 45 px apart
+    assert group is not None
     canvas = np.full((3000, 4600, 3), 128, np.uint8)
     canvas[900 : 900 + group.shape[0], 1500 : 1500 + group.shape[1]] = group
     # Eyes 45 px apart: the detector, seeing a differently resampled copy, places the landmarks up to a pixel
@@ -88,6 +90,7 @@ def test_small_faces_in_a_large_image_are_aligned_from_a_finer_decode(engine: Fa
 
 def test_reduced_decoding_applies_exif_orientation_and_refuses_truncated_files(faces_dir: Path) -> None:
     upright = cv2.imread(str(faces_dir / "wild" / "insightface" / "t1.jpg"))  # 1280×886
+    assert upright is not None
     stored_sideways = _jpeg(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE), orientation=6)
     decoded = decode_image_reduced(stored_sideways, reduce_to=500)
     assert decoded.factor == 2 and (decoded.full_width, decoded.full_height) == (1280, 886)
@@ -122,6 +125,7 @@ def test_a_large_probe_uploads_with_progress_stages_and_shows_a_display_copy(
     Probe.objects.filter(pk=probe.pk).update(status=Probe.Status.PROCESSING, progress=25)
     status = investigator.get(f"/probes/{probe.pk}/status.json").json()
     assert status["stage"] == "detecting" and status["status_text"] == "Looking for faces"
+    assert client_for(people["investigator"]).get(f"/api/probes/{probe.pk}/").json()["stage"] == "detecting"
     Probe.objects.filter(pk=probe.pk).update(status=Probe.Status.DONE, progress=100)
 
     page = investigator.get(f"/probes/{probe.pk}/").content.decode()
@@ -129,11 +133,12 @@ def test_a_large_probe_uploads_with_progress_stages_and_shows_a_display_copy(
     shown = investigator.get(f"/probes/{probe.pk}/display")
     assert shown["Content-Type"] == "image/jpeg"
     copy = cv2.imdecode(np.frombuffer(shown.content, np.uint8), cv2.IMREAD_COLOR)
+    assert copy is not None
     assert copy.shape[1] == DISPLAY_MAX_SIDE and abs(copy.shape[0] - 2903 * DISPLAY_MAX_SIDE / 4352) <= 1
     event = AuditEvent.objects.filter(action="probe.image_viewed").latest("pk")
     assert event.detail["shown"] == "display_copy"
     original = investigator.get(f"/probes/{probe.pk}/image")
-    assert hashlib.sha256(b"".join(original.streaming_content)).hexdigest() == probe.sha256
+    assert hashlib.sha256(original.getvalue()).hexdigest() == probe.sha256
 
     outsider = Client()
     outsider.force_login(people["outsider"])
