@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -217,8 +217,10 @@ class FaceEngine:
         decoded = decode_image_reduced(data, limits, reduce_to=self.detector.max_side)
         report(STAGE_DETECTING)
         found = self.detect(decoded.pixels)
+        # `replace` keeps whatever else the detector says about a face; only coordinates change scale.
         detections = [
-            DetectedFace(
+            replace(
+                face,
                 box=(
                     float(decoded.to_full(np.array([face.box[0]]))[0]),
                     float(decoded.to_full(np.array([face.box[1]]))[0]),
@@ -226,7 +228,6 @@ class FaceEngine:
                     face.box[3] * decoded.factor,
                 ),
                 landmarks=decoded.to_full(face.landmarks),
-                score=face.score,
             )
             for face in found
         ]

@@ -139,16 +139,18 @@ def decode_image_reduced(
                     f" {limits.max_pixels / 1e6:.0f}. Send a smaller copy."
                 )
             factor = reduction_factor(width, height, reduce_to) if image.format in {"JPEG", "MPO"} else 1
+            orientation: int | None
             try:
                 orientation = int(image.getexif().get(0x0112, 1) or 1)
             except (OSError, SyntaxError, ValueError, TypeError):
-                orientation = 1  # a damaged EXIF block: exif_transpose below decides, as for a full decode
+                orientation = None  # a damaged EXIF block: exif_transpose below decides, as it always did
             if factor > 1:
                 image.draft("RGB", (width // factor, height // factor))
                 factor = max(1, round(width / image.size[0]))
             try:
                 image.load()
-                upright = ImageOps.exif_transpose(image) or image
+                # Without a turn to make, exif_transpose would only copy every pixel.
+                upright = (ImageOps.exif_transpose(image) or image) if orientation != 1 else image
                 rgb = _to_rgb(upright)
             except Image.DecompressionBombError:
                 raise DecompressionBomb("The image expands to too many pixels; it was refused.") from None
