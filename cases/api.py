@@ -206,7 +206,7 @@ class ProbeSerializer(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
     waiting_for_worker = serializers.SerializerMethodField()
     stage = serializers.SerializerMethodField(
-        help_text="While processing: started, decoding, detecting, encoding or saving (null otherwise)."
+        help_text="While processing: decoding, detecting, encoding or saving (null otherwise)."
     )
 
     class Meta:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 import faceengine
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
-from cases.probes import PROBE_STAGE_PROGRESS, STAGE_SAVING, STAGE_STARTED
+from cases.probes import PROBE_STAGE_PROGRESS, STAGE_SAVING
 from faceengine.quality import WARNING_TEXT
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
@@ -80,7 +80,6 @@ def _progress(work: Probe | Search) -> dict[str, Any]:
 
 # What a probe's processing is doing, by the progress its stage starts at (cases.probes.PROBE_STAGE_PROGRESS).
 PROBE_STAGE_TEXT = {
-    STAGE_STARTED: "Starting",
     faceengine.STAGE_DECODING: "Decoding the image",
     faceengine.STAGE_DETECTING: "Looking for faces",
     faceengine.STAGE_ENCODING: "Encoding the faces",
@@ -95,7 +94,7 @@ def probe_stage(probe: Probe) -> tuple[str, str] | None:
     stage = max(
         (s for s, at in PROBE_STAGE_PROGRESS.items() if at <= probe.progress),
         key=lambda s: PROBE_STAGE_PROGRESS[s],
-        default=STAGE_STARTED,
+        default=faceengine.STAGE_DECODING,
     )
     return stage, PROBE_STAGE_TEXT[stage]
 

@@ -45,10 +45,9 @@ NO_FACE_MESSAGE = (
 MIN_DRAWN_BOX_PX = 8
 
 # Processing's stages (faceengine's, then saving) and the progress a probe shows when each starts; the
-# presenter words them (cases.presenters.probe_progress).
-STAGE_STARTED, STAGE_SAVING = "started", "saving"
+# presenter words them (cases.presenters.probe_progress). Decoding is where processing starts.
+STAGE_SAVING = "saving"
 PROBE_STAGE_PROGRESS = {
-    STAGE_STARTED: 5,
     faceengine.STAGE_DECODING: 10,
     faceengine.STAGE_DETECTING: 25,
     faceengine.STAGE_ENCODING: 60,
@@ -145,6 +144,12 @@ def _set_progress(probe_id: int, progress: int) -> None:
     Probe.objects.filter(pk=probe_id).update(progress=progress, heartbeat_at=timezone.now())
 
 
+def _stage_record(probe_id: int, stage: str) -> None:
+    # Decoding was recorded when processing started: one write (a commit, about 20 ms on SQLite) fewer.
+    if stage != faceengine.STAGE_DECODING:
+        _set_progress(probe_id, PROBE_STAGE_PROGRESS[stage])
+
+
 def _encode_png(image_bgr: np.ndarray) -> bytes:
     ok, buffer = cv2.imencode(".png", image_bgr)
     if not ok:  # pragma: no cover - PNG encoding of a uint8 array cannot fail short of memory exhaustion
@@ -196,7 +201,7 @@ def probe_process(*, probe_id: int) -> None:
         if probe is None or probe.status in {Probe.Status.DONE, Probe.Status.FAILED}:
             return  # deleted meanwhile, or a redelivered message for work already finished
         probe.status = Probe.Status.PROCESSING
-        probe.progress = PROBE_STAGE_PROGRESS[STAGE_STARTED]
+        probe.progress = PROBE_STAGE_PROGRESS[faceengine.STAGE_DECODING]
         probe.heartbeat_at = timezone.now()
         probe.save(update_fields=["status", "progress", "heartbeat_at"])
     try:
@@ -211,9 +216,7 @@ def probe_process(*, probe_id: int) -> None:
         return
     engine = active_engine()
     try:
-        analysis = engine.analyse_encoded(
-            data, image_limits(), on_stage=lambda stage: _set_progress(probe_id, PROBE_STAGE_PROGRESS[stage])
-        )
+        analysis = engine.analyse_encoded(data, image_limits(), on_stage=lambda stage: _stage_record(probe_id, stage))
     except faceengine.ImageRejected as exc:
         _probe_fail(probe_id=probe_id, code=exc.code, message=exc.message)
         return
