@@ -63,6 +63,14 @@ def face_view(face: ProbeFace) -> dict[str, Any]:
     return {"face": face, "warnings": face_warnings(face), "very_small": "very_small" in face.warnings}
 
 
+def overlay_label(probe: Probe) -> dict[str, int]:
+    """Font size and outline, in image pixels, of the face numbers drawn over a probe image: 28 and 3 up to
+    1,280 pixels wide, then growing with the image, so a number on a 7500-pixel photo shown 760 pixels wide
+    still reads at about 15 screen pixels."""
+    size = max(28, round(max(probe.width or 0, probe.height or 0) / 45))
+    return {"size": size, "stroke": max(3, round(size / 9))}
+
+
 def outcome_error(code: str, message: str) -> dict[str, str] | None:
     """A stored processing failure (probe or search) as pages and the API show it."""
     return {"code": code, "message": message} if code else None

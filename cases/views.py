@@ -50,7 +50,7 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
-from cases.presenters import candidate_label, face_view, probe_progress, search_progress
+from cases.presenters import candidate_label, face_view, overlay_label, probe_progress, search_progress
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
@@ -283,6 +283,7 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "probe": probe,
             "faces": [face_view(f) for f in faces],
             "display_copy": probes.probe_has_display_copy(probe),
+            "label": overlay_label(probe),
             "progress": probe_progress(probe),
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(probe),
