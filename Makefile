@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup pack lint worker bench-engine bench-index bench-workbench clean
+.PHONY: run test setup pack lint worker bench-engine bench-index bench-workbench bench-probes clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-index: $(BIN)/.installed pack
 ## Upload to candidates on screen (1080p probe, 10k-subject gallery), embedded and production shapes
 bench-workbench: $(BIN)/.installed pack
 	$(BIN)/python -m bench.workbench
+
+## Upload to faces shown for a 7500x5000 JPEG and ordinary photos, stage by stage
+bench-probes: $(BIN)/.installed pack
+	$(BIN)/python -m bench.probes
 
 clean:
 	rm -rf var/ test-artifacts/

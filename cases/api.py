@@ -46,6 +46,7 @@ from cases.presenters import (
     face_origin_text,
     face_warnings,
     outcome_error,
+    probe_stage,
 )
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
@@ -227,6 +228,9 @@ class ProbeSerializer(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
     waiting_for_worker = serializers.SerializerMethodField()
     derivation_chain = serializers.SerializerMethodField()
+    stage = serializers.SerializerMethodField(
+        help_text="While processing: decoding, detecting, encoding or saving (null otherwise)."
+    )
 
     class Meta:
         model = Probe
@@ -235,6 +239,7 @@ class ProbeSerializer(serializers.ModelSerializer):
             "case",
             "status",
             "progress",
+            "stage",
             "waiting_for_worker",
             "error",
             "no_face_found",
@@ -263,6 +268,10 @@ class ProbeSerializer(serializers.ModelSerializer):
     def get_waiting_for_worker(self, probe: Probe) -> bool:
         """Pending or processing with no sign of a worker for a while; housekeeping will send it again."""
         return work_waiting_for_worker(probe)
+
+    def get_stage(self, probe: Probe) -> str | None:
+        stage = probe_stage(probe)
+        return stage[0] if stage else None
 
     def get_no_face_found(self, probe: Probe) -> bool:
         return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()

@@ -12,8 +12,10 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+import faceengine
 from cases.enhancement import probe_lineage
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
+from cases.probes import PROBE_STAGE_PROGRESS, STAGE_SAVING
 from faceengine.enhance import operation_describe
 from faceengine.quality import MANUAL_LANDMARKS, WARNING_TEXT
 from search.accuracy import ScoreMeaning, dataset_label, score_meaning
@@ -118,6 +120,14 @@ def face_view(face: ProbeFace) -> dict[str, Any]:
     }
 
 
+def overlay_label(probe: Probe) -> dict[str, int]:
+    """Font size and outline, in image pixels, of the face numbers drawn over a probe image: 28 and 3 up to
+    1,280 pixels wide, then growing with the image, so a number on a 7500-pixel photo shown 760 pixels wide
+    still reads at about 15 screen pixels."""
+    size = max(28, round(max(probe.width or 0, probe.height or 0) / 45))
+    return {"size": size, "stroke": max(3, round(size / 9))}
+
+
 def outcome_error(code: str, message: str) -> dict[str, str] | None:
     """A stored processing failure (probe or search) as pages and the API show it."""
     return {"code": code, "message": message} if code else None
@@ -133,9 +143,35 @@ def _progress(work: Probe | Search) -> dict[str, Any]:
     }
 
 
+# What a probe's processing is doing, by the progress its stage starts at (cases.probes.PROBE_STAGE_PROGRESS).
+PROBE_STAGE_TEXT = {
+    faceengine.STAGE_DECODING: "Decoding the image",
+    faceengine.STAGE_DETECTING: "Looking for faces",
+    faceengine.STAGE_ENCODING: "Encoding the faces",
+    STAGE_SAVING: "Saving the faces",
+}
+
+
+def probe_stage(probe: Probe) -> tuple[str, str] | None:
+    """(stage, words) of a probe being processed, from its progress; None when it is not processing."""
+    if probe.status != Probe.Status.PROCESSING:
+        return None
+    stage = max(
+        (s for s, at in PROBE_STAGE_PROGRESS.items() if at <= probe.progress),
+        key=lambda s: PROBE_STAGE_PROGRESS[s],
+        default=faceengine.STAGE_DECODING,
+    )
+    return stage, PROBE_STAGE_TEXT[stage]
+
+
 def probe_progress(probe: Probe) -> dict[str, Any]:
-    """What a progress bar polls while a probe is processed."""
-    return {**_progress(probe), "faces": probe.faces.count()}
+    """What a progress bar polls while a probe is processed: while it runs, `stage` and `status_text` say
+    which step it is on (decoding, looking for faces, encoding the faces, saving)."""
+    progress = {**_progress(probe), "faces": probe.faces.count()}
+    stage = probe_stage(probe)
+    if stage is not None:
+        progress["stage"], progress["status_text"] = stage
+    return progress
 
 
 def search_progress(search: Search) -> dict[str, Any]:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("probes/<int:probe_id>/", views.probe_detail, name="probe"),
     path("probes/<int:probe_id>/status.json", views.probe_status, name="probe-status"),
     path("probes/<int:probe_id>/image", views.probe_image, name="probe-image"),
+    path("probes/<int:probe_id>/display", views.probe_display_image, name="probe-display"),
     path("probes/<int:probe_id>/draw/", views.probe_face_draw, name="probe-draw"),
     path("probes/<int:probe_id>/mark/", views.probe_face_mark, name="probe-mark"),
     path("probes/<int:probe_id>/mark/region.png", views.probe_region_image, name="probe-region"),

@@ -58,6 +58,7 @@ from cases.presenters import (
     derivation_view,
     face_marking_text,
     face_view,
+    overlay_label,
     probe_progress,
     search_evidence_text,
     search_progress,
@@ -265,10 +266,18 @@ def probe_upload(request: HttpRequest, case_id: int) -> HttpResponse:
             messages.error(request, f"{upload.name}: {exc.message}")
     if len(stored) == 1:
         messages.success(request, f"{stored[0].original_name} uploaded; looking for faces.")
-        return HttpResponseRedirect(reverse("cases:probe", args=[stored[0].pk]))
+        return _upload_answer(request, reverse("cases:probe", args=[stored[0].pk]))
     if stored:
         messages.success(request, f"{len(stored)} images uploaded; looking for faces.")
-    return HttpResponseRedirect(reverse("cases:workbench", args=[case.pk]))
+    return _upload_answer(request, reverse("cases:workbench", args=[case.pk]))
+
+
+def _upload_answer(request: HttpRequest, location: str) -> HttpResponse:
+    """Where the browser goes next. The page's upload script (static/js/upload.js, which shows the upload's
+    progress) asks for JSON: a redirect would be followed inside its request and use up the page's messages."""
+    if request.headers.get("X-Requested-With") == "XMLHttpRequest":
+        return JsonResponse({"location": location})
+    return HttpResponseRedirect(location)
 
 
 # --- Probe: faces, drawn boxes ----------------------------------------------------------------------------
@@ -286,6 +295,9 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "case": probe.case,
             "probe": probe,
             "faces": [face_view(f) for f in faces],
+            "display_copy": probes.probe_has_display_copy(probe),
+            "label": overlay_label(probe),
+            "progress": probe_progress(probe),
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(probe),
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
@@ -320,6 +332,24 @@ def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
     return _recorded(
         response,
         lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, request=request),  # type: ignore[arg-type]
+    )
+
+
+@login_required
+@require_GET
+def probe_display_image(request: HttpRequest, probe_id: int) -> HttpResponse:
+    """The reduced copy the probe page shows for a large image (cases.probes.probe_display_copy)."""
+    probe = probe_get_for_user(user=request.user, probe_id=probe_id)
+    try:
+        content, content_type = probes.probe_display_copy(probe=probe)
+    except FileNotFoundError:
+        raise Http404("The image is no longer held.") from None
+    response = HttpResponse(content, content_type=content_type)
+    for key, value in IMAGE_HEADERS.items():
+        response[key] = value
+    return _recorded(
+        response,
+        lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, display_copy=True, request=request),  # type: ignore[arg-type]
     )
 
 

@@ -3,7 +3,15 @@
 Plain Python with no Django imports, so workers, benchmarks and evaluation share one implementation.
 """
 
-from faceengine.engine import AnalysedFace, FaceEngine, get_engine
+from faceengine.engine import (
+    STAGE_DECODING,
+    STAGE_DETECTING,
+    STAGE_ENCODING,
+    AnalysedFace,
+    EncodedAnalysis,
+    FaceEngine,
+    get_engine,
+)
 from faceengine.errors import (
     AbsurdDimensions,
     CorruptImage,
@@ -17,15 +25,20 @@ from faceengine.errors import (
     PackNotFound,
     UnsupportedImageType,
 )
-from faceengine.imageio import ImageLimits, decode_image, decode_image_file
+from faceengine.imageio import DecodedImage, ImageLimits, decode_image, decode_image_file, decode_image_reduced
 from faceengine.packs import ModelPack, load_pack
 
 __all__ = [
+    "STAGE_DECODING",
+    "STAGE_DETECTING",
+    "STAGE_ENCODING",
     "AbsurdDimensions",
     "AnalysedFace",
     "CorruptImage",
+    "DecodedImage",
     "DecompressionBomb",
     "EmptyImage",
+    "EncodedAnalysis",
     "FaceEngine",
     "FaceEngineError",
     "ImageLimits",
@@ -38,6 +51,7 @@ __all__ = [
     "UnsupportedImageType",
     "decode_image",
     "decode_image_file",
+    "decode_image_reduced",
     "get_engine",
     "load_pack",
 ]

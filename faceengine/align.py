@@ -40,7 +40,40 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def align_face(image_bgr: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """Warp the face so its five landmarks sit on the template; returns a size×size BGR crop."""
+    """Warp the face so its five landmarks sit on the template; returns a size×size BGR crop.
+
+    A face more than twice the crop's size is first reduced by area averaging (the region the crop covers,
+    not the whole image): a bilinear warp alone would sample only a few of its pixels, so the crop, and the
+    template, would depend on sampling phase (aliasing) rather than on the face. The crop is then the same
+    whether the face comes from a full decode or a reduced one (faceengine.imageio.decode_image_reduced).
+    Faces up to twice the crop's size (eyes up to about 70 px apart) are warped directly, as before.
+    """
     template = ARCFACE_TEMPLATE_112 * (size / ALIGNED_SIZE)
     matrix = similarity_transform(landmarks, template)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if scale < ANTIALIAS_BELOW_SCALE:
+        image_bgr, matrix = _reduce_region(image_bgr, matrix, size, scale)
     return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+ANTIALIAS_BELOW_SCALE = 0.5
+
+
+def _reduce_region(image_bgr: np.ndarray, matrix: np.ndarray, size: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the image the crop covers, area-reduced to the crop's scale, and the warp onto it."""
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64) @ inverse.T
+    height, width = image_bgr.shape[:2]
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, width))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, height))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, width))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, height))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return image_bgr, matrix
+    region = image_bgr[y0:y1, x0:x1]
+    out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    reduced = cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    # A reduced pixel's centre (u, v) is the region's point ((u + 0.5) / sx - 0.5 + x0, ...).
+    to_image = np.array([[1 / sx, 0, 0.5 / sx - 0.5 + x0], [0, 1 / sy, 0.5 / sy - 0.5 + y0], [0, 0, 1]])
+    return reduced, matrix @ to_image

@@ -139,6 +139,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             ("cases:probe", "probe"),
             ("cases:probe-status", "probe"),
             ("cases:probe-image", "probe"),
+            ("cases:probe-display", "probe"),
             ("cases:face-crop", "face"),
             ("cases:search", "search"),
             ("cases:search-status", "search"),
