@@ -42,11 +42,13 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def align_face(image_bgr: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
     """Warp the face so its five landmarks sit on the template; returns a size×size BGR crop.
 
-    A face more than twice the crop's size is first reduced by area averaging (the region the crop covers,
-    not the whole image): a bilinear warp alone would sample only a few of its pixels, so the crop, and the
-    template, would depend on sampling phase (aliasing) rather than on the face. The crop is then the same
-    whether the face comes from a full decode or a reduced one (faceengine.imageio.decode_image_reduced).
-    Faces up to twice the crop's size (eyes up to about 70 px apart) are warped directly, as before.
+    A face more than four times the crop's size (eyes more than about 140 px apart) is first reduced by area
+    averaging (the region the crop covers, not the whole image): a bilinear warp alone would sample only a few
+    of its pixels, so the crop, and the template, would depend on sampling phase (aliasing) rather than on the
+    face, and would differ between a full decode and a reduced one (faceengine.imageio.decode_image_reduced).
+    Smaller faces, which is nearly every gallery and evaluation image (UTKFace's eyes are about 80 px apart,
+    LFW's and CelebA's 30-70 px), are warped directly, so their templates are exactly those of earlier releases
+    and of the stored evaluations.
     """
     template = ARCFACE_TEMPLATE_112 * (size / ALIGNED_SIZE)
     matrix = similarity_transform(landmarks, template)
@@ -56,7 +58,7 @@ def align_face(image_bgr: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED
     return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
 
 
-ANTIALIAS_BELOW_SCALE = 0.5
+ANTIALIAS_BELOW_SCALE = 0.25
 
 
 def _reduce_region(image_bgr: np.ndarray, matrix: np.ndarray, size: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
