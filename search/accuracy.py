@@ -107,7 +107,9 @@ def evaluation_packs() -> list[str]:
 
 def dataset_label(run: EvaluationRun) -> str:
     """The data set's name as every page shows it, research data marked as such."""
-    return f"{run.dataset_name} (research data set)" if run.dataset_is_research else run.dataset_name
+    if not run.dataset_is_research or "research data" in run.dataset_name.lower():
+        return run.dataset_name  # a name that already says so is not told twice
+    return f"{run.dataset_name} (research data set)"
 
 
 def one_in(rate: float) -> str:
