@@ -327,6 +327,11 @@ NOT_CASE_SCOPED.update(
         for name in ("manage-accuracy-run", "manage-accuracy-run-status", "manage-accuracy-curve")
     }
 )
+# Score-normalisation cohorts (search/urls.py): admins only, 403 for everyone else (tests/test_normalisation.py);
+# a cohort holds research templates, no case content.
+NOT_CASE_SCOPED["search:manage-cohort-activate"] = (
+    "score-normalisation cohort, admins only (tests/test_normalisation.py)"
+)
 
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 _ID_PARAM = re.compile(r"^(pk|id|.+_id)$")
