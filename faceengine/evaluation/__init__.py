@@ -2,6 +2,7 @@
 
 * `verification`: 1:1 pairs (LFW protocol): cross-fold accuracy, TAR at FAR, EER, per-group FMR and FNMR.
 * `identification`: open-set 1:N search: rank-k, FNIR at FPIR, per group.
+* `degrade`: controlled degradation (shrink, blur, JPEG) of the right image of each pair, `--degrade`.
 * `metrics`: error rates over scores; `datasets`: CSV readers, natural order, primary-face templates.
 
 Plain Python like the rest of faceengine: callers (`manage.py evaluate`, benchmarks) pass the engine and
@@ -16,6 +17,7 @@ from faceengine.evaluation.datasets import (
     read_identities,
     read_pairs,
 )
+from faceengine.evaluation.degrade import Degradation, degrade_image, inter_eye_distance, parse_degradation
 from faceengine.evaluation.identification import format_identification_report, run_identification
 from faceengine.evaluation.metrics import (
     GroupRates,
@@ -34,16 +36,20 @@ from faceengine.evaluation.verification import (
 )
 
 __all__ = [
+    "Degradation",
     "GroupRates",
     "IdentityRow",
     "best_threshold",
     "compute_templates",
+    "degrade_image",
     "equal_error_rate",
     "format_identification_report",
     "format_verification_report",
     "group_rates",
+    "inter_eye_distance",
     "natural_key",
     "pair_scores",
+    "parse_degradation",
     "primary_template",
     "read_groups",
     "read_identities",

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from faceengine.evaluation import (
     format_identification_report,
     format_verification_report,
+    parse_degradation,
     run_identification,
     run_verification,
 )
@@ -41,6 +42,12 @@ class Command(BaseCommand):
         verification.add_argument("--images", type=Path, required=True)
         verification.add_argument("--group-by", help="CSV:COLUMN giving a group per identity, e.g. lfw/sex.csv:sex")
         verification.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+        verification.add_argument(
+            "--degrade",
+            metavar="ied=N[,blur=S][,jpeg=Q]",
+            help="Degrade the right image of each pair: shrink (area averaging) so the eyes are N px apart, "
+            "Gaussian blur σ S (default 0.8), JPEG quality Q (default 35); see docs/evaluation.md.",
+        )
         identification = sub.add_parser("identification", help="1:N search (CSV columns file,identity[,groups]).")
         identification.add_argument("--identities", type=Path, required=True)
         identification.add_argument("--images", type=Path, required=True)
@@ -55,12 +62,14 @@ class Command(BaseCommand):
             raise CommandError(f"{options['images']} is not a folder of images.")
         try:
             if options["mode"] == "verification":
+                degradation = parse_degradation(options["degrade"]) if options.get("degrade") else None
                 result = run_verification(
                     active_engine(),
                     pairs_csv=options["pairs"],
                     images_dir=options["images"],
                     group_by=options.get("group_by"),
                     progress=None if options["json"] else _progress,
+                    degradation=degradation,
                 )
                 report = format_verification_report(result)
             else:
