@@ -38,7 +38,7 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
 from cases.permissions import SEARCH_CASE
-from cases.presenters import candidate_label, candidate_removal_text, face_warnings, outcome_error
+from cases.presenters import candidate_label, candidate_removal_text, face_warnings, faces_in_order, outcome_error
 from cases.timeline import case_audit_events
 from rfr.limits import text_limit
 
@@ -169,6 +169,9 @@ class CaseAuditAPI(ListAPIView):
 class FaceSerializer(serializers.ModelSerializer):
     warnings = serializers.SerializerMethodField()
     warning_text = serializers.SerializerMethodField()
+    uncertain = serializers.BooleanField(
+        read_only=True, help_text="Tiny and low-scored: probably not a face. Listed after the other faces."
+    )
     crop_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -183,6 +186,7 @@ class FaceSerializer(serializers.ModelSerializer):
             "quality",
             "warnings",
             "warning_text",
+            "uncertain",
             "pack_key",
             "drawn_box",
             "crop_url",
@@ -200,7 +204,7 @@ class FaceSerializer(serializers.ModelSerializer):
 
 class ProbeSerializer(serializers.ModelSerializer):
     uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
-    faces = FaceSerializer(many=True, read_only=True)
+    faces = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -231,6 +235,11 @@ class ProbeSerializer(serializers.ModelSerializer):
             "image_url",
             "faces",
         ]
+
+    @extend_schema_field(FaceSerializer(many=True))
+    def get_faces(self, probe: Probe) -> Any:
+        """By number, uncertain detections after the others (cases.presenters.faces_in_order)."""
+        return FaceSerializer(faces_in_order(probe.faces.all()), many=True, context=self.context).data
 
     def get_error(self, probe: Probe) -> dict[str, str] | None:
         return outcome_error(probe.error_code, probe.error_message)

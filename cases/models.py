@@ -153,6 +153,11 @@ class ProbeFace(models.Model):
     def warnings(self) -> list[str]:
         return list(self.quality.get("warnings", []))
 
+    @property
+    def uncertain(self) -> bool:
+        """Tiny and low-scored: probably not a face (faceengine.quality); listed after the others."""
+        return "uncertain" in self.warnings
+
 
 class Search(models.Model):
     """One search of one probe face against chosen galleries; who, when, why and with which settings."""

@@ -5,6 +5,7 @@ quality warnings in plain language, and the progress of long work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.utils import timezone
@@ -58,7 +59,17 @@ def face_warnings(face: ProbeFace) -> list[tuple[str, str]]:
 
 
 def face_view(face: ProbeFace) -> dict[str, Any]:
-    return {"face": face, "warnings": face_warnings(face), "very_small": "very_small" in face.warnings}
+    return {
+        "face": face,
+        "warnings": face_warnings(face),
+        "very_small": "very_small" in face.warnings,
+        "uncertain": face.uncertain,
+    }
+
+
+def faces_in_order(faces: Iterable[ProbeFace]) -> list[ProbeFace]:
+    """A probe's faces as pages and the API list them: by number, uncertain detections after the others."""
+    return sorted(faces, key=lambda face: (face.uncertain, face.index))
 
 
 def outcome_error(code: str, message: str) -> dict[str, str] | None:

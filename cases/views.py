@@ -50,7 +50,7 @@ from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
-from cases.presenters import candidate_label, face_view, probe_progress, search_progress
+from cases.presenters import candidate_label, face_view, faces_in_order, probe_progress, search_progress
 from cases.reports import search_report_download_record, search_report_pdf
 from cases.timeline import case_audit_events
 from rfr.error_handling import error_return_to
@@ -273,7 +273,8 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
         {
             "case": probe.case,
             "probe": probe,
-            "faces": [face_view(f) for f in faces],
+            "faces": [face_view(f) for f in faces_in_order(faces)],
+            "uncertain_faces": sum(1 for f in faces if f.uncertain),
             "finished": probe.status in {Probe.Status.DONE, Probe.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(probe),
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,31 @@ def symbolic_size(model: Any) -> None:
         make_symbolic(dims[index], name)
     for output in model.graph.output:
         make_symbolic(output.type.tensor_type.shape.dim[1], f"{output.name}_anchors")
+
+
+def inter_eye(face: DetectedFace) -> float:
+    return float(np.hypot(*(face.landmarks[1] - face.landmarks[0])))
+
+
+def scale_face(face: DetectedFace, scale: float) -> DetectedFace:
+    return DetectedFace(
+        box=(face.box[0] * scale, face.box[1] * scale, face.box[2] * scale, face.box[3] * scale),
+        landmarks=(face.landmarks * scale).astype(np.float32),
+        score=face.score,
+    )
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
+
+
+def overlaps(face: DetectedFace, others: list[DetectedFace], iou: float = 0.3) -> bool:
+    return any(box_iou(face.box, other.box) > iou for other in others)
 
 
 class YuNetOnnxRuntime:
@@ -95,6 +120,14 @@ class YuNetDetector:
     Images whose longer side exceeds `max_side` are detected on a downscaled copy and the coordinates mapped
     back, bounding time and memory; tight crops where the face fills the frame get a second pass on a padded
     copy, since the detector needs some context around a face.
+
+    Small faces: YuNet misses many faces under about 20 px between the eyes, and places the landmarks of
+    the ones it finds loosely. When the first pass finds no face, or finds one whose eyes are closer than
+    `small_face_ied` pixels, and the image is small enough, the image is enlarged `upscale` times (cubic
+    interpolation, longer side at most `upscale_max_side`) and detected again; the small faces are taken
+    from that pass, the larger ones from the first. Images whose faces are all larger take no second pass,
+    so ordinary photos cost nothing more (bench/engine). On LFW pairs degraded to 12 px between the eyes
+    this finds about 98% of the faces instead of 64% (docs/evaluation.md).
     """
 
     def __init__(
@@ -108,6 +141,9 @@ class YuNetDetector:
         large_face_side: int = 448,
         backend: str = "opencv",
         threads: int = 0,
+        small_face_ied: float = 24.0,
+        upscale: float = 2.0,
+        upscale_max_side: int = 1280,
     ) -> None:
         self._model_path = str(model_path)
         self._score_threshold = score_threshold
@@ -115,6 +151,9 @@ class YuNetDetector:
         self._top_k = top_k
         self.max_side = max_side
         self.large_face_side = large_face_side
+        self.small_face_ied = small_face_ied
+        self.upscale = upscale
+        self.upscale_max_side = upscale_max_side
         self._lock = threading.Lock()  # FaceDetectorYN holds per-size state: one caller at a time
         self.backend = backend
         self._input_size = (320, 320)
@@ -134,6 +173,7 @@ class YuNetDetector:
         if not faces and pad_retry:
             faces = self._detect_padded(image_bgr)
         faces = [self._refine_large(image_bgr, face) for face in faces]
+        faces = self._detect_small(image_bgr, faces, pad_retry=pad_retry)
         faces.sort(key=lambda f: (-f.box[2] * f.box[3], f.box[0], f.box[1]))
         return faces
 
@@ -145,6 +185,31 @@ class YuNetDetector:
             work = cv2.resize(image_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         raw = self._run(work)
         return [self._to_face(row, 1.0 / scale, 0.0, 0.0) for row in raw]
+
+    def _detect_small(self, image_bgr: np.ndarray, faces: list[DetectedFace], *, pad_retry: bool) -> list[DetectedFace]:
+        """Second pass on an enlarged copy when the first found nothing or found small faces (see the class)."""
+        height, width = image_bgr.shape[:2]
+        factor = min(self.upscale, self.upscale_max_side / max(height, width))
+        if factor < 1.5 or (faces and min(inter_eye(face) for face in faces) >= self.small_face_ied):
+            return faces
+        enlarged = cv2.resize(image_bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        found = self._detect_scaled(enlarged)
+        if not found and pad_retry:
+            found = self._detect_padded(enlarged)
+        small = [scale_face(face, 1.0 / factor) for face in found]
+        small = [face for face in small if inter_eye(face) < self.small_face_ied]
+        # Larger faces come from the first pass; a small face seen by both passes takes its box and landmarks
+        # from the second but keeps the lower score: enlarging a blob makes it look more like a face.
+        kept = [face for face in faces if inter_eye(face) >= self.small_face_ied]
+        first_small = [face for face in faces if inter_eye(face) < self.small_face_ied]
+        kept += [face for face in first_small if not overlaps(face, small)]
+        merged = []
+        for face in small:
+            if overlaps(face, kept):
+                continue
+            seen = [other.score for other in first_small if overlaps(face, [other])]
+            merged.append(replace(face, score=min([face.score, *seen])))
+        return kept + merged
 
     def _refine_large(self, image_bgr: np.ndarray, face: DetectedFace) -> DetectedFace:
         """Re-detect a very large face on a reduced copy of its surroundings.

@@ -15,7 +15,7 @@ from faceengine.align import ALIGNED_SIZE, align_face
 from faceengine.detector import DetectedFace, YuNetDetector
 from faceengine.errors import UnsupportedArchitecture
 from faceengine.packs import ModelPack, load_pack
-from faceengine.quality import FaceQuality, assess_quality
+from faceengine.quality import FaceQuality, assess_quality, usability_order
 from faceengine.recogniser import OnnxRuntimeRecogniser, OpenCvDnnRecogniser, Recogniser, l2_normalise
 
 RECOGNISER_BACKENDS = ("onnxruntime", "opencv")
@@ -153,11 +153,12 @@ class FaceEngine:
 
     # -- whole pipeline -------------------------------------------------------------------------------
     def analyse(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace] | None = None) -> list[AnalysedFace]:
-        """Every face in the image (or the given detections) with template and quality."""
+        """Every face in the image, most usable first with uncertain detections last (`rank_faces`), or the
+        given detections in the order given, each with template and quality."""
         detections = list(self.detect(image_bgr) if faces is None else faces)
         crops = self.align(image_bgr, detections)
         templates = self.embed(crops)
-        return [
+        analysed = [
             AnalysedFace(
                 detection=face,
                 aligned=crop,
@@ -166,6 +167,7 @@ class FaceEngine:
             )
             for face, crop, template in zip(detections, crops, templates, strict=True)
         ]
+        return rank_faces(analysed) if faces is None else analysed
 
     def analyse_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[AnalysedFace]]:
         """Detect per image, then embed all faces of all images in shared batches."""
@@ -231,6 +233,11 @@ class FaceEngine:
         inside = [f for f in mapped if x <= f.box[0] + f.box[2] / 2 <= x + w and y <= f.box[1] + f.box[3] / 2 <= y + h]
         inside.sort(key=lambda f: (f.box[0] + f.box[2] / 2 - cx) ** 2 + (f.box[1] + f.box[3] / 2 - cy) ** 2)
         return inside
+
+
+def rank_faces(faces: Sequence[AnalysedFace]) -> list[AnalysedFace]:
+    """Most usable first (detector score, size, sharpness, pose: faceengine.quality), uncertain ones last."""
+    return [faces[i] for i in usability_order([face.quality for face in faces])]
 
 
 def primary_face_index(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) -> int | None:

@@ -74,5 +74,8 @@ def degrade_image(image_bgr: np.ndarray, *, face_ied: float, degradation: Degrad
         ok, encoded = cv2.imencode(".jpg", work, [cv2.IMWRITE_JPEG_QUALITY, degradation.jpeg])
         if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR array
             raise ValueError("JPEG encoding failed")
-        work = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        if decoded is None:  # pragma: no cover - decoding what OpenCV just encoded
+            raise ValueError("JPEG decoding failed")
+        work = decoded
     return work
