@@ -8,10 +8,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-# With the default pack the median same-person score drops from about 0.85 (landmark span ≥ 40 px) to 0.62
-# (20–40 px) and 0.29 (< 20 px, below the operating threshold): see docs/domain notes.
-SMALL_SPAN_PX = 40.0
-VERY_SMALL_SPAN_PX = 20.0
+# Size warnings from the inter-eye distance, set from `python -m bench.quality` (docs/evaluation.md): with
+# the default pack, LFW same-person pairs whose second image is shrunk (blur σ 0.8, JPEG 35) have a median
+# score of 0.60 at 40 px, 0.54 at 24 px, 0.42 at 16 px and 0.29 at 12 px, below the operating threshold
+# 0.30. "Very small" (a reason is needed to search) is under 14 px; "small" (weaker scores: the median has
+# lost a tenth) under 24 px.
+SMALL_INTER_EYE_PX = 24.0
+VERY_SMALL_INTER_EYE_PX = 14.0
 BLUR_VARIANCE_MIN = 60.0
 TURNED_AWAY_YAW_DEG = 30.0
 NOSE_DEPTH_RATIO = 1.2
@@ -67,9 +70,9 @@ def assess_quality(landmarks: np.ndarray, aligned_bgr: np.ndarray, detector_scor
     grey = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)
     blur = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     warnings: list[str] = []
-    if span < VERY_SMALL_SPAN_PX:
+    if inter_eye < VERY_SMALL_INTER_EYE_PX:
         warnings.append("very_small")
-    elif span < SMALL_SPAN_PX:
+    elif inter_eye < SMALL_INTER_EYE_PX:
         warnings.append("small")
     if blur < BLUR_VARIANCE_MIN:
         warnings.append("blurred")
@@ -103,8 +106,12 @@ def usability_order(qualities: list[FaceQuality]) -> list[int]:
 
 
 WARNING_TEXT = {
-    "very_small": "Face is very small (landmark span under 20 px): matches are unreliable; record a reason to search.",
-    "small": "Face is small (landmark span under 40 px): expect weaker scores.",
+    "very_small": (
+        f"Face is very small (under {VERY_SMALL_INTER_EYE_PX:g} px between the eyes): same-person scores are"
+        " mostly below the operating"
+        " threshold; record a reason to search."
+    ),
+    "small": f"Face is small (under {SMALL_INTER_EYE_PX:g} px between the eyes): expect weaker scores.",
     "blurred": "Face looks blurred: expect weaker scores.",
     "turned_away": "Face is turned away from the camera: expect weaker scores.",
     "tilted": "Head is strongly tilted.",

@@ -400,7 +400,7 @@ def test_a_very_small_face_needs_a_recorded_reason(
     insightface_images: Path,
     run_on_commit: Callable[..., Any],
 ) -> None:
-    # The group photo shrunk to a quarter: its faces keep being found, but with landmark spans under 20 px.
+    # The group photo shrunk to a quarter: its faces keep being found, but under 14 px between the eyes.
     image = cv2.imread(str(insightface_images / "t1.jpg"))
     assert image is not None
     small = cv2.resize(image, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)
