@@ -121,15 +121,15 @@ class YuNetDetector:
     copy, since the detector needs some context around a face.
 
     Small faces: YuNet misses many faces under about 20 px between the eyes, and places the landmarks of
-    the ones it finds loosely. When the first pass finds no face, or finds one whose eyes are closer than
-    `small_face_ied` pixels, and the image is small enough, the image is enlarged `upscale` times (cubic
-    interpolation, longer side at most `upscale_max_side`) and detected again; the small faces are taken
-    from that pass, the larger ones from the first. A tiny image (longer side at most `tiny_image_side`) in
-    which neither pass finds a face is most likely a crop of one: its best candidate scoring at least
-    `tiny_image_score_threshold` is kept, with that low score (so flagged as such). Images whose faces are
-    all larger take no second pass,
-    so ordinary photos cost nothing more (bench/engine). On LFW pairs degraded to 12 px between the eyes
-    this finds about 98% of the faces instead of 64% (docs/evaluation.md).
+    the ones it finds loosely. When the first pass finds no face and the image is small enough, the image is
+    enlarged `upscale` times (cubic interpolation, longer side at most `upscale_max_side`) and detected
+    again. When it finds only faces whose eyes are closer than `small_face_ied` pixels (a distant scene, a
+    CCTV still), each is re-detected on an enlarged copy of its surroundings, for better landmarks. A tiny
+    image (longer side at most `tiny_image_side`) in which no pass finds a face is most likely a crop of
+    one: its best candidate scoring at least `tiny_image_score_threshold` is kept, with that low score. An
+    image with a larger face takes no second look (a small background face beside it stays as the first
+    pass found it), so ordinary photos cost next to nothing more (bench/engine). Measured on LFW pairs
+    degraded to 12 px between the eyes in docs/evaluation.md.
     """
 
     def __init__(
@@ -193,31 +193,42 @@ class YuNetDetector:
         return [self._to_face(row, 1.0 / scale, 0.0, 0.0) for row in raw]
 
     def _detect_small(self, image_bgr: np.ndarray, faces: list[DetectedFace], *, pad_retry: bool) -> list[DetectedFace]:
-        """Second pass on an enlarged copy when the first found nothing or found small faces (see the class)."""
+        """A second look on an enlarged copy when the first pass found nothing or only small faces (see the
+        class): the whole image when nothing was found, else the region around each small face."""
+        if faces:
+            if max(inter_eye(face) for face in faces) >= self.small_face_ied or self.upscale < 1.5:
+                return faces
+            return [self._refine_small(image_bgr, face) for face in faces]
         height, width = image_bgr.shape[:2]
         factor = min(self.upscale, self.upscale_max_side / max(height, width))
-        if factor < 1.5 or (faces and min(inter_eye(face) for face in faces) >= self.small_face_ied):
+        if factor < 1.5:
             return faces
         enlarged = cv2.resize(image_bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
         found = self._detect_scaled(enlarged)
         if not found and pad_retry:
             found = self._detect_padded(enlarged)
-        if not found and not faces and max(height, width) <= self.tiny_image_side:
+        if not found and max(height, width) <= self.tiny_image_side:
             found = self._best_low_score(enlarged)
-        small = [scale_face(face, 1.0 / factor) for face in found]
-        small = [face for face in small if inter_eye(face) < self.small_face_ied]
-        # Larger faces come from the first pass; a small face seen by both passes takes its box and landmarks
-        # from the second but keeps the lower score: enlarging a blob makes it look more like a face.
-        kept = [face for face in faces if inter_eye(face) >= self.small_face_ied]
-        first_small = [face for face in faces if inter_eye(face) < self.small_face_ied]
-        kept += [face for face in first_small if not overlaps(face, small)]
-        merged = []
-        for face in small:
-            if overlaps(face, kept):
-                continue
-            seen = [other.score for other in first_small if overlaps(face, [other])]
-            merged.append(replace(face, score=min([face.score, *seen])))
-        return kept + merged
+        return [scale_face(face, 1.0 / factor) for face in found]
+
+    def _refine_small(self, image_bgr: np.ndarray, face: DetectedFace) -> DetectedFace:
+        """The same face re-detected on an enlarged copy of its surroundings: its box and landmarks from there,
+        its score the lower of the two (enlarging a blob makes it look more like a face)."""
+        x, y, w, h = face.box
+        half = max(2.0 * max(w, h), 16.0)
+        cx, cy = x + w / 2, y + h / 2
+        height, width = image_bgr.shape[:2]
+        x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
+        x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
+        region = image_bgr[y0:y1, x0:x1]
+        enlarged = cv2.resize(region, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
+        found = self._detect_scaled(enlarged) or self._detect_padded(enlarged)
+        mapped = [self._to_face(self._row(other), 1.0 / self.upscale, x0, y0) for other in found]
+        same = [other for other in mapped if box_iou(other.box, face.box) > 0.3]
+        if not same:
+            return face
+        best = max(same, key=lambda other: box_iou(other.box, face.box))
+        return replace(best, score=min(best.score, face.score))
 
     def _best_low_score(self, image_bgr: np.ndarray) -> list[DetectedFace]:
         """The best candidate at the tiny-image threshold, as is or on a padded copy; at most one face."""
@@ -296,6 +307,10 @@ class YuNetDetector:
         if faces is None:
             return np.zeros((0, 15), dtype=np.float32)
         return faces
+
+    @staticmethod
+    def _row(face: DetectedFace) -> np.ndarray:
+        return np.array([*face.box, *face.landmarks.reshape(-1), face.score], dtype=np.float32)
 
     @staticmethod
     def _to_face(row: np.ndarray, scale: float, shift_x: float, shift_y: float) -> DetectedFace:
