@@ -143,7 +143,7 @@ class YuNetDetector:
         large_face_side: int = 448,
         backend: str = "opencv",
         threads: int = 0,
-        small_face_ied: float = 24.0,
+        small_face_ied: float = 18.0,
         upscale: float = 2.0,
         upscale_max_side: int = 1280,
         tiny_image_side: int = 256,
