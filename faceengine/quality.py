@@ -10,7 +10,7 @@ import numpy as np
 
 # Size warnings from the inter-eye distance, set from `python -m bench.quality` (docs/evaluation.md): with
 # the default pack, LFW same-person pairs whose second image is shrunk (blur σ 0.8, JPEG 35) have a median
-# score of 0.60 at 40 px, 0.54 at 24 px, 0.42 at 16 px and 0.29 at 12 px, below the operating threshold
+# score of 0.60 at 40 px, 0.54 at 24 px, 0.41 at 16 px and 0.29 at 12 px, below the operating threshold
 # 0.30. "Very small" (a reason is needed to search) is under 14 px; "small" (weaker scores: the median has
 # lost a tenth) under 24 px.
 SMALL_INTER_EYE_PX = 24.0
