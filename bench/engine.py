@@ -9,6 +9,12 @@ raw time ÷ engine time for the faster raw runtime (1.00 = no overhead). Detecti
 placed on a 640×640 canvas (shrunk, never enlarged), the size the detector graph declares, so both raw
 runtimes can run them. Templates of each runtime choice are compared with the reference path (OpenCV's
 FaceDetectorYN + the unmodified SFace graph on onnxruntime, one crop at a time) by cosine similarity.
+
+Small faces: the detector's enlarged second pass (faceengine.detector) runs only where the first pass finds
+no face or a small one. "Full-size images" compares the chosen detector with the same detector limited to
+one pass (the detector before issue 10) on the bench images: the ratio should stay ≥ 0.95. "Small faces"
+runs both on the same images shrunk to --small-ied px between the eyes (blur σ 0.8, JPEG 35, as
+`evaluate --degrade`), showing what the second pass costs there and how many faces each finds.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceengine.detector import DetectedFace
 from faceengine.engine import DEFAULT_DETECTOR_BACKEND, DEFAULT_RECOGNISER_BACKEND, FaceEngine, primary_face_index
+from faceengine.evaluation.degrade import Degradation, degrade_image, inter_eye_distance
 from faceengine.imageio import decode_image_file
 from faceengine.packs import ModelPack, load_pack
 from faceengine.recogniser import l2_normalise, symbolic_batch, to_input_tensor
@@ -68,6 +76,11 @@ def _time(fn: Callable[[], object], repeat: int) -> float:
     return min(runs)
 
 
+def _detect_all(engine: FaceEngine, images: list[np.ndarray]) -> None:
+    for image in images:
+        engine.detect(image)
+
+
 def _canvas(image: np.ndarray, size: int = 640) -> np.ndarray:
     scale = min(1.0, size / max(image.shape[:2]))
     resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
@@ -94,12 +107,22 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small-ied", type=float, default=12.0, help="inter-eye px of the small-face images")
+    parser.add_argument("--small-faces-only", action="store_true", help="only the small-face rows")
     args = parser.parse_args()
 
     pack = load_pack(_pack_dir())
     threads = args.threads or os.cpu_count() or 1
     paths = _bench_images(args.images)
     images = [decode_image_file(p) for p in paths]
+    if args.small_faces_only:
+        chosen_only = FaceEngine(pack, threads=threads)
+        found_faces = [chosen_only.detect(img) for img in images]
+        firsts = [
+            faces[primary_face_index(faces, img.shape) or 0] for img, faces in zip(images, found_faces, strict=True)
+        ]
+        _report_small(*_small_faces(pack, threads, images, firsts, args.small_ied, args.repeat))
+        return
     canvases = [_canvas(img) for img in images]
     engines = {
         (det, rec): FaceEngine(pack, threads=threads, detector_backend=det, recogniser_backend=rec)
@@ -169,6 +192,9 @@ def main() -> None:
     )
     end_to_end = _time(lambda: chosen.analyse_many([decode_image_file(p) for p in paths]), args.repeat)
 
+    small_rows, found, small_label, n_small = _small_faces(pack, threads, images, primary, args.small_ied, args.repeat)
+    rows += small_rows
+
     reference_templates = l2_normalise(
         np.concatenate(
             [raw["rec_ort_fixed"].run(None, {"data": tensor[i : i + 1]})[0] for i in range(len(tensor))]  # type: ignore[attr-defined]
@@ -182,6 +208,7 @@ def main() -> None:
         templates = np.stack([f.template for f in faces if f is not None])
         agreement[f"detector {det}, recogniser {rec}"] = float((templates * reference_templates).sum(axis=1).min())
     _report(rows, agreement, end_to_end, len(paths), n_faces, pack.key, threads, args.repeat)
+    _report_small(rows, found, small_label, n_small)
 
 
 def _report(
@@ -227,6 +254,53 @@ def _report(
     print("\nTemplates against the reference path (minimum cosine over all bench faces):")
     for name, cosine in agreement.items():
         print(f"  {name:<44} {cosine:.6f}")
+
+
+def _small_faces(
+    pack: ModelPack, threads: int, images: list[np.ndarray], primary: list[DetectedFace], ied: float, repeat: int
+) -> tuple[list[Row], dict[str, int], str, int]:
+    """Detection on full-size images and on the same images shrunk so the eyes are `ied` px apart, by the
+    chosen engine and by the same engine limited to one detector pass."""
+    rows: list[Row] = []
+    chosen = FaceEngine(pack, threads=threads)
+    one_pass = FaceEngine(pack, threads=threads)
+    one_pass.detector.upscale = 1.0  # no enlarged second pass: the detector as it was before issue 10
+    small_images = [
+        degrade_image(img, face_ied=inter_eye_distance(face.landmarks), degradation=Degradation(ied=ied))
+        for img, face in zip(images, primary, strict=True)
+    ]
+    small_label = f"detect, {ied:g} px faces"
+    pair = (("one pass", one_pass), ("chosen", chosen))
+    for label, inputs in (("detect, full-size images", images), (small_label, small_images)):
+        # Alternating runs, best of `repeat` each: a shared machine's load then weighs on both alike.
+        best = {name: float("inf") for name, _ in pair}
+        for _ in range(repeat + 1):
+            for name, det_engine in pair:
+                start = time.perf_counter()
+                _detect_all(det_engine, inputs)
+                best[name] = min(best[name], time.perf_counter() - start)
+        rows.extend((label, name, best[name], len(inputs)) for name, _ in pair)
+    found = {name: sum(1 for img in small_images if e.detect(img)) for name, e in pair}
+    return rows, found, small_label, len(small_images)
+
+
+def _report_small(rows: list[Row], found: dict[str, int], small_label: str, n_small: int) -> None:
+    def per_item(stage: str, runtime: str) -> float:
+        return next(s / n for st, rt, s, n in rows if st == stage and rt == runtime)
+
+    full = per_item("detect, full-size images", "one pass") / per_item("detect, full-size images", "chosen")
+    small = per_item(small_label, "chosen") / per_item(small_label, "one pass")
+    print("\nSmall faces (enlarged second pass where the first finds no face or a small one):")
+    print(
+        f"  full-size images, one pass ÷ chosen (≥ 0.95 = no slower): {full:.2f}"
+        f" ({1000 * per_item('detect, full-size images', 'one pass'):.1f} vs"
+        f" {1000 * per_item('detect, full-size images', 'chosen'):.1f} ms/image)"
+    )
+    print(
+        f"  {small_label[8:]}: chosen takes {small:.2f}× one pass"
+        f" ({1000 * per_item(small_label, 'chosen'):.1f} vs {1000 * per_item(small_label, 'one pass'):.1f} ms/image);"
+        f" faces found in {found['chosen']} vs {found['one pass']} of {n_small} images"
+    )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from cases.presenters import (
     derivation_view,
     face_origin_text,
     face_warnings,
+    faces_in_order,
     outcome_error,
     probe_stage,
 )
@@ -178,6 +179,9 @@ class CaseAuditAPI(ListAPIView):
 class FaceSerializer(serializers.ModelSerializer):
     warnings = serializers.SerializerMethodField()
     warning_text = serializers.SerializerMethodField()
+    uncertain = serializers.BooleanField(
+        read_only=True, help_text="Tiny and low-scored: probably not a face. Listed after the other faces."
+    )
     crop_url = serializers.SerializerMethodField()
     manually_marked = serializers.BooleanField(read_only=True)
     marked_by = serializers.SerializerMethodField()
@@ -195,6 +199,7 @@ class FaceSerializer(serializers.ModelSerializer):
             "quality",
             "warnings",
             "warning_text",
+            "uncertain",
             "pack_key",
             "drawn_box",
             "crop_url",
@@ -222,7 +227,7 @@ class FaceSerializer(serializers.ModelSerializer):
 
 class ProbeSerializer(serializers.ModelSerializer):
     uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
-    faces = FaceSerializer(many=True, read_only=True)
+    faces = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     no_face_found = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -261,6 +266,11 @@ class ProbeSerializer(serializers.ModelSerializer):
             "derivation_chain",
             "faces",
         ]
+
+    @extend_schema_field(FaceSerializer(many=True))
+    def get_faces(self, probe: Probe) -> Any:
+        """By number, uncertain detections after the others (cases.presenters.faces_in_order)."""
+        return FaceSerializer(faces_in_order(probe.faces.all()), many=True, context=self.context).data
 
     def get_error(self, probe: Probe) -> dict[str, str] | None:
         return outcome_error(probe.error_code, probe.error_message)

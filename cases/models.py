@@ -172,6 +172,11 @@ class ProbeFace(models.Model):
     def manually_marked(self) -> bool:
         return self.origin == self.Origin.MANUAL
 
+    @property
+    def uncertain(self) -> bool:
+        """Tiny and low-scored: probably not a face (faceengine.quality); listed after the others."""
+        return "uncertain" in self.warnings
+
 
 class Search(models.Model):
     """One search of one probe face against chosen galleries; who, when, why and with which settings."""

@@ -7,6 +7,7 @@ progress of long work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.utils import timezone
@@ -117,6 +118,7 @@ def face_view(face: ProbeFace) -> dict[str, Any]:
         "origin_text": face_origin_text(face),
         "marking_text": face_marking_text(face),
         "face_label": face_label(face),
+        "uncertain": face.uncertain,
     }
 
 
@@ -126,6 +128,11 @@ def overlay_label(probe: Probe) -> dict[str, int]:
     still reads at about 15 screen pixels."""
     size = max(28, round(max(probe.width or 0, probe.height or 0) / 45))
     return {"size": size, "stroke": max(3, round(size / 9))}
+
+
+def faces_in_order(faces: Iterable[ProbeFace]) -> list[ProbeFace]:
+    """A probe's faces as pages and the API list them: by number, uncertain detections after the others."""
+    return sorted(faces, key=lambda face: (face.uncertain, face.index))
 
 
 def outcome_error(code: str, message: str) -> dict[str, str] | None:

@@ -237,8 +237,7 @@ def probe_process(*, probe_id: int) -> None:
         return
     _set_progress(probe_id, PROBE_STAGE_PROGRESS[STAGE_SAVING])
     faces = analysis.faces
-    # Numbered left to right, as a person reads the picture.
-    faces.sort(key=lambda f: (f.box[0], f.box[1]))
+    # Numbered in the engine's order: most usable first, uncertain detections (probably not faces) last.
     with atomic_with_files():
         probe = Probe.objects.select_for_update().filter(pk=probe_id).first()
         if probe is None or probe.status == Probe.Status.DONE:

@@ -58,6 +58,7 @@ from cases.presenters import (
     derivation_view,
     face_marking_text,
     face_view,
+    faces_in_order,
     overlay_label,
     probe_progress,
     search_evidence_text,
@@ -294,7 +295,8 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
         {
             "case": probe.case,
             "probe": probe,
-            "faces": [face_view(f) for f in faces],
+            "faces": [face_view(f) for f in faces_in_order(faces)],
+            "uncertain_faces": sum(1 for f in faces if f.uncertain),
             "display_copy": probes.probe_has_display_copy(probe),
             "label": overlay_label(probe),
             "progress": probe_progress(probe),

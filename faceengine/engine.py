@@ -16,7 +16,7 @@ from faceengine.detector import DetectedFace, YuNetDetector
 from faceengine.errors import UnsupportedArchitecture
 from faceengine.imageio import DecodedImage, ImageLimits, decode_image_reduced
 from faceengine.packs import ModelPack, load_pack
-from faceengine.quality import MANUAL_LANDMARKS, FaceQuality, assess_quality
+from faceengine.quality import MANUAL_LANDMARKS, FaceQuality, assess_quality, usability_order
 from faceengine.recogniser import OnnxRuntimeRecogniser, OpenCvDnnRecogniser, Recogniser, l2_normalise
 
 RECOGNISER_BACKENDS = ("onnxruntime", "opencv")
@@ -183,11 +183,12 @@ class FaceEngine:
 
     # -- whole pipeline -------------------------------------------------------------------------------
     def analyse(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace] | None = None) -> list[AnalysedFace]:
-        """Every face in the image (or the given detections) with template and quality."""
+        """Every face in the image, most usable first with uncertain detections last (`rank_faces`), or the
+        given detections in the order given, each with template and quality."""
         detections = list(self.detect(image_bgr) if faces is None else faces)
         crops = self.align(image_bgr, detections)
         templates = self.embed(crops)
-        return [
+        analysed = [
             AnalysedFace(
                 detection=face,
                 aligned=crop,
@@ -196,6 +197,7 @@ class FaceEngine:
             )
             for face, crop, template in zip(detections, crops, templates, strict=True)
         ]
+        return rank_faces(analysed) if faces is None else analysed
 
     def analyse_encoded(
         self,
@@ -264,7 +266,7 @@ class FaceEngine:
             for face, crop, template in zip(detections, crops, templates, strict=True)
         ]
         return EncodedAnalysis(
-            faces=faces,
+            faces=rank_faces(faces),  # most usable first, uncertain detections last, as `analyse` lists them
             width=decoded.full_width,
             height=decoded.full_height,
             detect_factor=decoded.factor,
@@ -357,6 +359,11 @@ class FaceEngine:
             template=template,
             quality=replace(quality, warnings=(*kept, MANUAL_LANDMARKS)),
         )
+
+
+def rank_faces(faces: Sequence[AnalysedFace]) -> list[AnalysedFace]:
+    """Most usable first (detector score, size, sharpness, pose: faceengine.quality), uncertain ones last."""
+    return [faces[i] for i in usability_order([face.quality for face in faces])]
 
 
 def primary_face_index(faces: Sequence[DetectedFace], image_shape: tuple[int, ...]) -> int | None:

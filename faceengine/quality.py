@@ -8,10 +8,13 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-# With the default pack the median same-person score drops from about 0.85 (landmark span ≥ 40 px) to 0.62
-# (20–40 px) and 0.29 (< 20 px, below the operating threshold): see docs/domain notes.
-SMALL_SPAN_PX = 40.0
-VERY_SMALL_SPAN_PX = 20.0
+# Size warnings from the inter-eye distance, set from `python -m bench.quality` (docs/evaluation.md): with
+# the default pack, LFW same-person pairs whose second image is shrunk (blur σ 0.8, JPEG 35) have a median
+# score of 0.60 at 40 px, 0.54 at 24 px, 0.41 at 16 px and 0.29 at 12 px, below the operating threshold
+# 0.30. "Very small" (a reason is needed to search) is under 14 px; "small" (weaker scores: the median has
+# lost a tenth) under 24 px.
+SMALL_INTER_EYE_PX = 24.0
+VERY_SMALL_INTER_EYE_PX = 14.0
 BLUR_VARIANCE_MIN = 60.0
 TURNED_AWAY_YAW_DEG = 30.0
 NOSE_DEPTH_RATIO = 1.2
@@ -19,6 +22,15 @@ TILTED_ROLL_DEG = 30.0
 LOW_SCORE = 0.75
 # Set on faces made from five points a person placed (FaceEngine.analyse_landmarks), never by assess_quality.
 MANUAL_LANDMARKS = "manual_landmarks"
+
+# A detection this small and this unsure is more often a blob than a face: celeba 7261/021236.jpg has a 6 px
+# background patch at 0.63, while real faces shrunk to 12 px between the eyes (LFW, blurred, JPEG 35) score
+# 0.77 or more in 95 of 100 cases. Such detections are kept but flagged `uncertain` and listed last.
+UNCERTAIN_SCORE = 0.7
+UNCERTAIN_INTER_EYE_PX = 8.0
+# Usability ranks the faces of an image, most usable first: the detector score, scaled down for a face with
+# fewer than USABLE_INTER_EYE_PX between the eyes and halved for each of blurred and turned away.
+USABLE_INTER_EYE_PX = 40.0
 
 
 @dataclass(frozen=True)
@@ -30,13 +42,15 @@ class FaceQuality:
     roll_deg: float
     detector_score: float
     warnings: tuple[str, ...]
+    uncertain: bool = False
+    usability: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["warnings"] = list(self.warnings)
         for key, value in data.items():
             if isinstance(value, float):
-                data[key] = round(value, 2 if key != "detector_score" else 4)
+                data[key] = round(value, 2 if key not in {"detector_score", "usability"} else 4)
         return data
 
 
@@ -59,9 +73,9 @@ def assess_quality(landmarks: np.ndarray, aligned_bgr: np.ndarray, detector_scor
     grey = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)
     blur = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     warnings: list[str] = []
-    if span < VERY_SMALL_SPAN_PX:
+    if inter_eye < VERY_SMALL_INTER_EYE_PX:
         warnings.append("very_small")
-    elif span < SMALL_SPAN_PX:
+    elif inter_eye < SMALL_INTER_EYE_PX:
         warnings.append("small")
     if blur < BLUR_VARIANCE_MIN:
         warnings.append("blurred")
@@ -71,6 +85,11 @@ def assess_quality(landmarks: np.ndarray, aligned_bgr: np.ndarray, detector_scor
         warnings.append("tilted")
     if detector_score < LOW_SCORE:
         warnings.append("low_detector_score")
+    uncertain = detector_score < UNCERTAIN_SCORE and inter_eye < UNCERTAIN_INTER_EYE_PX
+    if uncertain:
+        warnings.append("uncertain")
+    usability = float(detector_score) * min(1.0, inter_eye / USABLE_INTER_EYE_PX)
+    usability *= (0.5 if "blurred" in warnings else 1.0) * (0.5 if "turned_away" in warnings else 1.0)
     return FaceQuality(
         inter_eye_px=inter_eye,
         landmark_span_px=span,
@@ -79,12 +98,23 @@ def assess_quality(landmarks: np.ndarray, aligned_bgr: np.ndarray, detector_scor
         roll_deg=roll,
         detector_score=float(detector_score),
         warnings=tuple(warnings),
+        uncertain=uncertain,
+        usability=usability,
     )
 
 
+def usability_order(qualities: list[FaceQuality]) -> list[int]:
+    """Indexes of the faces, most usable first; uncertain detections after all the others."""
+    return sorted(range(len(qualities)), key=lambda i: (qualities[i].uncertain, -qualities[i].usability))
+
+
 WARNING_TEXT = {
-    "very_small": "Face is very small (landmark span under 20 px): matches are unreliable; record a reason to search.",
-    "small": "Face is small (landmark span under 40 px): expect weaker scores.",
+    "very_small": (
+        f"Face is very small (under {VERY_SMALL_INTER_EYE_PX:g} px between the eyes): same-person scores are"
+        " mostly below the operating"
+        " threshold; record a reason to search."
+    ),
+    "small": f"Face is small (under {SMALL_INTER_EYE_PX:g} px between the eyes): expect weaker scores.",
     "blurred": "Face looks blurred: expect weaker scores.",
     "turned_away": "Face is turned away from the camera: expect weaker scores.",
     "tilted": "Head is strongly tilted.",
@@ -93,4 +123,5 @@ WARNING_TEXT = {
         "Manually marked landmarks: alignment depends on where a person placed the points; expect weaker"
         " and less stable scores."
     ),
+    "uncertain": "Uncertain detection: tiny and low-scored, probably not a face.",
 }

@@ -36,6 +36,7 @@ from audit.services import audit_event_record
 from faceengine import FaceEngine, ModelPackError, load_pack
 from faceengine.evaluation import run_identification
 from faceengine.evaluation.datasets import read_table
+from faceengine.evaluation.degrade import Degradation
 from faceengine.evaluation.demographics import curves_from_pair_scores, run_demographics
 from faceengine.evaluation.verification import verification_evaluate
 from faceengine.normalisation import Normaliser
@@ -86,6 +87,7 @@ class EvaluationSpec:
     group_by: str | None = None
     min_age: float | None = None
     max_age: float | None = None
+    degradation: Degradation | None = None  # verification only: the right images degraded (--degrade)
 
 
 def evaluation_compute(
@@ -122,6 +124,7 @@ def evaluation_compute(
             group_by=spec.group_by,
             progress=progress,
             normaliser=normaliser,
+            degradation=spec.degradation,
         )
         attribute = outcome.result.get("group_column") or "group"
         groups = outcome.pair_groups if spec.group_by else None

@@ -46,9 +46,10 @@ def test_group_photo_upload_finds_every_face_and_keeps_the_original(
         assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
         assert {"landmark_span_px", "blur_variance", "yaw_deg", "warnings"} <= set(face["quality"])
         assert face["pack_key"]
-    # Numbered left to right, as a person reads the picture.
-    xs = [face["box"][0] for face in body["faces"]]
-    assert xs == sorted(xs)
+    # Numbered most usable first (faceengine.quality.usability_order), in the order listed.
+    assert [face["index"] for face in body["faces"]] == list(range(1, 7))
+    usability = [face["quality"]["usability"] for face in body["faces"]]
+    assert usability == sorted(usability, reverse=True)
 
     probe = Probe.objects.get(pk=probe_id)
     with probe.original.open("rb") as handle:
@@ -399,7 +400,7 @@ def test_a_very_small_face_needs_a_recorded_reason(
     insightface_images: Path,
     run_on_commit: Callable[..., Any],
 ) -> None:
-    # The group photo shrunk to a quarter: its faces keep being found, but with landmark spans under 20 px.
+    # The group photo shrunk to a quarter: its faces keep being found, but under 14 px between the eyes.
     image = cv2.imread(str(insightface_images / "t1.jpg"))
     assert image is not None
     small = cv2.resize(image, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)

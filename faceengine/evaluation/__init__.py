@@ -4,6 +4,7 @@
 * `identification`: open-set 1:N search: rank-k, FNIR at FPIR, per group.
 * `demographics`: false matches within each sex, race and age band (and FNMR where identities are given),
   the max/min ratios, and DET curves per group.
+* `degrade`: controlled degradation (shrink, blur, JPEG) of the right image of each pair, `--degrade`.
 * `metrics`: error rates over scores; `datasets`: CSV readers, natural order, primary-face templates.
 
 Plain Python like the rest of faceengine: callers (`manage.py evaluate`, benchmarks) pass the engine and
@@ -18,6 +19,7 @@ from faceengine.evaluation.datasets import (
     read_identities,
     read_pairs,
 )
+from faceengine.evaluation.degrade import Degradation, degrade_image, inter_eye_distance, parse_degradation
 from faceengine.evaluation.demographics import (
     curves_from_pair_scores,
     demographic_rates,
@@ -42,19 +44,23 @@ from faceengine.evaluation.verification import (
 )
 
 __all__ = [
+    "Degradation",
     "GroupRates",
     "IdentityRow",
     "best_threshold",
     "compute_templates",
     "curves_from_pair_scores",
+    "degrade_image",
     "demographic_rates",
     "equal_error_rate",
     "format_demographics_report",
     "format_identification_report",
     "format_verification_report",
     "group_rates",
+    "inter_eye_distance",
     "natural_key",
     "pair_scores",
+    "parse_degradation",
     "primary_template",
     "read_groups",
     "read_identities",

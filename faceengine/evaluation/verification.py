@@ -2,6 +2,9 @@
 
 A failure to enrol (no face found) is never dropped: the pair is scored -1, i.e. a non-match.
 Accuracy uses, for each fold, the threshold that maximises accuracy on the other folds.
+With a `Degradation` (`--degrade`), the right image of each pair is degraded (faceengine.evaluation.degrade)
+before its face is found; the left image stays clean. A right image whose clean copy has no face cannot be
+degraded to a given size and counts as a failure to enrol.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from faceengine.engine import FaceEngine
+from faceengine.errors import ImageRejected
 from faceengine.evaluation.datasets import group_of, primary_template, read_groups, read_pairs
+from faceengine.evaluation.degrade import Degradation, degrade_image, inter_eye_distance
 from faceengine.evaluation.metrics import best_threshold, equal_error_rate, group_rates, tar_at_far
+from faceengine.imageio import decode_image_file
 from faceengine.normalisation import Normaliser
 
 FTE_SCORE = -1.0
@@ -40,20 +46,62 @@ def compute_templates(
     return templates, failures
 
 
+def degraded_template(engine: FaceEngine, path: Path, degradation: Degradation) -> tuple[np.ndarray | None, str | None]:
+    """(template of the primary face of the degraded image, None), or (None, why not)."""
+    try:
+        image = decode_image_file(path)
+    except (ImageRejected, OSError) as exc:
+        return None, str(getattr(exc, "message", exc))
+    clean = engine.primary_face(image)
+    if clean is None:
+        return None, "no face found in the clean image to degrade"
+    degraded = degrade_image(image, face_ied=inter_eye_distance(clean.landmarks), degradation=degradation)
+    face = engine.primary_face(degraded)
+    if face is None:
+        return None, f"no face found after degrading ({degradation.label()})"
+    return face.template, None
+
+
+def compute_degraded_templates(
+    engine: FaceEngine,
+    images_dir: Path,
+    files: list[str],
+    degradation: Degradation,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, np.ndarray | None], list[str]]:
+    """As compute_templates, on each image degraded as `degradation` says."""
+    templates: dict[str, np.ndarray | None] = {}
+    failures: list[str] = []
+    for index, name in enumerate(files):
+        templates[name], failure = degraded_template(engine, images_dir / name, degradation)
+        if failure is not None:
+            failures.append(f"{name} (degraded): {failure}")
+        if progress:
+            progress(index + 1, len(files))
+    return templates, failures
+
+
 def pair_scores(
-    pairs: list[dict[str, str]], templates: dict[str, np.ndarray | None], normaliser: Normaliser | None = None
+    pairs: list[dict[str, str]],
+    templates: dict[str, np.ndarray | None],
+    normaliser: Normaliser | None = None,
+    right_templates: dict[str, np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """The cosine score of each pair (normalised against the cohort with a `normaliser`); FTE_SCORE where
-    either image has no template (with a normaliser: one below the lowest normalised score, as scales differ)."""
+    either image has no template (with a normaliser: one below the lowest normalised score, as scales differ).
+    Right images' templates come from `right_templates` when given (the degraded copies)."""
+    rights = templates if right_templates is None else right_templates
     if normaliser is not None:
-        present = {name: template for name, template in templates.items() if template is not None}
-        names = sorted(present)
-        position = {name: i for i, name in enumerate(names)}
-        normalised = normaliser.score_matrix(np.stack([present[name] for name in names])) if names else None
+        # Left and right templates are keyed apart: a degraded right image is not its clean left copy.
+        present = {("left", name): t for name, t in templates.items() if t is not None}
+        present.update({("right", name): t for name, t in rights.items() if t is not None})
+        keys = sorted(present)
+        position = {key: i for i, key in enumerate(keys)}
+        normalised = normaliser.score_matrix(np.stack([present[key] for key in keys])) if keys else None
         values = np.array(
             [
-                normalised[position[p["left"]], position[p["right"]]]
-                if normalised is not None and p["left"] in position and p["right"] in position
+                normalised[position[("left", p["left"])], position[("right", p["right"])]]
+                if normalised is not None and ("left", p["left"]) in position and ("right", p["right"]) in position
                 else np.nan
                 for p in pairs
             ],
@@ -63,8 +111,8 @@ def pair_scores(
         return np.where(np.isnan(values), min(floor, FTE_SCORE), values)
     return np.array(
         [
-            float(np.dot(templates[p["left"]], templates[p["right"]]))  # type: ignore[arg-type]
-            if templates[p["left"]] is not None and templates[p["right"]] is not None
+            float(np.dot(templates[p["left"]], rights[p["right"]]))  # type: ignore[arg-type]
+            if templates[p["left"]] is not None and rights[p["right"]] is not None
             else FTE_SCORE
             for p in pairs
         ]
@@ -106,9 +154,16 @@ def run_verification(
     group_by: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     normaliser: Normaliser | None = None,
+    degradation: Degradation | None = None,
 ) -> dict[str, Any]:
     return verification_evaluate(
-        engine, pairs_csv=pairs_csv, images_dir=images_dir, group_by=group_by, progress=progress, normaliser=normaliser
+        engine,
+        pairs_csv=pairs_csv,
+        images_dir=images_dir,
+        group_by=group_by,
+        progress=progress,
+        normaliser=normaliser,
+        degradation=degradation,
     ).result
 
 
@@ -130,14 +185,35 @@ def verification_evaluate(
     group_by: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     normaliser: Normaliser | None = None,
+    degradation: Degradation | None = None,
 ) -> VerificationOutcome:
     started = time.perf_counter()
     pairs = read_pairs(pairs_csv)
     groups, group_column = read_groups(group_by, images_dir) if group_by else ({}, "")
-    files = sorted({p["left"] for p in pairs} | {p["right"] for p in pairs})
-    templates, failures = compute_templates(engine, images_dir, files, progress)
+    if degradation is None:
+        files = sorted({p["left"] for p in pairs} | {p["right"] for p in pairs})
+        templates, failures = compute_templates(engine, images_dir, files, progress)
+        right_templates = None
+        fte_images = sum(1 for t in templates.values() if t is None)
+    else:
+        lefts, rights = sorted({p["left"] for p in pairs}), sorted({p["right"] for p in pairs})
+        files = sorted(set(lefts) | set(rights))
+        total = len(lefts) + len(rights)
 
-    scores = pair_scores(pairs, templates, normaliser)
+        def right_progress(done: int, _count: int) -> None:
+            if progress:
+                progress(len(lefts) + done, total)
+
+        templates, failures = compute_templates(
+            engine, images_dir, lefts, (lambda done, _count: progress(done, total)) if progress else None
+        )
+        right_templates, right_failures = compute_degraded_templates(
+            engine, images_dir, rights, degradation, right_progress
+        )
+        failures += right_failures
+        fte_images = sum(1 for t in [*templates.values(), *right_templates.values()] if t is None)
+
+    scores = pair_scores(pairs, templates, normaliser, right_templates)
     same = np.array([p["same"].strip() in {"1", "true", "True"} for p in pairs])
     folds = np.array([p["fold"] for p in pairs])
     rates = verification_rates(scores, same, folds)
@@ -154,7 +230,7 @@ def verification_evaluate(
     result = {
         "pairs": len(pairs),
         "images": len(files),
-        "fte_images": sum(1 for t in templates.values() if t is None),
+        "fte_images": fte_images,
         "fte_pairs": int((scores == FTE_SCORE).sum()),
         **rates,
         "seconds": round(time.perf_counter() - started, 2),
@@ -163,6 +239,7 @@ def verification_evaluate(
         "failures": failures,
         "model_pack": engine.pack.key,
         "flip_average": engine.flip_average,
+        "degradation": degradation.to_dict() if degradation else None,
     }
     return VerificationOutcome(result=result, scores=scores, same=same, pair_groups=pair_groups)
 
@@ -171,6 +248,11 @@ def format_verification_report(result: dict[str, Any]) -> str:
     lines = [
         f"Model pack            {result['model_pack']} (flip-averaged templates: {result['flip_average']})",
         f"Pairs scored          {result['pairs']} over {result['images']} images",
+        *(
+            [f"Right images degraded {Degradation(**result['degradation']).label()}"]
+            if result.get("degradation")
+            else []
+        ),
         f"Failures to enrol     {result['fte_images']} images ({result['fte_pairs']} pairs scored as non-matches)",
         f"Accuracy              {100 * result['accuracy_mean']:.2f}% ± {100 * result['accuracy_std']:.2f}"
         f"  (threshold from the other folds; per fold "

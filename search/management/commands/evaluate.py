@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from faceengine.evaluation import format_identification_report, format_verification_report
+from faceengine.evaluation import format_identification_report, format_verification_report, parse_degradation
 from faceengine.evaluation.demographics import format_demographics_report
 from rfr.engine import active_engine
 from rfr.errors import ApplicationError
@@ -49,6 +49,12 @@ class Command(BaseCommand):
         verification.add_argument("--pairs", type=Path, required=True)
         verification.add_argument("--images", type=Path, required=True)
         verification.add_argument("--group-by", help="CSV:COLUMN giving a group per identity, e.g. lfw/sex.csv:sex")
+        verification.add_argument(
+            "--degrade",
+            metavar="ied=N[,blur=S][,jpeg=Q]",
+            help="Degrade the right image of each pair: shrink (area averaging) so the eyes are N px apart, "
+            "Gaussian blur σ S (default 0.8), JPEG quality Q (default 35); see docs/evaluation.md.",
+        )
         identification = sub.add_parser("identification", help="1:N search (CSV columns file,identity[,groups]).")
         identification.add_argument("--identities", type=Path, required=True)
         identification.add_argument("--images", type=Path, required=True)
@@ -90,6 +96,10 @@ class Command(BaseCommand):
             raise CommandError(f"{options['images']} is not a folder of images.")
         if options["store"] and not options["dataset_name"].strip():
             raise CommandError("--store needs --dataset-name (e.g. 'UTKFace dev, adults').")
+        try:
+            degradation = parse_degradation(options["degrade"]) if options.get("degrade") else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         min_age = options.get("min_age")
         if options.get("adults"):
             min_age = 18.0 if min_age is None else max(min_age, 18.0)
@@ -100,6 +110,7 @@ class Command(BaseCommand):
             group_by=options.get("group_by"),
             min_age=min_age,
             max_age=options.get("max_age"),
+            degradation=degradation,
         )
         engine = active_engine()
         normalisation = options["normalise"].strip() or RAW
