@@ -26,10 +26,12 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from tests import parallel
+
 PREVIOUS_RELEASE = "6c1defa63e329fa60f07be2cbf189127155903c2"  # 6c1defa, the last release before the restructure
 REPO = Path(__file__).resolve().parent.parent
 UPGRADE_SCRIPTS = REPO / "tests" / "upgrade"
-SCRATCH_DATABASE = "rfr_upgrade_check"
+SCRATCH_DATABASE = "rfr_upgrade_check" + parallel.worker_suffix()  # _gw0, _gw1 on several test processes
 STEP_TIMEOUT_S = 240
 OUTPUT_TAIL = 6000
 
