@@ -23,16 +23,17 @@ FACES_ENV = "RFR_FACES_DATA"
 # On several processes (scripts/test.sh: pytest -n 2 --dist loadfile --no-loadscope-reorder) these modules,
 # which mostly wait on subprocesses (Celery workers, Chromium, manage.py, scratch databases), are handed out
 # first and longest first, so that no process is left running one of them alone at the end. Longest as
-# measured on CI's 2-core machine; a module missing here only runs in its usual place, never elsewhere.
+# measured in one process on a 2-core machine (seconds, module total); a module missing here only runs in its
+# usual place, never elsewhere.
 LONGEST_MODULES = (
-    "tests/e2e/test_galadmin_browser.py",
-    "tests/test_gallery_resume.py",
-    "tests/e2e/test_workbench_browser.py",
-    "tests/test_faults_broker.py",
-    "tests/test_worker_death.py",
-    "tests/test_faults_enrolment.py",
-    "tests/test_gallery_celery.py",
-    "tests/test_upgrade.py",
+    "tests/test_worker_death.py",  # 110 (mostly waiting for the killed worker's batch to be delivered again)
+    "tests/test_faults_broker.py",  # 54
+    "tests/e2e/test_galadmin_browser.py",  # 32
+    "tests/e2e/test_workbench_browser.py",  # 30
+    "tests/test_gallery_resume.py",  # 29
+    "tests/test_upgrade.py",  # 17
+    "tests/test_gallery_celery.py",  # 16
+    "tests/test_faults_enrolment.py",  # 15
 )
 
 
