@@ -26,7 +26,7 @@ FACES_ENV = "RFR_FACES_DATA"
 # measured in one process on a 2-core machine (seconds, module total); a module missing here only runs in its
 # usual place, never elsewhere.
 LONGEST_MODULES = (
-    "tests/test_worker_death.py",  # 110 (mostly waiting for the killed worker's batch to be delivered again)
+    "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
     "tests/test_faults_broker.py",  # 54
     "tests/e2e/test_galadmin_browser.py",  # 32
     "tests/e2e/test_workbench_browser.py",  # 30
