@@ -27,8 +27,20 @@ if [ -n "${CI:-}" ] && { [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; 
   echo "CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; .ci/run starts them." >&2
   exit 1
 fi
-echo "== tests on ${DATABASE_URL:-SQLite (embedded default)}, broker: ${REDIS_URL:-none (eager tasks)}"
-$BIN/pytest "$@"
 
-echo "== tests of the embedded default (SQLite, eager tasks)"
-env -u DATABASE_URL -u REDIS_URL $BIN/pytest -m embedded -p no:cacheprovider
+# Both runs on RFR_TEST_PROCESSES processes (pytest-xdist; 2 by default, 1 = one process, no xdist), a test
+# module's tests together in one process. Each process has its own test database, Redis db, data folder and
+# scratch databases (tests/parallel.py); the longest modules go first (tests/conftest.py).
+PROCESSES="${RFR_TEST_PROCESSES:-2}"
+if ! [[ "$PROCESSES" =~ ^[1-9][0-9]*$ ]]; then
+  echo "RFR_TEST_PROCESSES must be a whole number of processes, 1 or more (got '$PROCESSES')" >&2
+  exit 2
+fi
+PARALLEL=()
+if [ "$PROCESSES" -gt 1 ]; then PARALLEL=(-n "$PROCESSES" --dist loadfile --no-loadscope-reorder); fi
+
+echo "== tests on ${DATABASE_URL:-SQLite (embedded default)}, broker: ${REDIS_URL:-none (eager tasks)}, $PROCESSES process(es)"
+$BIN/pytest ${PARALLEL[@]+"${PARALLEL[@]}"} "$@"
+
+echo "== tests of the embedded default (SQLite, eager tasks), $PROCESSES process(es)"
+env -u DATABASE_URL -u REDIS_URL $BIN/pytest ${PARALLEL[@]+"${PARALLEL[@]}"} -m embedded -p no:cacheprovider

@@ -20,6 +20,29 @@ from faceengine import FaceEngine  # noqa: E402
 
 FACES_ENV = "RFR_FACES_DATA"
 
+# On several processes (scripts/test.sh: pytest -n 2 --dist loadfile --no-loadscope-reorder) these modules,
+# which mostly wait on subprocesses (Celery workers, Chromium, manage.py, scratch databases), are handed out
+# first and longest first, so that no process is left running one of them alone at the end. Longest as
+# measured in one process on a 2-core machine (seconds, module total); a module missing here only runs in its
+# usual place, never elsewhere.
+LONGEST_MODULES = (
+    "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
+    "tests/test_faults_broker.py",  # 54
+    "tests/e2e/test_galadmin_browser.py",  # 32
+    "tests/e2e/test_workbench_browser.py",  # 30
+    "tests/test_gallery_resume.py",  # 29
+    "tests/test_upgrade.py",  # 17
+    "tests/test_gallery_celery.py",  # 16
+    "tests/test_faults_enrolment.py",  # 15
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process: the usual order
+    rank = {module: position for position, module in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep order
+
 
 def faces_data_dir() -> Path:
     return Path(os.environ.get(FACES_ENV) or settings.RFR_FACES_DATA)

@@ -34,9 +34,10 @@ from rfr.celery import app as celery_app
 from rfr.queues import ALL_QUEUES, TaskName, task_enqueue
 from search.index.changes import index_changes_record
 from search.models import IndexChange, Template
+from tests import parallel
 from tests.factories import PASSWORD, build_case_world, client_for, upload, workbench_objects_create
 
-PORT = 6396
+PORT = parallel.port_of_worker(6396)  # 6396, then 6397, ... for each further test process
 URL = f"redis://127.0.0.1:{PORT}/0"
 REPO = Path(__file__).resolve().parent.parent
 

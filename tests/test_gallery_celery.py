@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from rfr.queues import ALL_QUEUES
+from tests import parallel
 from tests.factories import celeba_identities, write_subjects_csv
 from tests.test_gallery_resume import REPO, ROWS_SQL, World, scratch_database
 
-REDIS_DB = 13
+REDIS_DB = parallel.redis_db_of_worker(parallel.WORKER_TESTS_REDIS_DB)  # 13 (12, ... on more processes)
 
 
 def _redis_url() -> str | None:

@@ -26,10 +26,12 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from tests import parallel
+
 PREVIOUS_RELEASE = "6c1defa63e329fa60f07be2cbf189127155903c2"  # 6c1defa, the last release before the restructure
 REPO = Path(__file__).resolve().parent.parent
 UPGRADE_SCRIPTS = REPO / "tests" / "upgrade"
-SCRATCH_DATABASE = "rfr_upgrade_check"
+SCRATCH_DATABASE = "rfr_upgrade_check" + parallel.worker_suffix()  # _gw0, _gw1 on several test processes
 STEP_TIMEOUT_S = 240
 OUTPUT_TAIL = 6000
 
@@ -64,6 +66,14 @@ def previous_release(tmp_path: Path) -> Path:
         )
     subprocess.run([tar, "-x", "-C", str(tree)], input=archive.stdout, check=True, timeout=120)
     return tree
+
+
+# Put on the previous release's PYTHONPATH: it runs its own code only. An editable install of this checkout
+# (`pip install -e .`, as `make` does) adds an import finder that maps the project's packages to this checkout,
+# and would hand the previous release any module it lacks (search/templatetags/, say), which then fails.
+EDITABLE_FINDER_OFF = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+"""
 
 
 def _postgres_params() -> dict[str, str]:
@@ -148,7 +158,10 @@ def test_previous_release_database_upgrades_and_keeps_every_row(
         RFR_AUDIT_KEY=secrets.token_hex(32),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    old_env = {**env, "PYTHONPATH": str(previous_release)}
+    only_its_own_code = tmp_path / "previous-release-site"
+    only_its_own_code.mkdir()
+    (only_its_own_code / "sitecustomize.py").write_text(EDITABLE_FINDER_OFF)
+    old_env = {**env, "PYTHONPATH": os.pathsep.join([str(previous_release), str(only_its_own_code)])}
     new_env = {**env, "PYTHONPATH": str(REPO)}
     fingerprint = tmp_path / "previous-release.json"
     python = sys.executable

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from rfr.queues import ALL_QUEUES
+from tests import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
@@ -35,8 +36,9 @@ SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = Path(os.environ.get("RFR_E2E_CHROMIUM", "/usr/bin/chromium"))
 AXE = E2E_DIR / "node_modules" / "axe-core" / "axe.min.js"
 PG_ADMIN_URL = os.environ.get("RFR_E2E_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-E2E_DB = os.environ.get("RFR_E2E_DB_NAME", "rfr_e2e")
-REDIS_URL = os.environ.get("RFR_E2E_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each test process its own (tests/parallel.py): rfr_e2e_gw0 and db 15 for gw0, rfr_e2e_gw1 and db 14 for gw1.
+E2E_DB = os.environ.get("RFR_E2E_DB_NAME", "rfr_e2e") + parallel.worker_suffix()
+REDIS_URL = parallel.redis_url_of_worker(parallel.E2E_REDIS_URL)
 PASSWORD = "e2e-password-long-enough-123"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -92,7 +94,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 300) -> str:
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited early (code {process.returncode}); see test-artifacts/e2e-logs"
+        assert process.poll() is None, f"server exited early (code {process.returncode}); see test-artifacts/e2e-logs*"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -134,7 +136,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     python = sys.executable
     _run([python, "manage.py", "migrate", "--noinput"], env)
     seed = json.loads(_run([python, str(E2E_DIR / "seed.py"), str(faces_dir)], env).strip().splitlines()[-1])
-    logs = ARTIFACTS / "e2e-logs"
+    logs = ARTIFACTS / f"e2e-logs{parallel.worker_suffix()}"
     logs.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     celery = str(Path(python).with_name("celery"))
