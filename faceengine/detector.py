@@ -126,7 +126,8 @@ class YuNetDetector:
     again. When it finds only faces whose eyes are closer than `small_face_ied` pixels (a distant scene, a
     CCTV still), each is re-detected on an enlarged copy of its surroundings, for better landmarks. A tiny
     image (longer side at most `tiny_image_side`) in which no pass finds a face is most likely a crop of
-    one: its best candidate scoring at least `tiny_image_score_threshold` is kept, with that low score. An
+    one: its best candidate scoring at least `tiny_image_score_threshold` on copies enlarged
+    `tiny_image_factors` times is kept, with that low score. An
     image with a larger face takes no second look (a small background face beside it stays as the first
     pass found it), so ordinary photos cost next to nothing more (bench/engine). Measured on LFW pairs
     degraded to 12 px between the eyes in docs/evaluation.md.
@@ -148,6 +149,7 @@ class YuNetDetector:
         upscale_max_side: int = 1280,
         tiny_image_side: int = 256,
         tiny_image_score_threshold: float = 0.35,
+        tiny_image_factors: tuple[float, ...] = (2.0, 3.0, 4.0),
     ) -> None:
         self._model_path = str(model_path)
         self._score_threshold = score_threshold
@@ -160,6 +162,7 @@ class YuNetDetector:
         self.upscale_max_side = upscale_max_side
         self.tiny_image_side = tiny_image_side
         self.tiny_image_score_threshold = tiny_image_score_threshold
+        self.tiny_image_factors = tiny_image_factors
         self._lock = threading.Lock()  # FaceDetectorYN holds per-size state: one caller at a time
         self.backend = backend
         self._input_size = (320, 320)
@@ -208,12 +211,31 @@ class YuNetDetector:
         if not found and pad_retry:
             found = self._detect_padded(enlarged)
         if not found and max(height, width) <= self.tiny_image_side:
-            found = self._best_low_score(enlarged)
+            return self._best_low_score_scales(image_bgr)
         return [scale_face(face, 1.0 / factor) for face in found]
+
+    def _best_low_score_scales(self, image_bgr: np.ndarray) -> list[DetectedFace]:
+        """A tiny image's best low-scored candidate over copies enlarged 2, 3 and 4 times: it is most likely a
+        crop of a face at a size not known in advance, and the detector's response varies with that size."""
+        best: DetectedFace | None = None
+        for factor in self.tiny_image_factors:
+            enlarged = cv2.resize(image_bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+            for face in self._best_low_score(enlarged):
+                if best is None or face.score > best.score:
+                    best = scale_face(face, 1.0 / factor)
+        return [best] if best is not None else []
 
     def _refine_small(self, image_bgr: np.ndarray, face: DetectedFace) -> DetectedFace:
         """The same face re-detected on an enlarged copy of its surroundings: its box and landmarks from there,
         its score the lower of the two (enlarging a blob makes it look more like a face)."""
+        best = self.redetect_around(image_bgr, face, self.upscale)
+        if best is None:
+            return face
+        return replace(best, score=min(best.score, face.score))
+
+    def redetect_around(self, image_bgr: np.ndarray, face: DetectedFace, factor: float) -> DetectedFace | None:
+        """The same face detected again on a copy of its surroundings enlarged `factor` times (1 = as is),
+        mapped back to source pixels; None when that pass does not find it."""
         x, y, w, h = face.box
         half = max(2.0 * max(w, h), 16.0)
         cx, cy = x + w / 2, y + h / 2
@@ -221,14 +243,14 @@ class YuNetDetector:
         x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
         x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
         region = image_bgr[y0:y1, x0:x1]
-        enlarged = cv2.resize(region, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
-        found = self._detect_scaled(enlarged) or self._detect_padded(enlarged)
-        mapped = [self._to_face(self._row(other), 1.0 / self.upscale, x0, y0) for other in found]
+        if factor != 1:
+            region = cv2.resize(region, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        found = self._detect_scaled(region) or self._detect_padded(region)
+        mapped = [self._to_face(self._row(other), 1.0 / factor, x0, y0) for other in found]
         same = [other for other in mapped if box_iou(other.box, face.box) > 0.3]
         if not same:
-            return face
-        best = max(same, key=lambda other: box_iou(other.box, face.box))
-        return replace(best, score=min(best.score, face.score))
+            return None
+        return max(same, key=lambda other: box_iou(other.box, face.box))
 
     def _best_low_score(self, image_bgr: np.ndarray) -> list[DetectedFace]:
         """The best candidate at the tiny-image threshold, as is or on a padded copy; at most one face."""

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from faceengine.align import ALIGNED_SIZE, ARCFACE_TEMPLATE_112, align_face, similarity_transform
-from faceengine.detector import DetectedFace, YuNetDetector
+from faceengine.detector import DetectedFace, YuNetDetector, inter_eye
 from faceengine.errors import UnsupportedArchitecture
 from faceengine.imageio import DecodedImage, ImageLimits, decode_image_reduced
 from faceengine.packs import ModelPack, load_pack
@@ -26,6 +26,10 @@ DETECTOR_BACKENDS = ("onnxruntime", "opencv")
 # templates unchanged (cosine ≥ 0.9999 against the reference path).
 DEFAULT_DETECTOR_BACKEND = "onnxruntime"
 DEFAULT_RECOGNISER_BACKEND = "opencv"
+# Faces with eyes closer than this (the "small" quality warning, faceengine.quality) get templates averaged
+# over views of the face re-detected at these enlargements (FaceEngine).
+SMALL_FACE_VIEWS_IED = 24.0
+SMALL_FACE_VIEW_FACTORS = (1.0, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,13 @@ class FaceEngine:
     Templates are the L2-normalised sum of the embeddings of the aligned crop and its mirror image: the
     mirror is the same face, and averaging the two removes some pose and lighting asymmetry (measured on LFW
     in docs/evaluation.md).
+
+    A small face (eyes closer than `small_face_views_ied` pixels) is located loosely: a one-pixel landmark
+    error is a tenth of its eye distance, and where the detector puts the landmarks changes with the scale it
+    sees the face at. Its template is the average over views: the crops aligned on the landmarks of the same
+    face re-detected on copies of its surroundings enlarged `small_face_view_factors` times
+    (`YuNetDetector.redetect_around`; the given landmarks when no view finds it). The errors of the views
+    partly cancel. Larger faces' templates are unchanged.
     """
 
     def __init__(
@@ -99,6 +110,8 @@ class FaceEngine:
         flip_average: bool = True,
         batch_size: int = 32,
         detect_max_side: int = 2048,
+        small_face_views_ied: float = SMALL_FACE_VIEWS_IED,
+        small_face_view_factors: tuple[float, ...] = SMALL_FACE_VIEW_FACTORS,
     ) -> None:
         if pack.detector.architecture != "yunet":
             raise UnsupportedArchitecture(
@@ -115,6 +128,8 @@ class FaceEngine:
         self.pack = pack
         self.threads = threads or _default_threads()
         self.flip_average = flip_average
+        self.small_face_views_ied = small_face_views_ied
+        self.small_face_view_factors = small_face_view_factors
         self.batch_size = batch_size
         self.recogniser_backend = recogniser_backend
         self.detector_backend = detector_backend
@@ -181,13 +196,35 @@ class FaceEngine:
         ]
         return l2_normalise(np.concatenate(outputs))
 
+    def templates(
+        self, images_bgr: Sequence[np.ndarray], faces: Sequence[DetectedFace], crops_bgr: np.ndarray
+    ) -> np.ndarray:
+        """Templates of the faces (one image per face, and its aligned crop): `embed`, or for a small face the
+        average over its views (see the class)."""
+        templates = self.embed(crops_bgr)
+        view_face, view_crops = [], []
+        for index, (image, face) in enumerate(zip(images_bgr, faces, strict=True)):
+            if inter_eye(face) >= self.small_face_views_ied:
+                continue
+            for factor in self.small_face_view_factors:
+                view = self.detector.redetect_around(image, face, factor)
+                if view is not None:
+                    view_face.append(index)
+                    view_crops.append(align_face(image, view.landmarks))
+        if view_crops:
+            view_templates = self.embed(np.stack(view_crops))
+            for index in sorted(set(view_face)):
+                mine = [i for i, owner in enumerate(view_face) if owner == index]
+                templates[index] = l2_normalise(view_templates[mine].sum(axis=0, keepdims=True))[0]
+        return templates
+
     # -- whole pipeline -------------------------------------------------------------------------------
     def analyse(self, image_bgr: np.ndarray, faces: Sequence[DetectedFace] | None = None) -> list[AnalysedFace]:
         """Every face in the image, most usable first with uncertain detections last (`rank_faces`), or the
         given detections in the order given, each with template and quality."""
         detections = list(self.detect(image_bgr) if faces is None else faces)
         crops = self.align(image_bgr, detections)
-        templates = self.embed(crops)
+        templates = self.templates([image_bgr] * len(detections), detections, crops)
         analysed = [
             AnalysedFace(
                 detection=face,
@@ -255,7 +292,10 @@ class FaceEngine:
             if detections
             else np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), dtype=np.uint8)
         )
-        templates = self.embed(crops)
+        # Small faces get their averaged views (`templates`) from the image they were aligned from. Such a
+        # face always comes from the full-size decode (factor 1, full-image coordinates): a face aligned from a
+        # reduced decode has its eyes at least ALIGN_MIN_EYE_PX apart there, far above the views' cutoff.
+        templates = self.templates([sources[f].pixels for f in factors], detections, crops)
         faces = [
             AnalysedFace(
                 detection=face,
@@ -281,7 +321,8 @@ class FaceEngine:
         all_crops = (
             np.concatenate(crops_per_image) if sum(counts) else np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)
         )
-        templates = self.embed(all_crops)
+        images_per_face = [image for image, faces in zip(images_bgr, detections, strict=True) for _ in faces]
+        templates = self.templates(images_per_face, [face for faces in detections for face in faces], all_crops)
         results: list[list[AnalysedFace]] = []
         offset = 0
         for faces, crops, count in zip(detections, crops_per_image, counts, strict=True):

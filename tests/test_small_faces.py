@@ -17,10 +17,12 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from cases.models import Case, ProbeFace
+from faceengine.align import align_face
 from faceengine.detector import YuNetDetector
 from faceengine.engine import FaceEngine
 from faceengine.evaluation import Degradation, degrade_image, inter_eye_distance
 from faceengine.imageio import decode_image_file
+from faceengine.recogniser import l2_normalise
 from tests.factories import client_for, upload
 
 # An LFW face shrunk to 12 px between the eyes (blur σ 0.8, JPEG 35): one detector pass misses it.
@@ -47,6 +49,26 @@ def test_a_face_shrunk_to_12_px_missed_by_one_pass_is_found(faces_dir: Path, eng
     # the face itself, not a blob: its template still resembles the clean image's
     assert float(np.dot(face.template, clean.template)) > 0.3
     assert not face.quality.uncertain
+
+
+@pytest.mark.embedded
+def test_a_small_face_template_averages_its_views_and_a_large_one_is_its_crop(
+    faces_dir: Path, engine: FaceEngine
+) -> None:
+    image = decode_image_file(faces_dir / "lfw" / "images" / SMALL_FACE)
+    clean = engine.primary_face(image)
+    assert clean is not None and clean.quality.inter_eye_px >= engine.small_face_views_ied
+    assert np.array_equal(clean.template, engine.embed(clean.aligned[None])[0])
+
+    small = degrade_image(image, face_ied=inter_eye_distance(clean.landmarks), degradation=Degradation(ied=12))
+    face = engine.primary_face(small)
+    assert face is not None
+    views = [engine.detector.redetect_around(small, face.detection, f) for f in engine.small_face_view_factors]
+    crops = np.stack([align_face(small, view.landmarks) for view in views if view is not None])
+    assert len(crops) >= 2  # the views differ from one another: this face is seen at more than one scale
+    expected = l2_normalise(engine.embed(crops).sum(axis=0, keepdims=True))[0]
+    assert np.allclose(face.template, expected, atol=1e-5)
+    assert not np.allclose(face.template, engine.embed(face.aligned[None])[0], atol=1e-3)
 
 
 @pytest.mark.embedded
