@@ -26,9 +26,11 @@ DETECTOR_BACKENDS = ("onnxruntime", "opencv")
 # templates unchanged (cosine ≥ 0.9999 against the reference path).
 DEFAULT_DETECTOR_BACKEND = "onnxruntime"
 DEFAULT_RECOGNISER_BACKEND = "opencv"
-# Faces with eyes closer than this (the "small" quality warning, faceengine.quality) get templates averaged
-# over views of the face re-detected at these enlargements (FaceEngine).
-SMALL_FACE_VIEWS_IED = 24.0
+# Faces with eyes closer than this get templates averaged over views of the face re-detected at these
+# enlargements (FaceEngine). 32 rather than the "small" warning's 24: a face degraded to 20 px can measure 24 px
+# or more on its loose landmarks, and on LFW at 20 and 32 px and CelebA identification 32 measured better
+# (docs/evaluation.md). Faces of 32 px and more keep exactly their one-view templates.
+SMALL_FACE_VIEWS_IED = 32.0
 SMALL_FACE_VIEW_FACTORS = (1.0, 2.0, 3.0)
 
 
