@@ -164,6 +164,13 @@ def _encode_png(image_bgr: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
+def _probe_face_append(*, probe: Probe, face: faceengine.AnalysedFace, pack_key: str, origin: str) -> ProbeFace:
+    """A face a person added (drawn box, hand-placed points), numbered after the probe's existing faces. The
+    probe row must be locked (select_for_update) so two additions never take the same number."""
+    last = probe.faces.order_by("-index").values_list("index", flat=True).first() or 0
+    return _probe_face_build(probe=probe, index=last + 1, face=face, pack_key=pack_key, origin=origin)
+
+
 def _probe_face_build(
     *, probe: Probe, index: int, face: faceengine.AnalysedFace, pack_key: str, origin: str
 ) -> ProbeFace:
@@ -298,14 +305,7 @@ def probe_face_from_region(
     analysed = engine.analyse(image, faces=found[:1])[0]
     with atomic_with_files():
         locked = Probe.objects.select_for_update().get(pk=probe.pk)
-        last = locked.faces.order_by("-index").values_list("index", flat=True).first() or 0
-        face = _probe_face_build(
-            probe=locked,
-            index=last + 1,
-            face=analysed,
-            pack_key=engine.pack.key,
-            origin=ProbeFace.Origin.DRAWN,
-        )
+        face = _probe_face_append(probe=locked, face=analysed, pack_key=engine.pack.key, origin=ProbeFace.Origin.DRAWN)
         face.drawn_box = [round(v, 1) for v in (x, y, w, h)]
         face.drawn_by = drawn_by  # type: ignore[assignment]
         face.save()
@@ -427,14 +427,7 @@ def probe_face_mark_landmarks(
     analysed = engine.analyse_landmarks(image, landmarks)
     with atomic_with_files():
         locked = Probe.objects.select_for_update().get(pk=probe.pk)
-        last = locked.faces.order_by("-index").values_list("index", flat=True).first() or 0
-        face = _probe_face_build(
-            probe=locked,
-            index=last + 1,
-            face=analysed,
-            pack_key=engine.pack.key,
-            origin=ProbeFace.Origin.MANUAL,
-        )
+        face = _probe_face_append(probe=locked, face=analysed, pack_key=engine.pack.key, origin=ProbeFace.Origin.MANUAL)
         # The points exactly as placed (the engine's copy is float32).
         face.landmarks = [[round(float(x), 2), round(float(y), 2)] for x, y in landmarks]
         face.drawn_box = box
