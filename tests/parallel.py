@@ -29,9 +29,15 @@ def worker_index() -> int:
     return int(WORKER[2:]) if WORKER.startswith("gw") else 0
 
 
+# Several checkouts testing on one machine at once (e.g. git worktrees) set these so that their scratch
+# databases and the ports of the servers tests start never meet; unset, nothing changes.
+CHECKOUT_SUFFIX = os.environ.get("RFR_TEST_CHECKOUT_SUFFIX", "")
+CHECKOUT_PORT_OFFSET = int(os.environ.get("RFR_TEST_PORT_OFFSET") or 0)
+
+
 def worker_suffix() -> str:
     """ "_gw0", "_gw1", ... under xdist (as pytest-django names the test databases); "" in a plain run."""
-    return f"_{WORKER}" if WORKER else ""
+    return (f"_{WORKER}" if WORKER else "") + CHECKOUT_SUFFIX
 
 
 def redis_db_of_worker(db: int) -> int:
@@ -68,4 +74,4 @@ def redis_dbs_check(main_url: str, e2e_url: str) -> None:
 
 
 def port_of_worker(port: int) -> int:
-    return port + worker_index()
+    return port + worker_index() + CHECKOUT_PORT_OFFSET
