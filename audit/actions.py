@@ -48,6 +48,7 @@ class AuditAction(StrEnum):
     CASE_MEMBER_ADDED = "case.member_added"
     CASE_MEMBER_REMOVED = "case.member_removed"
     CASE_CLOSED = "case.closed"
+    CASE_REOPENED = "case.reopened"
     CASE_RETENTION_PURGED = "case.retention_purged"
     # Probes and their faces
     PROBE_UPLOADED = "probe.uploaded"
@@ -135,6 +136,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.CASE_MEMBER_ADDED: "The owner gave a user access to a case.",
     AuditAction.CASE_MEMBER_REMOVED: "The owner took a user's access to a case away.",
     AuditAction.CASE_CLOSED: "A case was closed, with the reason.",
+    AuditAction.CASE_REOPENED: "A supervisor reopened a closed case, with the reason.",
     AuditAction.CASE_RETENTION_PURGED: "A closed case's probes and results were deleted under the retention rule.",
     AuditAction.PROBE_UPLOADED: "A probe image was added: sha256, file name, size, source, capture time, lawful basis.",
     AuditAction.PROBE_PROCESSED: "Faces were found in a probe: how many, with which model pack.",

@@ -148,6 +148,34 @@ def case_close(
     return locked
 
 
+def case_reopen(*, case: Case, reopened_by: AbstractBaseUser, reason: str, request: HttpRequest | None = None) -> Case:
+    """A supervisor of the case's team reopens a closed case, with a reason (the owner alone cannot)."""
+    team_supervisors = Team.objects.filter(pk=case.team_id, supervisors=reopened_by.pk)
+    if case.team_id is None or not team_supervisors.exists():
+        raise Forbidden("supervisor_only", "Only a supervisor of the case's team can reopen a closed case.")
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("reason_required", "Give the reason for reopening.", fields={"reason": ["Required."]})
+    text_limit_check("case_reopen_reason", reason, label="reason")
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        if locked.is_open:
+            raise Conflict("case_open", "The case is already open.")
+        locked.status = Case.Status.OPEN
+        locked.closed_at = None
+        locked.save(update_fields=["status", "closed_at", "updated_at"])
+        audit_event_record(
+            action=AuditAction.CASE_REOPENED,
+            actor=reopened_by,
+            target=locked,
+            case_id=locked.pk,
+            request=request,
+            detail={"reason": reason},
+        )
+    case.status, case.closed_at = locked.status, locked.closed_at
+    return locked
+
+
 def case_require_open(*, case: Case, action: str) -> None:
     if not case.is_open:
         raise Conflict(

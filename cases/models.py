@@ -300,6 +300,8 @@ class Decision(models.Model):
     stage = models.CharField(max_length=8, choices=Stage.choices)
     decision = models.CharField(max_length=20, choices=Verdict.choices)
     rationale = models.TextField()
+    # The feature checklist beside the rationale: {feature key: assessment} (cases/features.py); may be empty.
+    features = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -32,6 +32,7 @@ TEXT_LIMITS: dict[str, int] = {
     "legal_basis": 4000,
     "probe_description": 2000,
     "case_close_reason": 2000,
+    "case_reopen_reason": 2000,
     "removal_reason": 1000,
     "gallery_description": 2000,
     "gallery_provenance": 2000,
