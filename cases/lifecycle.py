@@ -150,8 +150,7 @@ def case_close(
 
 def case_reopen(*, case: Case, reopened_by: AbstractBaseUser, reason: str, request: HttpRequest | None = None) -> Case:
     """A supervisor of the case's team reopens a closed case, with a reason (the owner alone cannot)."""
-    team_supervisors = Team.objects.filter(pk=case.team_id, supervisors=reopened_by.pk)
-    if case.team_id is None or not team_supervisors.exists():
+    if case.team_id is None or not Team.objects.filter(pk=case.team_id, supervisors=reopened_by.pk).exists():
         raise Forbidden("supervisor_only", "Only a supervisor of the case's team can reopen a closed case.")
     reason = reason.strip()
     if not reason:
