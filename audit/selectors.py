@@ -17,12 +17,17 @@ settings); the action, time, actor, target and case id stay. Which cases a user 
 knowledge, registered through `audit_case_readers_register`; further redactions (cases: a first assessment
 still awaiting its independent second review) through `audit_redactor_register`. The rows never change;
 only what is shown does.
+
+Case references are case content too, and held by the cases app: `/audit/` filters and labels events by
+reference through `audit_case_references_register` (cases registers the lookup, limited to the cases the
+reader may read), so a reference finds, and names, only a case its reader is on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.db.models import Q, QuerySet
@@ -38,12 +43,25 @@ CaseReaders = Callable[[AnyUser], Collection[int]]
 # Replaces (in memory) the detail of the events a reader may not read in full.
 AuditRedactor = Callable[[list[AuditEvent], AnyUser], None]
 
+
+
+@dataclass(frozen=True)
+class CaseReferences:
+    """How the cases app turns references into case ids and back, for one reader: `find(user, reference)`
+    gives the ids of the cases with that reference `user` may read, `name(user, ids)` the reference of each
+    of those ids `user` may read (others left out)."""
+
+    find: Callable[[AnyUser, str], Collection[int]]
+    name: Callable[[AnyUser, Collection[int]], Mapping[int, str]]
+
+
 VIEW_AUDIT = "audit.view_auditevent"
 VIEW_ALL_AUDIT = "audit.view_all_auditevent"
 
 _scopes: dict[str, AuditScope] = {}
 _case_readers: dict[str, CaseReaders] = {}
 _redactors: dict[str, AuditRedactor] = {}
+_case_references: dict[str, CaseReferences] = {}
 
 REDACTED_TEXT = "Case content withheld: only people on the case may read it."
 
@@ -87,6 +105,27 @@ def audit_redactor_register(name: str, redactor: AuditRedactor) -> None:
     _redactors[name] = redactor
 
 
+def audit_case_references_register(name: str, references: CaseReferences) -> None:
+    """Let `/audit/` filter and label events by case reference (the cases app, from its AppConfig.ready)."""
+    _case_references[name] = references
+
+
+def audit_case_ids_for_reference(*, user: AnyUser, reference: str) -> set[int]:
+    """The ids of the cases called `reference` that `user` may read; none if nobody registered a lookup."""
+    found: set[int] = set()
+    for references in _case_references.values():
+        found.update(int(pk) for pk in references.find(user, reference))
+    return found
+
+
+def audit_case_reference_names(*, user: AnyUser, case_ids: Collection[int]) -> dict[int, str]:
+    """{case id: reference} for those of `case_ids` whose cases `user` may read."""
+    names: dict[int, str] = {}
+    for references in _case_references.values():
+        names.update(references.name(user, case_ids))
+    return names
+
+
 def _holds(user: AnyUser, perm: str) -> bool:
     """Whether an active, signed-in user holds `perm` (through a role group, or as a superuser)."""
     return isinstance(user, PermissionsMixin) and user.is_active and user.has_perm(perm)
@@ -112,6 +151,7 @@ def audit_events_filter(
     *,
     username: str = "",
     case_id: int | None = None,
+    case_ids: Collection[int] | None = None,
     action: str = "",
     date_from: dt.date | None = None,
     date_to: dt.date | None = None,
@@ -120,6 +160,8 @@ def audit_events_filter(
         events = events.filter(actor_username__iexact=username)
     if case_id is not None:
         events = events.filter(case_id=case_id)
+    if case_ids is not None:  # an empty collection (a reference that names no readable case) matches nothing
+        events = events.filter(case_id__in=list(case_ids))
     if action:
         # "case." matches every case action; "case.created" exactly that one.
         events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)

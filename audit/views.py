@@ -1,13 +1,17 @@
-"""/audit/: the audit trail for supervisors (their teams) and admins (everything), filterable; CSV export.
+"""/audit/: the audit trail for supervisors (their teams) and admins (everything), filterable by username, case
+reference, action and date; CSV export.
 
 Both show each event as its reader may read it (`audit.selectors.audit_events_for_reader`): the case content
 in `detail` only to people on the case, and a first assessment awaiting its second review only to its author.
+The page words each event's detail as labelled fields (audit.presenters) and names a case by its reference
+where its reader may read that case, by its number otherwise (audit.selectors.audit_case_reference_names).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +25,9 @@ from django.utils import timezone
 from audit.forms import AuditFilterForm
 from audit.models import AuditEvent
 from audit.selectors import (
-    audit_action_choices,
+    audit_case_ids_for_reference,
     audit_case_ids_readable_by,
+    audit_case_reference_names,
     audit_events_filter,
     audit_events_for_reader,
     audit_events_visible_to,
@@ -46,11 +51,24 @@ CSV_COLUMNS = [
 ]
 
 
+CASE_NUMBER = re.compile(r"^#(\d{1,18})$")
+
+
 def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any]:
     if not audit_view_allowed(user=request.user):
         raise PermissionDenied("The audit trail is open to supervisors and admins.")
     form = AuditFilterForm(request.GET or None)
-    events = audit_events_filter(audit_events_visible_to(user=request.user), **form.filters() if request.GET else {})
+    filters = form.filters() if request.GET else {}
+    reference = filters.pop("case_reference", "")
+    number = CASE_NUMBER.match(reference)
+    if number:
+        # A case by its number: events already visible to the reader, whose detail stays redacted if they are
+        # not on the case, so the number tells them nothing the unfiltered list does not.
+        filters["case_id"] = int(number.group(1))
+    elif reference:
+        # A reference names only a case the reader may read (a reference is case content).
+        filters["case_ids"] = audit_case_ids_for_reference(user=request.user, reference=reference)
+    events = audit_events_filter(audit_events_visible_to(user=request.user), **filters)
     return form, events
 
 
@@ -59,12 +77,18 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     form, events = _filtered(request)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     page.object_list = audit_events_for_reader(events=page.object_list, viewer=request.user)
+    case_ids = {event.case_id for event in page.object_list if event.case_id is not None}
     query = request.GET.copy()
     query.pop("page", None)
     return render(
         request,
         "audit/audit_list.html",
-        {"form": form, "page": page, "query": query.urlencode(), "actions": audit_action_choices()},
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "case_references": audit_case_reference_names(user=request.user, case_ids=case_ids),
+        },
     )
 
 

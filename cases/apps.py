@@ -9,12 +9,19 @@ class CasesConfig(AppConfig):
     def ready(self) -> None:
         # Django's one hook for wiring an app once every model is loaded: these modules import models, so they
         # cannot be imported at the top of apps.py (which Django loads before the models).
-        from audit.selectors import audit_case_readers_register, audit_redactor_register, audit_scope_register
+        from audit.selectors import (
+            CaseReferences,
+            audit_case_readers_register,
+            audit_case_references_register,
+            audit_redactor_register,
+            audit_scope_register,
+        )
         from cases import (
             signals,  # noqa: F401  (keeps guardian permissions in step with teams)
             tasks,  # noqa: F401  (registers the Celery tasks services queue by name)
         )
         from cases.access import case_ids_supervised_by, cases_visible_to
+        from cases.audit_references import case_ids_with_reference, case_references_of
         from cases.timeline import audit_events_withhold_pending_reviews
 
         # A supervisor reads the audit events on the cases of the teams they supervise.
@@ -27,4 +34,8 @@ class CasesConfig(AppConfig):
         audit_redactor_register(
             "pending-reviews",
             lambda events, viewer: audit_events_withhold_pending_reviews(events=events, viewer=viewer),  # type: ignore[arg-type]
+        )
+        # /audit/ filters and labels events by case reference, for the cases the reader may read.
+        audit_case_references_register(
+            "case-references", CaseReferences(find=case_ids_with_reference, name=case_references_of)
         )

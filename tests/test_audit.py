@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from audit.actions import AUDIT_ACTION_DESCRIPTIONS, AuditAction
 from audit.models import AuditEvent, AuditImmutableError
+from audit.forms import action_filter_choices
 from audit.selectors import audit_action_choices
 from audit.services import GENESIS_HASH, audit_event_record, canonical_content
 from audit.verify import audit_chain_verify
@@ -352,15 +353,17 @@ def test_audit_view_scoped_by_role(world: CaseWorld) -> None:
     sup.force_login(world.users["supervisor"])
     listed = _events_listed(sup, action="case.created")
     assert "OP-REDWOOD/1" in listed and "ELSEWHERE/9" not in listed
-    body = _events_listed(sup, case=other_case.pk)
-    assert "ELSEWHERE/9" not in body  # team B's case is not team A's supervisor's business
-    assert "OP-REDWOOD/1" in _events_listed(sup, case=world.case.pk)
+    body = _events_listed(sup, case=f"#{other_case.pk}")
+    assert "ELSEWHERE/9" not in body and "No events." in body  # team B's case is not team A's supervisor's business
+    assert "No events." in _events_listed(sup, case="ELSEWHERE/9")  # nor found by its reference
+    assert "OP-REDWOOD/1" in _events_listed(sup, case="OP-REDWOOD/1")
 
     adm = Client()
     adm.force_login(world.users["admin"])
     # The admin reads every event, but not the content of a case they are not on (the reference is).
-    admin_listed = _events_listed(adm, case=other_case.pk)
+    admin_listed = _events_listed(adm, case=f"#{other_case.pk}")
     assert "case.created" in admin_listed and "ELSEWHERE/9" not in admin_listed
+    assert "No events." in _events_listed(adm, case="ELSEWHERE/9")  # a reference finds only a case one is on
 
     for role in ("owner", "member", "outsider"):
         client = Client()
@@ -376,19 +379,19 @@ def test_audit_filters(world: CaseWorld) -> None:
     assert "case.member_added" not in _events_listed(adm, user="member")
     assert "case.created" in _events_listed(adm, date_from="2000-01-01", date_to="2999-12-31")
     assert "case.created" not in _events_listed(adm, date_to="2000-01-01")
-    assert "case.created" in _events_listed(adm, case=world.case.pk)
+    assert "case.created" in _events_listed(adm, case=f"#{world.case.pk}")
 
 
 def test_csv_export_is_audited(world: CaseWorld) -> None:
     adm = Client()
     adm.force_login(world.users["admin"])
-    response = adm.get(reverse("audit-export"), {"case": world.case.pk})
+    response = adm.get(reverse("audit-export"), {"case": f"#{world.case.pk}"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))  # type: ignore[attr-defined]
     assert rows and {row["case_id"] for row in rows} == {str(world.case.pk)}
     export = AuditEvent.objects.get(action="audit.exported")
     assert export.actor_id == world.users["admin"].pk
-    assert export.detail["filters"]["case_id"] == str(world.case.pk) and export.detail["rows"] == len(rows)
+    assert export.detail["filters"]["case_reference"] == f"#{world.case.pk}" and export.detail["rows"] == len(rows)
 
 
 def test_case_timeline_shows_the_case_events(world: CaseWorld) -> None:
@@ -405,4 +408,6 @@ def test_every_action_of_the_vocabulary_is_described_and_offered_in_the_filter()
     assert set(AUDIT_ACTION_DESCRIPTIONS) == set(AuditAction)
     assert all(text.strip().endswith(".") for text in AUDIT_ACTION_DESCRIPTIONS.values())
     assert [code for code, _ in audit_action_choices()] == [action.value for action in AuditAction]
+    offered = {code for _group, options in action_filter_choices()[1:] for code, _label in options}
+    assert offered >= {action.value for action in AuditAction}
     assert len({action.value for action in AuditAction}) == len(AuditAction)  # no two names share a value
