@@ -114,11 +114,25 @@ def _paragraphs(value: Any, style: ParagraphStyle) -> list[Paragraph]:
     return [Paragraph(text(line), style) for line in lines if line] or [Paragraph("", style)]
 
 
-def _facts(rows: list[tuple[str, Any]], s: _Styles, *, label_mm: float, value_mm: float) -> list[Any]:
-    """Short facts as a label/value table; long ones (free text) after it, each under its label, as
-    paragraphs that can run across pages."""
-    short = [(k, v) for k, v in rows if len(str(v)) <= LONG_FACT_CHARS]
-    long = [(k, v) for k, v in rows if len(str(v)) > LONG_FACT_CHARS]
+def _is_long(value: Any) -> bool:
+    return len(str(value)) > LONG_FACT_CHARS
+
+
+def _long_facts(rows: list[tuple[str, Any]], s: _Styles) -> list[Any]:
+    """The long facts (free text) of `rows`, each under its label, as paragraphs that can run across pages."""
+    flowables: list[Any] = []
+    for k, v in rows:
+        if _is_long(v):
+            flowables += [Spacer(1, 1.5 * mm), Paragraph(f"<b>{text(k)}</b>", s.small), *_paragraphs(v, s.body)]
+    return flowables
+
+
+def _facts(
+    rows: list[tuple[str, Any]], s: _Styles, *, label_mm: float, value_mm: float, with_long: bool = True
+) -> list[Any]:
+    """Short facts as a label/value table; long ones (free text) after it unless `with_long` is off (the
+    caller then places `_long_facts` where a page break may fall)."""
+    short = [(k, v) for k, v in rows if not _is_long(v)]
     flowables: list[Any] = []
     if short:
         table = Table(
@@ -130,9 +144,7 @@ def _facts(rows: list[tuple[str, Any]], s: _Styles, *, label_mm: float, value_mm
         )
         table.setStyle(TableStyle(_PLAIN))
         flowables.append(table)
-    for k, v in long:
-        flowables += [Spacer(1, 1.5 * mm), Paragraph(f"<b>{text(k)}</b>", s.small), *_paragraphs(v, s.body)]
-    return flowables
+    return flowables + (_long_facts(rows, s) if with_long else [])
 
 
 def _probe_with_box(search: Search) -> np.ndarray | None:
@@ -341,9 +353,9 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     ]
     left: list[Any] = [
         Paragraph("Case", s.h2),
-        *_facts(case_rows, s, label_mm=label_mm, value_mm=value_mm),
+        *_facts(case_rows, s, label_mm=label_mm, value_mm=value_mm, with_long=False),
         Paragraph("Probe image", s.h2),
-        *_facts(probe_rows, s, label_mm=label_mm, value_mm=value_mm),
+        *_facts(probe_rows, s, label_mm=label_mm, value_mm=value_mm, with_long=False),
     ]
     preview = _probe_with_box(search)
     right: list[Any] = (
@@ -354,7 +366,8 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
     right.append(Paragraph(f"The searched face (face {face.index}) is boxed in green.", s.tiny))
     top = Table([[left, right]], colWidths=[(WIDTH_MM - image_mm) * mm, image_mm * mm])
     top.setStyle(TableStyle(_PLAIN))
-    story.append(top)
+    # A table cell cannot break across pages, so free text at its longest follows the block, where it can.
+    story += [top, *_long_facts(case_rows + probe_rows, s)]
     if face.manually_marked:
         story.append(
             Paragraph(
