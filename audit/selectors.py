@@ -44,7 +44,6 @@ CaseReaders = Callable[[AnyUser], Collection[int]]
 AuditRedactor = Callable[[list[AuditEvent], AnyUser], None]
 
 
-
 @dataclass(frozen=True)
 class CaseReferences:
     """How the cases app turns references into case ids and back, for one reader: `find(user, reference)`

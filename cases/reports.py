@@ -393,9 +393,7 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
                 label_mm=25,
                 value_mm=WIDTH_MM - 25,
             )
-            story += [
-                Paragraph(text(f"{n}. {operation}"), s.body) for n, operation in enumerate(step["operations"], 1)
-            ]
+            story += [Paragraph(text(f"{n}. {operation}"), s.body) for n, operation in enumerate(step["operations"], 1)]
 
     video = video_source_rows(search)
     if video:

@@ -15,8 +15,8 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.actions import AUDIT_ACTION_DESCRIPTIONS, AuditAction
-from audit.models import AuditEvent, AuditImmutableError
 from audit.forms import action_filter_choices
+from audit.models import AuditEvent, AuditImmutableError
 from audit.selectors import audit_action_choices
 from audit.services import GENESIS_HASH, audit_event_record, canonical_content
 from audit.verify import audit_chain_verify

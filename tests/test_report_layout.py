@@ -75,7 +75,8 @@ def reviewed_search(
     _decide(people["colleague"], candidates[2], "possible_match", PENDING)
     # The checklist is recorded with the decision by the comparison form (cases/features.py); set here as that
     # form would, one assessment left out to show "Not recorded".
-    Decision.objects.filter(pk=first.pk).update(features={"eyebrows": "similar", "ears": "similar", "nose": "different"})
+    first_features = {"eyebrows": "similar", "ears": "similar", "nose": "different"}
+    Decision.objects.filter(pk=first.pk).update(features=first_features)
     Decision.objects.filter(pk=second.pk).update(features={"eyebrows": "similar", "ears": "not_visible"})
     return Search.objects.get(pk=search["id"])
 
@@ -94,10 +95,12 @@ def _render(pdf: bytes, name: str, tmp_path: Path) -> tuple[int, list[str], list
     ]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     subprocess.run(["pdftoppm", "-r", str(DPI), "-png", str(path), str(ARTIFACTS / name)], check=True)
-    images = []
+    images: list[np.ndarray] = []
     for n in range(1, pages + 1):
         found = sorted(ARTIFACTS.glob(f"{name}-*{n}.png"), key=lambda p: len(p.name))
-        images.append(cv2.imread(str(found[0]), cv2.IMREAD_GRAYSCALE))
+        image = cv2.imread(str(found[0]), cv2.IMREAD_GRAYSCALE)
+        assert image is not None, found[0]
+        images.append(image)
     return pages, texts, images
 
 
@@ -151,7 +154,7 @@ def test_the_report_fits_its_pages_with_faces_and_no_split_words(
     text_area = footer_top - 12 * px_per_mm
     assert inked.size and (footer_top - inked.max()) < 0.2 * text_area, "page 1 leaves a large gap"
     # The probe image is on page 1: a large block of non-white pixels in its right-hand column.
-    right = page1[: footer_top, page1.shape[1] // 2 :]
+    right = page1[:footer_top, page1.shape[1] // 2 :]
     assert (right < 200).mean() > 0.05
 
     # Settings, decisions with both reviewers, rationales, the checklist; the pending one withheld.
