@@ -24,6 +24,7 @@ from django.test import Client
 from audit.models import AuditEvent
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Search
 from tests.factories import client_for, upload
+from tests.test_enhancement import CHAIN
 
 pytestmark = [
     pytest.mark.django_db,
@@ -195,3 +196,36 @@ def test_an_outsider_gets_no_report(reviewed_search: Search, people: dict[str, A
     client = Client()
     client.force_login(people["outsider"])
     assert client.get(f"/searches/{reviewed_search.pk}/report.pdf").status_code == 404
+
+
+def test_an_enhanced_probe_report_prints_its_chain_with_whole_hashes(
+    case: Case,
+    people: dict[str, Any],
+    gallery: tuple[Any, dict[str, list[Path]]],
+    run_on_commit: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    _, identities = gallery
+    paths = next(iter(identities.values()))
+    api = client_for(people["investigator"])
+    parent_id = run_on_commit(lambda: upload(api, case, paths[2].read_bytes(), paths[2].name)).json()["id"]
+    made = run_on_commit(lambda: api.post(f"/api/probes/{parent_id}/derived/", {"operations": CHAIN}, format="json"))
+    assert made.status_code == 201, made.json()
+    derived = api.get(f"/api/probes/{made.json()['id']}/").json()
+    search = run_on_commit(
+        lambda: api.post(
+            f"/api/faces/{derived['faces'][0]['id']}/searches/",
+            {"galleries": [gallery[0].pk], "justification": "Enhanced still from camera 3"},
+            format="json",
+        )
+    ).json()
+    pages, texts, _images = _render(
+        _report(people["investigator"], Search.objects.get(pk=search["id"])), "enhanced", tmp_path
+    )
+    for number, page_text in enumerate(texts, start=1):
+        assert f"Page {number} of {pages}" in page_text and POSSIBLE_MATCH_WORDING in page_text
+    tokens = set("\n".join(texts).split())
+    flat = " ".join("\n".join(texts).split())
+    assert "How the enhanced probe image was made" in flat
+    assert "Contrast (CLAHE): clip limit 2.0, tiles 8" in flat
+    assert derived["sha256"] in tokens and derived["derivation"]["parent_sha256"] in tokens  # never split
