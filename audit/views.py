@@ -54,7 +54,9 @@ CSV_COLUMNS = [
 CASE_NUMBER = re.compile(r"^#(\d{1,18})$")
 
 
-def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any]:
+def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any, dict[str, Any]]:
+    """The form, the events it selects for this reader, and the filters as applied (a case reference resolved
+    to the ids of the cases it names for the reader)."""
     if not audit_view_allowed(user=request.user):
         raise PermissionDenied("The audit trail is open to supervisors and admins.")
     form = AuditFilterForm(request.GET or None)
@@ -69,12 +71,12 @@ def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, Any]:
         # A reference names only a case the reader may read (a reference is case content).
         filters["case_ids"] = audit_case_ids_for_reference(user=request.user, reference=reference)
     events = audit_events_filter(audit_events_visible_to(user=request.user), **filters)
-    return form, events
+    return form, events, filters
 
 
 @login_required
 def audit_list(request: HttpRequest) -> HttpResponse:
-    form, events = _filtered(request)
+    form, events, _filters = _filtered(request)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     page.object_list = audit_events_for_reader(events=page.object_list, viewer=request.user)
     case_ids = {event.case_id for event in page.object_list if event.case_id is not None}
@@ -143,8 +145,14 @@ def _csv_row(writer: Any, event: AuditEvent) -> str:
 
 @login_required
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
-    form, events = _filtered(request)
-    filters = {k: (str(v) if v is not None else None) for k, v in form.filters().items()} if request.GET else {}
+    _form, events, applied = _filtered(request)
+    # Recorded as applied: a reference as the case ids it named for this reader, since the export event carries
+    # no case and so is not redacted for its readers, and a reference is case content.
+    filters = {
+        k: (sorted(v) if k == "case_ids" else str(v) if v is not None else None)
+        for k, v in applied.items()
+        if v not in ("", None)
+    }
     last_seq = audit_export_record(user=request.user, events=events, filters=filters, request=request)
     response = StreamingHttpResponse(_csv_rows(events.filter(seq__lte=last_seq), request.user), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

@@ -391,7 +391,7 @@ def test_csv_export_is_audited(world: CaseWorld) -> None:
     assert rows and {row["case_id"] for row in rows} == {str(world.case.pk)}
     export = AuditEvent.objects.get(action="audit.exported")
     assert export.actor_id == world.users["admin"].pk
-    assert export.detail["filters"]["case_reference"] == f"#{world.case.pk}" and export.detail["rows"] == len(rows)
+    assert export.detail["filters"]["case_id"] == str(world.case.pk) and export.detail["rows"] == len(rows)
 
 
 def test_case_timeline_shows_the_case_events(world: CaseWorld) -> None:

@@ -159,3 +159,15 @@ def test_pages_of_fifty(world: CaseWorld) -> None:
     second = _page(world.users["admin"], action="accuracy.viewed", page=2)
     assert _rows(second) == 5
     assert AuditEvent.objects.filter(action="accuracy.viewed").count() == 55
+
+
+def test_the_export_records_a_reference_as_the_case_ids_it_named(world: CaseWorld) -> None:
+    client = Client()
+    client.force_login(world.users["supervisor"])
+    response = client.get(reverse("audit-export"), {"case": "OP-REDWOOD/1", "action": "case."})
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
+    assert "case.created" in body and "search.report_downloaded" not in body
+    export = AuditEvent.objects.get(action="audit.exported")
+    assert export.detail["filters"] == {"case_ids": [world.case.pk], "action": "case."}
+    assert "OP-REDWOOD" not in str(export.detail)  # no case content in an event that carries no case
