@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -51,6 +52,13 @@ def api_docs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def api_redoc(request: HttpRequest) -> HttpResponse:
-    if swagger_ui_available():
-        return _redoc(request)
-    return render(request, "api_docs.html", {"operations": _operations()})
+    if not swagger_ui_available():
+        return render(request, "api_docs.html", {"operations": _operations()})
+    response: HttpResponse = _redoc(request)
+    policy = settings.RFR_CONTENT_SECURITY_POLICY
+    if policy and "worker-src" not in policy:
+        # ReDoc's search runs in a worker it makes from its own bundle as a blob: URL, which the site-wide
+        # policy (worker-src falls back to script-src 'self') refuses. Only this page allows it, and only from
+        # blob: URLs, which only this page's own scripts can make.
+        response["Content-Security-Policy"] = f"{policy.rstrip('; ')}; worker-src 'self' blob:"
+    return response
