@@ -328,6 +328,7 @@ def test_the_api_docs_load_nothing_from_outside_the_server(world: CaseWorld, url
         code = script.content.decode()
         assert not re.search(r"https?://", code), "the start-up script names another host"
         assert "/api/schema/" in code
+        assert '"validatorUrl": null' in code  # no badge from validator.swagger.io
         assert "worker-src" not in page["Content-Security-Policy"]
     else:
         assert 'spec-url="/api/schema/"' in html

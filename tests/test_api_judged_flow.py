@@ -98,6 +98,8 @@ def test_the_judged_flow_through_the_api_alone_with_tokens(
     probe = ivy.get(f"/api/probes/{uploaded.json()['id']}/").json()
     assert probe["status"] == "done" and probe["faces"], probe
     face_id = probe["faces"][0]["id"]  # most usable first
+    assert probe["image_url"] == f"/api/probes/{probe['id']}/image/"  # addresses a token client can fetch
+    assert probe["faces"][0]["crop_url"] == f"/api/faces/{face_id}/crop/"
 
     # 4. Search the gallery with that face.
     requested = run_on_commit(
