@@ -10,8 +10,9 @@ same audit event (probe.image_viewed, candidate.image_viewed) written before a b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -43,6 +44,11 @@ class ImageAPIView(APIView):
     content_negotiation_class = ImageContentNegotiation
 
 
+def _viewer(request: Request) -> AbstractBaseUser:
+    """The signed-in user (the default permission, IsAuthenticated, has turned anyone else away)."""
+    return cast(AbstractBaseUser, request.user)
+
+
 _AUDITED = " Each request is audited before the image is sent; `Cache-Control: private, no-store`."
 
 
@@ -54,7 +60,7 @@ class ProbeImageAPI(ImageAPIView):
     @_image_schema("image/*", "The probe's original bytes, unchanged (its own JPEG, PNG, WebP, BMP or TIFF type).")
     def get(self, request: Request, probe_id: int) -> HttpResponseBase:
         probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-        return images.probe_original_response(probe=probe, viewer=request.user, request=request._request)  # type: ignore[arg-type]
+        return images.probe_original_response(probe=probe, viewer=_viewer(request), request=request._request, via="api")
 
 
 class ProbeDisplayImageAPI(ImageAPIView):
@@ -65,21 +71,23 @@ class ProbeDisplayImageAPI(ImageAPIView):
     )
     def get(self, request: Request, probe_id: int) -> HttpResponseBase:
         probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-        return images.probe_display_response(probe=probe, viewer=request.user, request=request._request)  # type: ignore[arg-type]
+        return images.probe_display_response(probe=probe, viewer=_viewer(request), request=request._request, via="api")
 
 
 class FaceCropAPI(ImageAPIView):
     @_image_schema("image/png", "The probe face aligned to the 112×112 template the search compared.")
     def get(self, request: Request, face_id: int) -> HttpResponseBase:
         face = face_get_for_user(user=request.user, face_id=face_id)
-        return images.face_crop_response(face=face, viewer=request.user, request=request._request)  # type: ignore[arg-type]
+        return images.face_crop_response(face=face, viewer=_viewer(request), request=request._request, via="api")
 
 
 class CandidateImageAPI(ImageAPIView):
     @_image_schema("image/*", "The gallery image the candidate came from; 404 once its gallery entry has been removed.")
     def get(self, request: Request, candidate_id: int) -> HttpResponseBase:
         candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
-        return images.candidate_image_response(candidate=candidate, viewer=request.user, request=request._request)  # type: ignore[arg-type]
+        return images.candidate_image_response(
+            candidate=candidate, viewer=_viewer(request), request=request._request, via="api"
+        )
 
 
 class CandidateCropAPI(ImageAPIView):
@@ -90,4 +98,6 @@ class CandidateCropAPI(ImageAPIView):
     )
     def get(self, request: Request, candidate_id: int) -> HttpResponseBase:
         candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
-        return images.candidate_crop_response(candidate=candidate, viewer=request.user, request=request._request)  # type: ignore[arg-type]
+        return images.candidate_crop_response(
+            candidate=candidate, viewer=_viewer(request), request=request._request, via="api"
+        )

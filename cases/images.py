@@ -4,8 +4,9 @@ its aligned crop.
 
 Callers fetch the object through cases.access first (404 for anyone not on the case). Each builder answers 404
 when the image is no longer held, and otherwise records the view with its audit event (probe.image_viewed or
-candidate.image_viewed) before a byte is sent: if the record cannot be written, nothing is sent. Every image
-goes out `Cache-Control: private, no-store` with `nosniff`, so that no browser or proxy keeps case images.
+candidate.image_viewed, with `via` "page" or "api") before a byte is sent: if the record cannot be written,
+nothing is sent. Every image goes out `Cache-Control: private, no-store` with `nosniff`, so that no browser or
+proxy keeps case images.
 """
 
 from __future__ import annotations
@@ -66,15 +67,19 @@ def response_recorded(response: ResponseT, record: Callable[[], None]) -> Respon
     return response
 
 
-def probe_original_response(*, probe: Probe, viewer: AbstractBaseUser, request: HttpRequest) -> FileResponse:
+def probe_original_response(
+    *, probe: Probe, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
+) -> FileResponse:
     """The probe's original bytes, unchanged, with the type its format names."""
     response = image_file_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
     return response_recorded(
-        response, lambda: probes.probe_image_view_record(probe=probe, viewer=viewer, request=request)
+        response, lambda: probes.probe_image_view_record(probe=probe, viewer=viewer, request=request, via=via)
     )
 
 
-def probe_display_response(*, probe: Probe, viewer: AbstractBaseUser, request: HttpRequest) -> HttpResponse:
+def probe_display_response(
+    *, probe: Probe, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
+) -> HttpResponse:
     """The reduced copy a page shows for a large image (cases.probes.probe_display_copy)."""
     try:
         content, content_type = probes.probe_display_copy(probe=probe)
@@ -82,20 +87,24 @@ def probe_display_response(*, probe: Probe, viewer: AbstractBaseUser, request: H
         raise Http404("The image is no longer held.") from None
     return response_recorded(
         image_bytes_response(content, content_type),
-        lambda: probes.probe_image_view_record(probe=probe, viewer=viewer, display_copy=True, request=request),
+        lambda: probes.probe_image_view_record(probe=probe, viewer=viewer, display_copy=True, request=request, via=via),
     )
 
 
-def face_crop_response(*, face: ProbeFace, viewer: AbstractBaseUser, request: HttpRequest) -> FileResponse:
+def face_crop_response(
+    *, face: ProbeFace, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
+) -> FileResponse:
     """A probe face's aligned 112×112 crop (PNG), as stored when the face was found."""
     response = image_file_response(face.aligned_crop, "image/png")
     return response_recorded(
         response,
-        lambda: probes.probe_image_view_record(probe=face.probe, face=face, viewer=viewer, request=request),
+        lambda: probes.probe_image_view_record(probe=face.probe, face=face, viewer=viewer, request=request, via=via),
     )
 
 
-def candidate_image_response(*, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest) -> FileResponse:
+def candidate_image_response(
+    *, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
+) -> FileResponse:
     """The gallery image the candidate came from; 404 once the gallery entry has been removed."""
     template = review.candidate_gallery_template(candidate=candidate)
     if template is None:
@@ -103,12 +112,14 @@ def candidate_image_response(*, candidate: Candidate, viewer: AbstractBaseUser, 
     return response_recorded(
         image_file_response(template.image.file),
         lambda: review.candidate_image_view_record(
-            candidate=candidate, viewer=viewer, shown="gallery_image", request=request
+            candidate=candidate, viewer=viewer, shown="gallery_image", request=request, via=via
         ),
     )
 
 
-def candidate_crop_response(*, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest) -> HttpResponse:
+def candidate_crop_response(
+    *, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
+) -> HttpResponse:
     """The candidate's face aligned as the probe face was (PNG), rebuilt from the gallery image."""
     crop = review.candidate_aligned_crop(candidate=candidate)
     if crop is None:
@@ -116,6 +127,6 @@ def candidate_crop_response(*, candidate: Candidate, viewer: AbstractBaseUser, r
     return response_recorded(
         png_response(crop),
         lambda: review.candidate_image_view_record(
-            candidate=candidate, viewer=viewer, shown="aligned_crop", request=request
+            candidate=candidate, viewer=viewer, shown="aligned_crop", request=request, via=via
         ),
     )

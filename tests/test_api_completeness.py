@@ -94,7 +94,7 @@ def test_token_clients_fetch_every_image_and_each_fetch_is_audited(world: CaseWo
         assert _events(action) == before + 1, url
         event = AuditEvent.objects.filter(action=action).latest("seq")
         assert event.actor_id == world.users["member"].pk and event.case_id == world.case.pk
-        assert event.detail["shown"] == shown
+        assert event.detail["shown"] == shown and event.detail["via"] == "api"
     # The original is the stored bytes, unchanged.
     probe = world.extra["probe"]
     with probe.original.open("rb") as handle:
@@ -192,6 +192,7 @@ def test_one_candidate_shows_decisions_as_the_reader_may_see_them_and_is_audited
     viewed = AuditEvent.objects.filter(action="candidate.viewed", target_id=str(candidate.pk))
     assert viewed.count() == 3
     assert {e.actor_id for e in viewed} == {world.users[r].pk for r in ("owner", "supervisor", "member")}
+    assert {e.detail["via"] for e in viewed} == {"api"}
 
     for role in ("outsider", "other_sup", "admin"):
         assert _as(world, role).get(url).status_code == 404, role
