@@ -296,6 +296,11 @@ def test_listing_and_revoking_ones_own_tokens_by_id(world: CaseWorld) -> None:
     assert owner.delete(f"/api/auth/tokens/{other_of_mine.pk}/").status_code == 204  # already revoked: no change
     assert _events("auth.token_revoked") == 1
 
+    anonymous = APIClient()
+    assert anonymous.get("/api/auth/tokens/").status_code == 401
+    assert anonymous.delete(f"/api/auth/tokens/{current.pk}/").status_code == 401
+    assert anonymous.post("/api/auth/token/rotate/").status_code == 401
+
     # And the token one is using: after this, it is refused.
     assert owner.delete("/api/auth/token/").status_code == 204
     assert owner.get("/api/auth/tokens/").status_code == 401
