@@ -28,6 +28,18 @@ ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
 IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
+# The media type of each format a probe may have (faceengine.imageio.ACCEPTED_FORMATS, as Pillow names them).
+# MPO, how many cameras store a JPEG with its preview, is served as the JPEG it is: "image/mpo" is no type a
+# browser or client knows, and with nosniff it would not be shown at all.
+PROBE_MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
 
 def image_file_response(field_file: Any, content_type: str | None = None) -> FileResponse:
     """A stored image file, streamed; 404 when the file is no longer held."""
@@ -71,7 +83,9 @@ def probe_original_response(
     *, probe: Probe, viewer: AbstractBaseUser, request: HttpRequest, via: str = "page"
 ) -> FileResponse:
     """The probe's original bytes, unchanged, with the type its format names."""
-    response = image_file_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
+    response = image_file_response(
+        probe.original, PROBE_MEDIA_TYPES.get(probe.image_format, "application/octet-stream")
+    )
     return response_recorded(
         response, lambda: probes.probe_image_view_record(probe=probe, viewer=viewer, request=request, via=via)
     )

@@ -24,7 +24,7 @@ from accounts.models import ApiToken
 from accounts.services import api_token_issue
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
-from cases.models import Search
+from cases.models import Probe, Search
 from cases.review import candidate_decision_record
 from search.galleries import subject_delete
 from search.models import Subject
@@ -99,6 +99,9 @@ def test_token_clients_fetch_every_image_and_each_fetch_is_audited(world: CaseWo
     probe = world.extra["probe"]
     with probe.original.open("rb") as handle:
         assert _body(member.get(f"/api/probes/{probe.pk}/image/")) == handle.read()
+    # A camera's MPO is the JPEG it is: "image/mpo" is no type a client knows.
+    Probe.objects.filter(pk=probe.pk).update(image_format="MPO")
+    assert member.get(f"/api/probes/{probe.pk}/image/")["Content-Type"] == "image/jpeg"
     assert audit_chain_verify().ok
 
 
