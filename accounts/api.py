@@ -28,7 +28,7 @@ from accounts.models import ApiToken
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
 from accounts.selectors import password_change_required
 from accounts.services import api_token_issue, api_token_rotate, api_tokens_revoke, login_failure_record
-from accounts.tokens import TOKEN_STATES, api_token_refusal
+from accounts.tokens import TOKEN_STATES, api_token_refusal, api_tokens_of
 from rfr.errors import InvalidInput
 
 
@@ -153,7 +153,7 @@ class TokenListAPI(APIView):
         " characters.",
     )
     def get(self, request: Request) -> Response:
-        tokens = ApiToken.objects.select_related("user").filter(user_id=cast(Any, request.user).pk)[:TOKENS_LISTED]
+        tokens = api_tokens_of(request.user)[:TOKENS_LISTED]
         return Response(TokenSerializer(tokens, many=True, context={"auth": request.auth}).data)
 
 
@@ -165,7 +165,7 @@ class TokenDetailAPI(APIView):
         " (auth.token_revoked).",
     )
     def delete(self, request: Request, token_id: int) -> Response:
-        if not ApiToken.objects.filter(pk=token_id, user_id=cast(Any, request.user).pk).exists():
+        if not api_tokens_of(request.user).filter(pk=token_id).exists():
             raise NotFound("No such token of yours.")  # someone else's token is not theirs to learn of
         api_tokens_revoke(
             user=cast(Any, request.user),

@@ -108,10 +108,6 @@ class CandidateAPI(APIView):
     def get(self, request: Request, candidate_id: int) -> Response:
         candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
         review.candidate_view_record(candidate=candidate, viewer=request.user, request=request._request, via="api")  # type: ignore[arg-type]
-        # Read again with what the serializer needs: the evaluation behind the score's meaning, the decisions.
-        candidate = (
-            Candidate.objects.select_related("search__face", "search__evaluation_run")
-            .prefetch_related("decisions__reviewer")
-            .get(pk=candidate.pk)
-        )
+        # Read again as the list reads it: with the evaluation behind the score's meaning, and the decisions.
+        candidate = searches.candidates_of_search(search=candidate.search).get(pk=candidate.pk)
         return Response(CandidateDetailSerializer(candidate, context={"viewer": request.user}).data)
