@@ -4,6 +4,10 @@
 key is in this one response and never again: only its hash is stored (accounts.tokens).
 `DELETE /api/auth/token/`: revoke the token the request is made with (or, signed in on the web, all of one's
 own tokens).
+`POST /api/auth/token/rotate/`: a new key in place of the token the request is made with, which is revoked in the
+same transaction; the new token keeps the old one's expiry (accounts.services.api_token_rotate).
+`GET /api/auth/tokens/`, `DELETE /api/auth/tokens/{id}/`: one's own tokens (never a key: only its first
+characters), and revoking one of them by id; anyone else's token id is 404.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, cast
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +27,9 @@ from rest_framework.views import APIView
 from accounts.models import ApiToken
 from accounts.otp import admin_totp_required, totp_token_verify, user_totp_device
 from accounts.selectors import password_change_required
-from accounts.services import api_token_issue, api_tokens_revoke, login_failure_record
+from accounts.services import api_token_issue, api_token_rotate, api_tokens_revoke, login_failure_record
+from accounts.tokens import TOKEN_STATES, api_token_refusal, api_tokens_of
+from rfr.errors import InvalidInput
 
 
 class TokenRequestSerializer(AuthTokenSerializer):
@@ -98,5 +104,75 @@ class ObtainTokenView(APIView):
             reason="revoked_by_owner",
             token_ids=token_ids,
             request=request._request,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenRotateAPI(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: TokenResponseSerializer},
+        description="Replace the token this request is made with by a new one: the old one is revoked in the same"
+        " transaction and the new key is in this one response. The new token expires when the old one would have:"
+        " rotating renews the secret, not the lifetime. Audited (auth.token_rotated).",
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.auth, ApiToken):
+            raise InvalidInput(
+                "token_required", "Rotate a token by sending it: `Authorization: Token <key>` on this request."
+            )
+        key, token = api_token_rotate(token=request.auth, request=request._request)
+        return Response({"token": key, "expires_at": token.expires_at})
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField(help_text="Valid, Revoked, Expired, or why it is refused.")
+    current = serializers.SerializerMethodField(help_text="The token this request is made with.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "prefix", "created_at", "expires_at", "revoked_at", "revoked_reason", "state", "current"]
+        read_only_fields = fields
+
+    def get_state(self, token: ApiToken) -> str:
+        return TOKEN_STATES[api_token_refusal(token)]
+
+    def get_current(self, token: ApiToken) -> bool:
+        auth = self.context.get("auth")
+        return isinstance(auth, ApiToken) and auth.pk == token.pk
+
+
+# As many as the token page lists: enough to find the one to revoke, without paging.
+TOKENS_LISTED = 50
+
+
+class TokenListAPI(APIView):
+    @extend_schema(
+        responses={200: TokenSerializer(many=True)},
+        description=f"Your own API tokens, newest first (at most {TOKENS_LISTED}); never a key, only its first"
+        " characters.",
+    )
+    def get(self, request: Request) -> Response:
+        tokens = api_tokens_of(request.user)[:TOKENS_LISTED]
+        return Response(TokenSerializer(tokens, many=True, context={"auth": request.auth}).data)
+
+
+class TokenDetailAPI(APIView):
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        description="Revoke one of your own tokens by id (revoking one already revoked changes nothing). Audited"
+        " (auth.token_revoked).",
+    )
+    def delete(self, request: Request, token_id: int) -> Response:
+        if not api_tokens_of(request.user).filter(pk=token_id).exists():
+            raise NotFound("No such token of yours.")  # someone else's token is not theirs to learn of
+        api_tokens_revoke(
+            user=cast(Any, request.user),
+            revoked_by=request.user,
+            reason="revoked_by_owner",
+            token_ids=[token_id],
+            request=request._request,
+            record_none=False,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -201,6 +201,41 @@ def api_tokens_revoke(
     return len(prefixes)
 
 
+def api_token_rotate(*, token: ApiToken, request: HttpRequest | None = None) -> tuple[str, ApiToken]:
+    """A new key in place of `token`, which is revoked in the same transaction (reason `rotated`): (the new key,
+    shown once; its row). The new token keeps the old one's expiry and TOTP standing, so that rotating renews
+    the secret, never the lifetime: a key taken from a client cannot be kept alive by rotating it."""
+    key = secrets.token_hex(20)
+    with transaction.atomic(), grants_recorded():
+        old = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+        if old.revoked_at is not None:
+            raise Conflict("token_revoked", "This token has already been revoked or rotated. Request a new one.")
+        user = old.user
+        _tokens_revoke(tokens=ApiToken.objects.filter(pk=old.pk), reason="rotated")
+        new = ApiToken.objects.create(
+            user_id=user.pk,
+            key_hash=token_key_hash(key),
+            prefix=key[:8],
+            expires_at=old.expires_at,
+            password_check=password_check_for(user),
+            totp_verified=old.totp_verified,
+        )
+        audit_event_record(
+            action=AuditAction.AUTH_TOKEN_ROTATED,
+            actor=user,
+            target=user,
+            request=request,
+            detail={
+                "username": user.get_username(),
+                "revoked": old.prefix,
+                "token": new.prefix,
+                "expires_at": new.expires_at.isoformat(),
+                "totp": new.totp_verified,
+            },
+        )
+    return key, new
+
+
 # --- Users, roles and teams ------------------------------------------------------------------------------------
 
 

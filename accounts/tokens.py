@@ -78,6 +78,11 @@ def api_token_find(key: str) -> ApiToken | None:
     return ApiToken.objects.select_related("user").filter(key_hash=token_key_hash(key)).first()
 
 
+def api_tokens_of(user: Any) -> Any:
+    """All of the user's tokens, newest first (revoked and expired ones too), never anyone else's."""
+    return ApiToken.objects.select_related("user").filter(user_id=user.pk).order_by("-created_at", "-pk")
+
+
 def api_tokens_live_for(user: Any) -> Any:
     """The user's tokens not revoked and not expired (some may still be refused, e.g. after a password change)."""
     return ApiToken.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=timezone.now())

@@ -23,6 +23,7 @@ class AuditAction(StrEnum):
     AUTH_TOKEN_REVOKED = "auth.token_revoked"
     AUTH_TOTP_DEVICE_ADDED = "auth.totp_device_added"
     AUTH_TOTP_REMOVED = "auth.totp_removed"
+    AUTH_TOKEN_ROTATED = "auth.token_rotated"
     # Users, roles and teams
     USER_CREATED = "user.created"
     USER_PASSWORD_RESET = "user.password_reset"
@@ -113,6 +114,7 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.AUTH_TOKEN_REVOKED: "API tokens were revoked: by whom, how many, why.",
     AuditAction.AUTH_TOTP_DEVICE_ADDED: "An authenticator app was added to an account, not yet confirmed.",
     AuditAction.AUTH_TOTP_REMOVED: "A user's authenticator apps were removed.",
+    AuditAction.AUTH_TOKEN_ROTATED: "A user replaced an API token with a new one; the old one was revoked with it.",
     AuditAction.USER_CREATED: "A user account was created: username and by whom.",
     AuditAction.USER_PASSWORD_RESET: "A user's password was set by someone else (e.g. demo set-up).",
     AuditAction.USER_PASSWORD_CHANGED: "A user's password was changed other than by an admin reset.",

@@ -76,15 +76,15 @@ CASE_EVENT_SAFE_DETAIL: dict[str, frozenset[str]] = {
     AuditAction.PROBE_PROCESSED: frozenset({"faces", "pack_key"}),
     AuditAction.PROBE_FAILED: frozenset({"code"}),
     AuditAction.PROBE_FACE_DRAWN: frozenset({"probe_id"}),
-    AuditAction.PROBE_IMAGE_VIEWED: frozenset({"probe_id", "face_id", "shown"}),
+    AuditAction.PROBE_IMAGE_VIEWED: frozenset({"probe_id", "face_id", "shown", "via"}),
     AuditAction.SEARCH_REQUESTED: frozenset(
         {"probe_id", "face_id", "galleries", "top_k", "threshold", "threshold_source", "pack_key"}
     ),
     AuditAction.SEARCH_COMPLETED: frozenset({"candidates", "pack_key"}),
     AuditAction.SEARCH_FAILED: frozenset({"code"}),
     AuditAction.SEARCH_CANDIDATES_VIEWED: frozenset({"via", "candidates"}),
-    AuditAction.CANDIDATE_VIEWED: frozenset({"search_id", "rank"}),
-    AuditAction.CANDIDATE_IMAGE_VIEWED: frozenset({"search_id", "rank", "shown"}),
+    AuditAction.CANDIDATE_VIEWED: frozenset({"search_id", "rank", "via"}),
+    AuditAction.CANDIDATE_IMAGE_VIEWED: frozenset({"search_id", "rank", "shown", "via"}),
     AuditAction.CANDIDATE_DECIDED: frozenset({"candidate_id", "search_id", "rank", "stage"}),
 }
 

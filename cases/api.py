@@ -222,7 +222,8 @@ class FaceSerializer(serializers.ModelSerializer):
         return [text for _, text in face_warnings(face)]
 
     def get_crop_url(self, face: ProbeFace) -> str:
-        return reverse("cases:face-crop", args=[face.pk])
+        """The aligned crop's API address, which a token client may fetch too (cases/api_images.py)."""
+        return reverse("api-face-crop", args=[face.pk])
 
 
 class ProbeSerializer(serializers.ModelSerializer):
@@ -287,7 +288,8 @@ class ProbeSerializer(serializers.ModelSerializer):
         return probe.status == Probe.Status.DONE and probe.error_code == "no_face" and not probe.faces.exists()
 
     def get_image_url(self, probe: Probe) -> str:
-        return reverse("cases:probe-image", args=[probe.pk])
+        """The original's API address, which a token client may fetch too (cases/api_images.py)."""
+        return reverse("api-probe-image", args=[probe.pk])
 
     def get_derivation_chain(self, probe: Probe) -> list[dict[str, Any]] | None:
         """For an enhanced probe: each derivation from the uploaded original, operations in words."""

@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import api
+from cases import api, api_images, api_lifecycle, api_review
 
 urlpatterns = [
     path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
@@ -26,4 +26,15 @@ urlpatterns = [
     path(
         "candidates/<int:candidate_id>/decisions/", api.CandidateDecisionsAPI.as_view(), name="api-candidate-decisions"
     ),
+    # Closing and reopening a case, a case's searches, one candidate (issue 13)
+    path("cases/<int:case_id>/close/", api_lifecycle.CaseCloseAPI.as_view(), name="api-case-close"),
+    path("cases/<int:case_id>/reopen/", api_lifecycle.CaseReopenAPI.as_view(), name="api-case-reopen"),
+    path("cases/<int:case_id>/searches/", api_review.CaseSearchesAPI.as_view(), name="api-case-searches"),
+    path("candidates/<int:candidate_id>/", api_review.CandidateAPI.as_view(), name="api-candidate"),
+    # The images, for token clients too: the pages' image addresses' twins (cases.images)
+    path("probes/<int:probe_id>/image/", api_images.ProbeImageAPI.as_view(), name="api-probe-image"),
+    path("probes/<int:probe_id>/display/", api_images.ProbeDisplayImageAPI.as_view(), name="api-probe-display"),
+    path("faces/<int:face_id>/crop/", api_images.FaceCropAPI.as_view(), name="api-face-crop"),
+    path("candidates/<int:candidate_id>/image/", api_images.CandidateImageAPI.as_view(), name="api-candidate-image"),
+    path("candidates/<int:candidate_id>/crop/", api_images.CandidateCropAPI.as_view(), name="api-candidate-crop"),
 ]

@@ -526,11 +526,13 @@ def probe_image_view_record(
     face: ProbeFace | None = None,
     display_copy: bool = False,
     request: HttpRequest | None = None,
+    via: str = "page",
 ) -> None:
     """Every view of a probe's original image, of its display copy (`display_copy`), or of one of its face
-    crops (`face`), is on the record: one event per request, written before the image is sent."""
+    crops (`face`), is on the record: one event per request, written before the image is sent, saying whether
+    a page or an API client (`via="api"`) fetched it."""
     shown = "face_crop" if face is not None else "display_copy" if display_copy else "original"
-    detail: dict[str, object] = {"probe_id": probe.pk, "shown": shown}
+    detail: dict[str, object] = {"probe_id": probe.pk, "shown": shown, "via": via}
     if face is not None:
         detail["face_id"] = face.pk
     with transaction.atomic():

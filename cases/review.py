@@ -165,9 +165,10 @@ def candidate_decision_record(
 
 
 def candidate_view_record(
-    *, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest | None = None
+    *, candidate: Candidate, viewer: AbstractBaseUser, request: HttpRequest | None = None, via: str = "page"
 ) -> None:
-    """Opening a candidate beside the probe face is itself an event on the record."""
+    """Opening a candidate beside the probe face (or reading it through the API, `via="api"`) is itself an
+    event on the record."""
     with transaction.atomic():
         audit_event_record(
             action=AuditAction.CANDIDATE_VIEWED,
@@ -175,12 +176,22 @@ def candidate_view_record(
             target=candidate,
             case_id=candidate.search.case_id,
             request=request,
-            detail={"search_id": candidate.search_id, "rank": candidate.rank, "subject_ref": candidate.subject_ref},
+            detail={
+                "search_id": candidate.search_id,
+                "rank": candidate.rank,
+                "subject_ref": candidate.subject_ref,
+                "via": via,
+            },
         )
 
 
 def candidate_image_view_record(
-    *, candidate: Candidate, viewer: AbstractBaseUser, shown: str, request: HttpRequest | None = None
+    *,
+    candidate: Candidate,
+    viewer: AbstractBaseUser,
+    shown: str,
+    request: HttpRequest | None = None,
+    via: str = "page",
 ) -> None:
     """Every view of a candidate's gallery image (`shown="gallery_image"`) or aligned crop (`"aligned_crop"`)
     is on the record: one event per request, written before the image is sent."""
@@ -191,7 +202,7 @@ def candidate_image_view_record(
             target=candidate,
             case_id=candidate.search.case_id,
             request=request,
-            detail={"search_id": candidate.search_id, "rank": candidate.rank, "shown": shown},
+            detail={"search_id": candidate.search_id, "rank": candidate.rank, "shown": shown, "via": via},
         )
 
 

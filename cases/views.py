@@ -12,22 +12,17 @@ the small JSON status endpoints here; without JavaScript the page offers a "Chec
 from __future__ import annotations
 
 import hashlib
-import mimetypes
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
-import cv2
-import numpy as np
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.http.response import HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -35,7 +30,7 @@ from django.utils.timezone import is_naive, make_aware
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.selectors import audit_events_for_reader
-from cases import enhancement, probes, review, searches
+from cases import enhancement, images, probes, review, searches
 from cases.access import (
     candidate_get_for_user,
     case_access_explain,
@@ -48,6 +43,7 @@ from cases.access import (
 )
 from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
 from cases.housekeeping import work_waiting_for_worker
+from cases.images import IMAGE_HEADERS
 from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
@@ -70,44 +66,6 @@ from faceengine.enhance import operations_catalogue
 from rfr.error_handling import error_return_to
 from rfr.errors import ApplicationError, InvalidInput
 from search.galleries import galleries_searchable
-
-ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
-
-IMAGE_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
-
-
-def _image_response(field_file: Any, content_type: str | None = None) -> FileResponse:
-    try:
-        handle = field_file.open("rb")
-    except FileNotFoundError:
-        raise Http404("The image is no longer held.") from None
-    content_type = content_type or mimetypes.guess_type(field_file.name)[0] or "application/octet-stream"
-    response = FileResponse(handle, content_type=content_type)
-    for key, value in IMAGE_HEADERS.items():
-        response[key] = value
-    return response
-
-
-def _png_response(image_bgr: np.ndarray) -> HttpResponse:
-    ok, buffer = cv2.imencode(".png", image_bgr)
-    if not ok:  # pragma: no cover
-        raise Http404("The image could not be rendered.")
-    response = HttpResponse(buffer.tobytes(), content_type="image/png")
-    for key, value in IMAGE_HEADERS.items():
-        response[key] = value
-    return response
-
-
-def _recorded(response: ResponseT, record: Callable[[], None]) -> ResponseT:
-    """Record the view of an image once it is known to be there, before a byte is sent; if the record cannot
-    be written, nothing is sent (and the open file is closed)."""
-    try:
-        record()
-    except BaseException:
-        response.close()
-        raise
-    return response
-
 
 # --- Cases ------------------------------------------------------------------------------------------------
 
@@ -330,11 +288,7 @@ def probe_status(request: HttpRequest, probe_id: int) -> JsonResponse:
 @require_GET
 def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    response = _image_response(probe.original, f"image/{probe.image_format.lower() or 'octet-stream'}")
-    return _recorded(
-        response,
-        lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, request=request),  # type: ignore[arg-type]
-    )
+    return images.probe_original_response(probe=probe, viewer=request.user, request=request)  # type: ignore[arg-type]
 
 
 @login_required
@@ -342,17 +296,7 @@ def probe_image(request: HttpRequest, probe_id: int) -> FileResponse:
 def probe_display_image(request: HttpRequest, probe_id: int) -> HttpResponse:
     """The reduced copy the probe page shows for a large image (cases.probes.probe_display_copy)."""
     probe = probe_get_for_user(user=request.user, probe_id=probe_id)
-    try:
-        content, content_type = probes.probe_display_copy(probe=probe)
-    except FileNotFoundError:
-        raise Http404("The image is no longer held.") from None
-    response = HttpResponse(content, content_type=content_type)
-    for key, value in IMAGE_HEADERS.items():
-        response[key] = value
-    return _recorded(
-        response,
-        lambda: probes.probe_image_view_record(probe=probe, viewer=request.user, display_copy=True, request=request),  # type: ignore[arg-type]
-    )
+    return images.probe_display_response(probe=probe, viewer=request.user, request=request)  # type: ignore[arg-type]
 
 
 @login_required
@@ -506,11 +450,7 @@ def probe_landmarks_preview(request: HttpRequest, probe_id: int) -> HttpResponse
 @require_GET
 def face_crop(request: HttpRequest, face_id: int) -> FileResponse:
     face = face_get_for_user(user=request.user, face_id=face_id)
-    response = _image_response(face.aligned_crop, "image/png")
-    return _recorded(
-        response,
-        lambda: probes.probe_image_view_record(probe=face.probe, face=face, viewer=request.user, request=request),  # type: ignore[arg-type]
-    )
+    return images.face_crop_response(face=face, viewer=request.user, request=request)  # type: ignore[arg-type]
 
 
 # --- Enhancement on the record ----------------------------------------------------------------------------
@@ -762,34 +702,11 @@ def candidate_decide(request: HttpRequest, candidate_id: int) -> HttpResponse:
 @require_GET
 def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
     candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
-    template = review.candidate_gallery_template(candidate=candidate)
-    if template is None:
-        raise Http404("The gallery image is no longer held.")
-    response = _image_response(template.image.file)
-    return _recorded(
-        response,
-        lambda: review.candidate_image_view_record(
-            candidate=candidate,
-            viewer=request.user,  # type: ignore[arg-type]
-            shown="gallery_image",
-            request=request,
-        ),
-    )
+    return images.candidate_image_response(candidate=candidate, viewer=request.user, request=request)  # type: ignore[arg-type]
 
 
 @login_required
 @require_GET
 def candidate_crop(request: HttpRequest, candidate_id: int) -> HttpResponse:
     candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
-    crop = review.candidate_aligned_crop(candidate=candidate)
-    if crop is None:
-        raise Http404("The gallery image is no longer held.")
-    return _recorded(
-        _png_response(crop),
-        lambda: review.candidate_image_view_record(
-            candidate=candidate,
-            viewer=request.user,  # type: ignore[arg-type]
-            shown="aligned_crop",
-            request=request,
-        ),
-    )
+    return images.candidate_crop_response(candidate=candidate, viewer=request.user, request=request)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ FACES_ENV = "RFR_FACES_DATA"
 # usual place, never elsewhere.
 LONGEST_MODULES = (
     "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
+    "tests/e2e/test_api_token_flow.py",  # 69 (its own server, worker and seeded gallery)
     "tests/test_faults_broker.py",  # 54
     "tests/e2e/test_galadmin_browser.py",  # 32
     "tests/e2e/test_workbench_browser.py",  # 30

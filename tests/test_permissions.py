@@ -35,6 +35,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from cases.access import case_get_for_user, cases_visible_to
+from cases.lifecycle import case_close
 from cases.models import Case
 from tests.factories import ROLES, CaseWorld, build_case_world, make_user, workbench_objects_create
 
@@ -80,6 +81,13 @@ def _no_kwargs(world: CaseWorld) -> dict[str, Any]:
 def _wb(key: str) -> Callable[[CaseWorld], dict[str, Any]]:
     """URL kwargs for a workbench object made by workbench_objects_create: {"<key>_id": pk}."""
     return lambda world: {f"{key}_id": world.extra[key].pk}
+
+
+def _case_closed(world: CaseWorld) -> None:
+    """The case closed by its owner (once), for the rows that reopen it."""
+    world.case.refresh_from_db()
+    if world.case.is_open:
+        case_close(case=world.case, closed_by=world.users["owner"], reason="enquiry complete")
 
 
 CASE_URL_MATRIX: dict[str, list[Row]] = {
@@ -289,6 +297,38 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             json=True,
         ),
     ],
+    # ---- API completeness (issue 13): closing and reopening, a case's searches, one candidate, the images
+    "api-case-close": [
+        Row(
+            viewers(owner=200, member=403, supervisor=200),
+            method="POST",
+            data=lambda w: {"reason": "enquiry complete"},
+            json=True,
+            note="the owner or a supervisor of the case's team closes",
+        ),
+    ],
+    "api-case-reopen": [
+        Row(
+            viewers(owner=403, member=403, supervisor=200),
+            method="POST",
+            setup=_case_closed,
+            data=lambda w: {"reason": "new evidence"},
+            json=True,
+            note="only a supervisor of the case's team reopens",
+        ),
+    ],
+    "api-case-searches": [Row(viewers(), setup=workbench_objects_create, json=True)],
+    **{
+        name: [Row(viewers(), setup=workbench_objects_create, kwargs=_wb(key), json=True)]
+        for name, key in [
+            ("api-candidate", "candidate"),
+            ("api-probe-image", "probe"),
+            ("api-probe-display", "probe"),
+            ("api-face-crop", "face"),
+            ("api-candidate-image", "candidate"),
+            ("api-candidate-crop", "candidate"),
+        ]
+    },
 }
 
 # URL names that the discovery rule would catch but that are not case-scoped, each with the reason.
@@ -296,6 +336,7 @@ NOT_CASE_SCOPED: dict[str, str] = {
     "manage:user": "an account on rfr's admin pages (admins only, 403 for others: tests/test_grants_pages.py)",
     "manage:user-action": "a change to an account on rfr's admin pages (admins only: tests/test_grants_pages.py)",
     "manage:team": "a team on rfr's admin pages (admins only: tests/test_grants_pages.py)",
+    "api-auth-token-detail": "one's own API token (404 for anyone else's: tests/test_api_completeness.py)",
 }
 # rfr's own gallery and model-pack pages (search/urls.py): admins only, 403 for everyone else
 # (tests/test_galadmin_galleries.py, tests/test_galadmin_packs.py); galleries hold no case content.

@@ -59,7 +59,7 @@ def test_each_image_view_is_one_audit_event(world: CaseWorld) -> None:
         assert AuditEvent.objects.filter(action=action).count() == before + 2, url
         for event in events:
             assert event.actor_id == supervisor.pk and event.case_id == world.case.pk
-            assert event.detail["shown"] == shown
+            assert event.detail["shown"] == shown and event.detail["via"] == "page"
             assert expected.items() <= event.detail.items()
     assert audit_chain_verify().ok
 
