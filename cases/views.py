@@ -46,10 +46,12 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
-from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
+from cases.duplicates import probe_duplicate_warning, probe_duplicates_view
+from cases.forms import CaseCreateForm, CaseNoteForm, MemberAddForm
 from cases.housekeeping import work_waiting_for_worker
-from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
+from cases.lifecycle import case_create, case_may_close, case_may_reopen, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
+from cases.notes import case_notes_current
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
@@ -150,7 +152,10 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "members": case_members(case),
             "supervisors": team_supervisors(case),
             "access": case_access_explain(case=case),
-            "close_form": CaseCloseForm(),
+            "may_close": case_may_close(case=case, user=request.user),  # type: ignore[arg-type]
+            "may_reopen": case_may_reopen(case=case, user=request.user),  # type: ignore[arg-type]
+            "notes": case_notes_current(case=case),
+            "note_form": CaseNoteForm(),
         },
     )
 
@@ -183,18 +188,6 @@ def case_members_page(request: HttpRequest, case_id: int) -> HttpResponse:
         "cases/case_members.html",
         {"case": case, "is_owner": is_owner, "members": case_members(case), "form": form},
     )
-
-
-@login_required
-@require_POST
-@error_return_to("cases:detail", "case_id")
-def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get_for_user(user=request.user, case_id=case_id)
-    form = CaseCloseForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    case_close(case=case, closed_by=request.user, reason=reason, request=request)  # type: ignore[arg-type]
-    messages.success(request, "Case closed.")
-    return redirect("cases:detail", case_id=case.pk)
 
 
 @login_required
@@ -265,6 +258,9 @@ def probe_upload(request: HttpRequest, case_id: int) -> HttpResponse:
             )
         except ApplicationError as exc:
             messages.error(request, f"{upload.name}: {exc.message}")
+    for probe in stored:  # the same image already in the case: say so, with the probe page linking to it
+        if warning := probe_duplicate_warning(probe=probe):
+            messages.warning(request, warning)
     if len(stored) == 1:
         messages.success(request, f"{stored[0].original_name} uploaded; looking for faces.")
         return _upload_answer(request, reverse("cases:probe", args=[stored[0].pk]))
@@ -305,6 +301,7 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
             "derivation": derivation_view(probe),
             "derived": list(probe.derived.order_by("pk")),
+            "duplicates": probe_duplicates_view(probe=probe),
         },
     )
 
