@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cases.access import search_get_for_user
+from cases.access import case_user_may, search_get_for_user
 from cases.models import Search, SearchWatch
 from cases.permissions import SEARCH_CASE
 from cases.research import search_keep_searching_start, search_keep_searching_stop, search_runs_history
@@ -36,6 +36,18 @@ def search_keep_searching(request: HttpRequest, search_id: int) -> HttpResponse:
         search_keep_searching_stop(search=search, user=request.user, request=request)  # type: ignore[arg-type]
         messages.success(request, "This search will no longer be run again.")
     return HttpResponseRedirect(reverse("cases:search", args=[search.pk]) + "#keep-searching")
+
+
+def keep_searching_context(*, search: Search, user: Any) -> dict[str, Any]:
+    """For the search page: its runs, whether it is kept searching, and whether `user` may change that."""
+    watch = SearchWatch.objects.filter(search=search).first()
+    return {
+        "runs": search_runs_history(search=search),
+        "watch": watch,
+        "may_keep_searching": search.case.is_open
+        and search.status == Search.Status.DONE
+        and case_user_may(user=user, case=search.case, perm=SEARCH_CASE),
+    }
 
 
 class KeepSearchingInputSerializer(serializers.Serializer):

@@ -67,6 +67,7 @@ from cases.presenters import (
     search_progress,
 )
 from cases.reports import search_report_download_record, search_report_pdf
+from cases.research_views import keep_searching_context
 from cases.timeline import case_audit_events
 from faceengine.enhance import operations_catalogue
 from rfr.error_handling import error_return_to
@@ -665,6 +666,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
             "derivation": derivation_view(search.face.probe),
+            **keep_searching_context(search=search, user=request.user),  # its runs, and keep searching
         },
     )
 

@@ -101,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "rfr.context_processors.rfr",
+                "cases.context_processors.review_queue",  # the review queue's counts in the navigation
             ],
         },
     },
