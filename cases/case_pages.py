@@ -84,7 +84,9 @@ def case_note_page(request: HttpRequest, case_id: int, note_id: int) -> HttpResp
     if request.method == "POST":
         if not may_edit:
             raise PermissionDenied("Only the note's author can edit it, while the case is open.")
-        case_note_edit(note=latest, editor=request.user, text=request.POST.get("text", ""), request=request)  # type: ignore[arg-type]
+        # The version the person edited (the form names it): if someone edited it meanwhile, that is refused.
+        edited = next((v for v in versions if str(v.pk) == request.POST.get("replaces", str(latest.pk))), latest)
+        case_note_edit(note=edited, editor=request.user, text=request.POST.get("text", ""), request=request)  # type: ignore[arg-type]
         messages.success(request, "Note edited; the earlier version is kept.")
         return _to_notes(case.pk)
     form = CaseNoteForm(initial={"text": latest.text}) if may_edit else None

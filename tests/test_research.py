@@ -184,7 +184,9 @@ def test_only_people_who_may_search_keep_a_search_searching(people: dict[str, An
     search, _, _ = kept_search
     supervisor = client_for(people["supervisor"])
     assert supervisor.get(f"/api/searches/{search.pk}/keep-searching/").status_code == 200
-    assert supervisor.post(f"/api/searches/{search.pk}/keep-searching/", {"keep": False}, format="json").status_code == 403
+    assert (
+        supervisor.post(f"/api/searches/{search.pk}/keep-searching/", {"keep": False}, format="json").status_code == 403
+    )
     assert client_for(people["outsider"]).get(f"/api/searches/{search.pk}/keep-searching/").status_code == 404
     stopped = client_for(people["colleague"]).post(
         f"/api/searches/{search.pk}/keep-searching/", {"keep": False}, format="json"
