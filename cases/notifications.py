@@ -36,7 +36,7 @@ NOTIFICATIONS_SHOWN = 100
 def case_viewers(*, case: Case) -> list[Any]:
     """Active users who may see `case`: its owner, its members and its team's supervisors (superuser status
     does not count, as in cases.access)."""
-    holders = get_users_with_perms(case, with_group_users=True, only_with_perms_in=["view_case"])
+    holders: Iterable[Any] = get_users_with_perms(case, with_group_users=True, only_with_perms_in=["view_case"])
     users = {user.pk: user for user in holders}
     users.setdefault(case.owner_id, case.owner)
     return [user for _, user in sorted(users.items()) if user.is_active]

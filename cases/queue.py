@@ -36,7 +36,7 @@ def reviews_waiting_for(*, user: AnyUser) -> QuerySet[Candidate]:
     if not user.is_authenticated:
         return Candidate.objects.none()
     waiting = Q(outcome=Candidate.Outcome.AWAITING_REVIEW)
-    if user_is_second_reviewer(user=user):  # type: ignore[arg-type]
+    if user_is_second_reviewer(user=user):
         waiting |= Q(outcome=Candidate.Outcome.POSSIBLE_MATCH)
     return (
         Candidate.objects.filter(waiting, subject_removed_at__isnull=True)

@@ -78,6 +78,10 @@ def _no_kwargs(world: CaseWorld) -> dict[str, Any]:
     return {}
 
 
+def _case_mark_closed(world: CaseWorld) -> None:
+    Case.objects.filter(pk=world.case.pk).update(status=Case.Status.CLOSED)
+
+
 def _note_create(world: CaseWorld) -> None:
     """A note by the case owner, for the note rows (idempotent per world)."""
     if "note" not in world.extra:
@@ -121,7 +125,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
         Row(
             viewers(owner=403, member=403, supervisor=302),
             method="POST",
-            setup=lambda w: Case.objects.filter(pk=w.case.pk).update(status=Case.Status.CLOSED),
+            setup=_case_mark_closed,
             data=lambda w: {"reason": "new evidence"},
             note="a closed case: only a supervisor of its team reopens it",
         ),

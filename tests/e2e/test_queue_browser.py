@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.e2e.test_workbench_browser import CHROMIUM, CHROMIUM_ARGS, Browser, _run, stack  # noqa: F401
 
-VIEWPORT = {"width": 1366, "height": 768}
+VIEWPORT: Any = {"width": 1366, "height": 768}
 
 
 def test_a_supervisor_reaches_a_waiting_review_from_home_in_one_click(stack: dict[str, Any]) -> None:  # noqa: F811
@@ -83,7 +83,8 @@ def test_a_supervisor_reaches_a_waiting_review_from_home_in_one_click(stack: dic
         sam.shot("supervisor-home")
         link = sam.page.locator("#waiting-heading + ul a").first
         expect(link).to_be_visible()
-        assert link.bounding_box()["y"] < VIEWPORT["height"], "the waiting review is below the fold"  # type: ignore[index]
+        box = link.bounding_box()
+        assert box is not None and box["y"] < VIEWPORT["height"], "the waiting review is below the fold"
         link.click()  # the one click
         sam.page.wait_for_url(re.compile(re.escape(candidate_path) + "$"))
         expect(sam.page.locator("legend")).to_have_text("Your independent second review")
