@@ -8,8 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.actions import AuditAction
@@ -65,8 +66,10 @@ def test_a_waiting_second_review_reaches_only_eligible_reviewers_and_is_one_clic
     assert list(reviews_waiting_for(user=users["supervisor"])) == [candidate]
     for role in ("owner", "member", "other_sup", "outsider", "admin"):
         assert not reviews_waiting_for(user=users[role]).exists(), role
-    assert queue_counts(user=users["supervisor"]).waiting == 1
-    assert queue_counts(user=users["supervisor"]).unread == 1
+    with CaptureQueriesContext(connection) as queries:
+        counts = queue_counts(user=users["supervisor"])
+    assert (counts.waiting, counts.unread) == (1, 1)
+    assert len(queries) <= 3, [q["sql"] for q in queries]  # the navigation's counts stay cheap
 
     # Home: the waiting review links straight to the candidate, and the nav shows the counts.
     home = _client(users["supervisor"]).get(reverse("home")).content.decode()

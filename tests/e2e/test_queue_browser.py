@@ -41,6 +41,15 @@ def test_a_supervisor_reaches_a_waiting_review_from_home_in_one_click(stack: dic
         expect(ivy.page.locator("#notes")).to_contain_text("north exit")
         ivy.axe()
         ivy.shot("case-notes")
+        ivy.page.locator("#notes a", has_text="history and edit").first.click()
+        ivy.page.wait_for_url(re.compile(rf"/cases/{case_id}/notes/\d+/$"))
+        ivy.page.fill("#note-edit-text", "Witness W1 saw the suspect leave by the north exit at 21:20.")
+        ivy.page.click("text=Save as a new version")
+        expect(ivy.page.locator("#notes")).to_contain_text("version 2")
+        ivy.page.locator("#notes a", has_text="history and edit").first.click()
+        expect(ivy.page.locator("main ol li")).to_have_count(2)
+        ivy.axe()
+        ivy.shot("note-history")
 
         # Upload, search and a first assessment: a possible match, now waiting for a second reviewer.
         ivy.go(f"/cases/{case_id}/workbench/")
