@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -217,6 +217,13 @@ def research_due() -> dict[str, int]:
             report["runs"] += 1
             report["new_candidates"] += run.new_candidates
     return report
+
+
+def searches_with_runs(searches: QuerySet[Search]) -> QuerySet[Search]:
+    """`searches` with `reruns` (how many re-runs) and `kept_searching` (whether it is kept searching now), for
+    the case's list of searches, in the same query."""
+    active = SearchWatch.objects.filter(search=OuterRef("pk"), stopped_at__isnull=True)
+    return searches.annotate(reruns=Count("runs", distinct=True), kept_searching=Exists(active))
 
 
 def search_runs_history(*, search: Search) -> list[dict[str, Any]]:

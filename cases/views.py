@@ -67,6 +67,7 @@ from cases.presenters import (
     search_progress,
 )
 from cases.reports import search_report_download_record, search_report_pdf
+from cases.research import searches_with_runs
 from cases.research_views import keep_searching_context
 from cases.timeline import case_audit_events
 from faceengine.enhance import operations_catalogue
@@ -214,7 +215,7 @@ def case_workbench(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "probes": probes.probes_of_case(case=case),
-            "searches": searches.searches_of_case(case=case)[:50],
+            "searches": searches_with_runs(searches.searches_of_case(case=case))[:50],
             "sources": Probe.Source.choices,
             "can_search": case_user_may(user=request.user, case=case, perm=SEARCH_CASE),
         },

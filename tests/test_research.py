@@ -133,6 +133,9 @@ def test_a_person_enrolled_after_an_unsuccessful_search_is_found_within_one_hous
     assert f"CUST-{identity}" in html and "new since" in html
     assert "Re-search on new enrolments" in html and "Keep searching is on" in html
 
+    workbench = page.get(f"/cases/{case.pk}/workbench/").content.decode()
+    assert "re-run 1 time on new enrolments; keep searching is on" in workbench
+
     # A second cycle finds nothing more (the mark moved with the run).
     assert research_due()["runs"] == 0
 
