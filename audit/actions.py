@@ -100,6 +100,16 @@ class AuditAction(StrEnum):
     STORAGE_ORPHANS_REMOVED = "storage.orphans_removed"
     # The audit trail itself
     AUDIT_EXPORTED = "audit.exported"
+    # Review queue, notifications, re-search and case notes (cases.queue, cases.notifications, cases.research,
+    # cases.notes)
+    QUEUE_VIEWED = "queue.viewed"
+    NOTIFICATIONS_VIEWED = "notification.viewed"
+    NOTIFICATION_READ = "notification.read"
+    SEARCH_KEEP_SEARCHING_STARTED = "search.keep_searching_started"
+    SEARCH_KEEP_SEARCHING_STOPPED = "search.keep_searching_stopped"
+    SEARCH_RESEARCHED = "search.researched"
+    CASE_NOTE_ADDED = "case.note_added"
+    CASE_NOTE_EDITED = "case.note_edited"
 
 
 # What each action records, shown in the audit filter and kept in step with docs/audit-and-permissions.md.
@@ -181,4 +191,12 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.COHORT_DEACTIVATED: "An admin switched a pack's score normalisation off (raw scores).",
     AuditAction.STORAGE_ORPHANS_REMOVED: "Image files that no row names (left by a crash) were removed: counts.",
     AuditAction.AUDIT_EXPORTED: "Someone exported audit events as CSV: filters and row count.",
+    AuditAction.QUEUE_VIEWED: "Someone viewed their review queue: how many waiting, disputed and recent items.",
+    AuditAction.NOTIFICATIONS_VIEWED: "Someone viewed their notifications: how many, how many unread.",
+    AuditAction.NOTIFICATION_READ: "Someone marked their notifications read: which.",
+    AuditAction.SEARCH_KEEP_SEARCHING_STARTED: "An investigator asked for a search to be re-run on new enrolments.",
+    AuditAction.SEARCH_KEEP_SEARCHING_STOPPED: "Re-searching stopped: by a person, case closed or match released.",
+    AuditAction.SEARCH_RESEARCHED: "A kept search was re-run on new enrolments: templates compared, new candidates.",
+    AuditAction.CASE_NOTE_ADDED: "A note was added to a case: its text.",
+    AuditAction.CASE_NOTE_EDITED: "A case note was edited: the new version's text (earlier versions are kept).",
 }

@@ -34,6 +34,7 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
+from cases.duplicates import probe_duplicates_view
 from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
@@ -226,6 +227,13 @@ class FaceSerializer(serializers.ModelSerializer):
         return reverse("api-face-crop", args=[face.pk])
 
 
+class DuplicateProbeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    original_name = serializers.CharField()
+    uploaded_at = serializers.DateTimeField()
+    url = serializers.CharField(help_text="The earlier probe's page.")
+
+
 class ProbeSerializer(serializers.ModelSerializer):
     uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
     faces = serializers.SerializerMethodField()
@@ -236,6 +244,9 @@ class ProbeSerializer(serializers.ModelSerializer):
     derivation_chain = serializers.SerializerMethodField()
     stage = serializers.SerializerMethodField(
         help_text="While processing: decoding, detecting, encoding or saving (null otherwise)."
+    )
+    duplicates = serializers.SerializerMethodField(
+        help_text="Other probes of the case with the same sha256 (the same image uploaded again), earliest first."
     )
 
     class Meta:
@@ -266,6 +277,7 @@ class ProbeSerializer(serializers.ModelSerializer):
             "derivation",
             "derivation_chain",
             "faces",
+            "duplicates",
         ]
 
     @extend_schema_field(FaceSerializer(many=True))
@@ -290,6 +302,10 @@ class ProbeSerializer(serializers.ModelSerializer):
     def get_image_url(self, probe: Probe) -> str:
         """The original's API address, which a token client may fetch too (cases/api_images.py)."""
         return reverse("api-probe-image", args=[probe.pk])
+
+    @extend_schema_field(DuplicateProbeSerializer(many=True))
+    def get_duplicates(self, probe: Probe) -> Any:
+        return DuplicateProbeSerializer(probe_duplicates_view(probe=probe), many=True).data
 
     def get_derivation_chain(self, probe: Probe) -> list[dict[str, Any]] | None:
         """For an enhanced probe: each derivation from the uploaded original, operations in words."""

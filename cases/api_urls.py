@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import api, api_images, api_lifecycle, api_review
+from cases import api, api_images, api_lifecycle, api_review, research_views
 
 urlpatterns = [
     path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
@@ -23,6 +23,11 @@ urlpatterns = [
     path("faces/<int:face_id>/searches/", api.FaceSearchesAPI.as_view(), name="api-face-searches"),
     path("searches/<int:search_id>/", api.SearchAPI.as_view(), name="api-search"),
     path("searches/<int:search_id>/status/", api.SearchStatusAPI.as_view(), name="api-search-status"),
+    path(
+        "searches/<int:search_id>/keep-searching/",
+        research_views.SearchKeepSearchingAPI.as_view(),
+        name="api-search-keep-searching",
+    ),
     path(
         "candidates/<int:candidate_id>/decisions/", api.CandidateDecisionsAPI.as_view(), name="api-candidate-decisions"
     ),

@@ -46,3 +46,27 @@ class CaseCloseForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=text_limit("case_close_reason")
     )
+
+
+class CaseCloseConfirmForm(forms.Form):
+    """Closing a case is confirmed on its own page, with the reason (recorded in the audit trail)."""
+
+    reason = forms.CharField(
+        label="Reason for closing",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=text_limit("case_close_reason"),
+        help_text="Recorded with the closing; a supervisor reopening the case will see it.",
+    )
+
+
+class CaseReopenForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason for reopening",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=text_limit("case_reopen_reason"),
+        help_text="Recorded with the reopening.",
+    )
+
+
+class CaseNoteForm(forms.Form):
+    text = forms.CharField(label="Note", widget=forms.Textarea(attrs={"rows": 3}), max_length=text_limit("case_note"))

@@ -8,7 +8,7 @@ no new work).
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -44,6 +44,8 @@ def case_create(
         message = "State the lawful basis for searching images in this case."
         raise InvalidInput("legal_basis_required", message, fields={"legal_basis": [message]})
     text_limit_check("legal_basis", legal_basis.strip())
+    if Case.objects.filter(reference__iexact=reference.strip()).exists():
+        raise _reference_in_use(reference.strip())
     owner_teams = Team.objects.filter(members=owner.pk)
     if team is None:
         only = list(owner_teams[:2])
@@ -52,15 +54,19 @@ def case_create(
         message = "You can only open a case for a team you belong to."
         raise InvalidInput("invalid_team", message, fields={"team": [message]})
     with transaction.atomic(), grants_recorded():  # the case's permissions are recorded by case.created
-        case = Case.objects.create(
-            owner=owner,  # type: ignore[misc]
-            reference=reference.strip(),
-            title=title.strip(),
-            purpose=purpose,
-            offence_category=offence_category.strip(),
-            legal_basis=legal_basis.strip(),
-            team=team,
-        )  # post_save (cases.signals) gives the team's supervisor group view on the case
+        try:
+            with transaction.atomic():
+                case = Case.objects.create(
+                    owner=owner,  # type: ignore[misc]
+                    reference=reference.strip(),
+                    title=title.strip(),
+                    purpose=purpose,
+                    offence_category=offence_category.strip(),
+                    legal_basis=legal_basis.strip(),
+                    team=team,
+                )  # post_save (cases.signals) gives the team's supervisor group view on the case
+        except IntegrityError:  # the same reference, opened by someone else a moment ago (unique constraint)
+            raise _reference_in_use(reference.strip()) from None
         case_owner_grant(case)
         audit_event_record(
             action=AuditAction.CASE_CREATED,
@@ -71,6 +77,12 @@ def case_create(
             detail={"reference": case.reference, "purpose": case.purpose, "team_id": case.team_id},
         )
     return case
+
+
+def _reference_in_use(reference: str) -> InvalidInput:
+    # The other case may be outside the person's need-to-know: say the reference is taken, never whose case.
+    message = f"The reference {reference} is already used by another case. Check it, or add a suffix (e.g. /2)."
+    return InvalidInput("reference_in_use", message, fields={"reference": [message]})
 
 
 def _require_owner(case: Case, user: AbstractBaseUser, doing: str) -> None:
@@ -173,6 +185,18 @@ def case_reopen(*, case: Case, reopened_by: AbstractBaseUser, reason: str, reque
         )
     case.status, case.closed_at = locked.status, locked.closed_at
     return locked
+
+
+def case_may_close(*, case: Case, user: AbstractBaseUser) -> bool:
+    """Whether `user` may close `case` now (its owner or a supervisor of its team, while it is open)."""
+    supervises = case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=user.pk).exists()
+    return case.is_open and (case.owner_id == user.pk or supervises)
+
+
+def case_may_reopen(*, case: Case, user: AbstractBaseUser) -> bool:
+    """Whether `user` may reopen `case` now (a supervisor of its team, while it is closed)."""
+    supervises = case.team_id is not None and Team.objects.filter(pk=case.team_id, supervisors=user.pk).exists()
+    return not case.is_open and supervises
 
 
 def case_require_open(*, case: Case, action: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from accounts.models import Team
 
@@ -37,6 +38,8 @@ class Case(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("search_case", "Can run searches in the case")]
+        # One case per reference, whatever the letter case (cases.lifecycle.case_create refuses in words first).
+        constraints = [models.UniqueConstraint(Lower("reference"), name="case_unique_reference")]
 
     def __str__(self) -> str:
         return f"{self.reference} — {self.title}"
@@ -266,6 +269,11 @@ class Candidate(models.Model):
     # candidate stays in the case history at its rank, marked removed, and takes no further decision.
     subject_removed_at = models.DateTimeField(null=True, blank=True)
     subject_removal = models.CharField(max_length=16, choices=Removal.choices, blank=True)
+    # Added by a re-search (cases.research): the run that found it, and since when it is new (the previous run).
+    found_by_run = models.ForeignKey(
+        "SearchRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="candidates"
+    )
+    new_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["search_id", "rank"]
@@ -313,3 +321,97 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_decision_display()} on candidate {self.candidate_id} by {self.reviewer_id}"
+
+
+# --- Review queue, notifications, re-search and case notes (issue 13) --------------------------------------
+
+
+class SearchRun(models.Model):
+    """One re-run of a search kept searching (cases.research): only the templates enrolled since its last run,
+    with how many new candidates it added. The first run is the search itself (Search.started_at)."""
+
+    search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField(help_text="2 for the first re-run (the search itself is run 1).")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    # The templates this run compared: ids above the previous run's mark, up to and including this one.
+    templates_after = models.BigIntegerField(help_text="Highest template id already compared before this run.")
+    templates_up_to = models.BigIntegerField(help_text="Highest template id compared by this run.")
+    templates_compared = models.PositiveIntegerField(default=0)
+    new_candidates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["search_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["search", "number"], name="searchrun_unique_number")]
+
+    def __str__(self) -> str:
+        return f"Run {self.number} of search {self.search_id}"
+
+
+class SearchWatch(models.Model):
+    """ "Keep searching": a search re-run against new enrolments of its galleries until the case closes, a
+    possible match is released, or a person stops it (cases.research)."""
+
+    class Stop(models.TextChoices):
+        PERSON = "person", "Stopped by a person"
+        CASE_CLOSED = "case_closed", "The case was closed"
+        RELEASED = "released", "A possible match was released"
+
+    search = models.OneToOneField(Search, on_delete=models.CASCADE, related_name="watch")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField(auto_now_add=True)
+    # The mark below which every template of the search's galleries has been compared (template ids grow).
+    templates_up_to = models.BigIntegerField(default=0)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=16, choices=Stop.choices, blank=True)
+
+    def __str__(self) -> str:
+        return f"Keep searching: search {self.search_id}"
+
+    @property
+    def active(self) -> bool:
+        return self.stopped_at is None
+
+
+class Notification(models.Model):
+    """An in-app message to one person, made in the transaction of the event that causes it
+    (cases.notifications). Shown only while its case is still visible to its recipient."""
+
+    class Kind(models.TextChoices):
+        REVIEW_WAITING = "review_waiting", "A second review is waiting"
+        RELEASED = "released", "A possible match was released"
+        DISPUTED = "disputed", "Two assessments disagree"
+        RESEARCH_FOUND = "research_found", "Re-search found new candidates"
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    text = models.CharField(max_length=300)
+    url = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="notification_unread")]
+
+    def __str__(self) -> str:
+        return f"Notification {self.pk} to {self.recipient_id}"
+
+
+class CaseNote(models.Model):
+    """A note on a case. Append-only: an edit is a new version that names the one it replaces, so the history
+    stays (cases.notes); the current version of a note is the one nothing replaces."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Note {self.pk} (v{self.version}) on case {self.case_id}"

@@ -25,6 +25,7 @@ import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import Candidate, Decision
+from cases.notifications import notifications_after_decision
 from cases.presenters import candidate_removal_text
 from faceengine.align import align_face
 from rfr.engine import image_limits
@@ -160,6 +161,8 @@ def candidate_decision_record(
                 "rationale": rationale,
             },
         )
+        # Who is waiting on this, or concerned by it, is told in the same transaction (cases.notifications).
+        notifications_after_decision(candidate=locked, decision=record, outcome=outcome)
     candidate.outcome = outcome
     return record
 

@@ -18,6 +18,7 @@ from django.db import InterfaceError, OperationalError
 
 from cases.housekeeping import storage_orphans_sweep, work_requeue
 from cases.probes import probe_process
+from cases.research import research_due
 from cases.retention import cases_purge_expired
 from cases.searches import search_run
 from rfr.engine import active_engine
@@ -56,6 +57,12 @@ def storage_sweep_task() -> dict[str, int]:
     """Remove (and audit) image files that no row names; scheduled by Celery beat. Safe to run twice."""
     report = storage_orphans_sweep()
     return {"files": len(report.files), "bytes": report.bytes}
+
+
+@shared_task(name=TaskName.RESEARCH_DUE.value, **_RETRY)
+def research_due_task() -> dict[str, int]:
+    """Re-run kept searches on their galleries' new enrolments; scheduled by Celery beat. Safe to run twice."""
+    return research_due()
 
 
 # The queues this worker consumes (its -Q), noted before the pool's processes are forked so they inherit it.

@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import views
+from cases import case_pages, queue_views, research_views, views
 
 app_name = "cases"
 
@@ -13,7 +13,10 @@ urlpatterns = [
     path("cases/new/", views.case_new, name="create"),
     path("cases/<int:case_id>/", views.case_detail, name="detail"),
     path("cases/<int:case_id>/members/", views.case_members_page, name="members"),
-    path("cases/<int:case_id>/close/", views.case_close_page, name="close"),
+    path("cases/<int:case_id>/close/", case_pages.case_close_page, name="close"),
+    path("cases/<int:case_id>/reopen/", case_pages.case_reopen_page, name="reopen"),
+    path("cases/<int:case_id>/notes/", case_pages.case_note_new, name="note-new"),
+    path("cases/<int:case_id>/notes/<int:note_id>/", case_pages.case_note_page, name="note"),
     path("cases/<int:case_id>/timeline/", views.case_timeline, name="timeline"),
     # The workbench under a case: probes and faces, searches, candidates and decisions
     path("cases/<int:case_id>/workbench/", views.case_workbench, name="workbench"),
@@ -33,8 +36,18 @@ urlpatterns = [
     path("searches/<int:search_id>/", views.search_detail, name="search"),
     path("searches/<int:search_id>/status.json", views.search_status, name="search-status"),
     path("searches/<int:search_id>/report.pdf", views.search_report, name="search-report"),
+    path(
+        "searches/<int:search_id>/keep-searching/",
+        research_views.search_keep_searching,
+        name="search-keep-searching",
+    ),
     path("candidates/<int:candidate_id>/", views.candidate_detail, name="candidate"),
     path("candidates/<int:candidate_id>/decide/", views.candidate_decide, name="candidate-decide"),
     path("candidates/<int:candidate_id>/image", views.candidate_image, name="candidate-image"),
     path("candidates/<int:candidate_id>/crop.png", views.candidate_crop, name="candidate-crop"),
+    # What is waiting for the signed-in person: the review queue and their notifications
+    path("queue/", queue_views.review_queue, name="queue"),
+    path("notifications/", queue_views.notification_list, name="notifications"),
+    path("notifications/read/", queue_views.notifications_read_all, name="notifications-read"),
+    path("notifications/<int:notification_id>/open/", queue_views.notification_open, name="notification-open"),
 ]

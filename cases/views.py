@@ -41,11 +41,13 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
-from cases.forms import CaseCloseForm, CaseCreateForm, MemberAddForm
+from cases.duplicates import probe_duplicate_warning, probe_duplicates_view
+from cases.forms import CaseCreateForm, CaseNoteForm, MemberAddForm
 from cases.housekeeping import work_waiting_for_worker
 from cases.images import IMAGE_HEADERS
-from cases.lifecycle import case_close, case_create, case_member_add, case_member_remove
+from cases.lifecycle import case_create, case_may_close, case_may_reopen, case_member_add, case_member_remove
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, Search
+from cases.notes import case_notes_current
 from cases.permissions import SEARCH_CASE, case_members, team_supervisors
 from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
@@ -61,6 +63,8 @@ from cases.presenters import (
     search_progress,
 )
 from cases.reports import search_report_download_record, search_report_pdf
+from cases.research import searches_with_runs
+from cases.research_views import keep_searching_context
 from cases.timeline import case_audit_events
 from faceengine.enhance import operations_catalogue
 from rfr.error_handling import error_return_to
@@ -108,7 +112,10 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "members": case_members(case),
             "supervisors": team_supervisors(case),
             "access": case_access_explain(case=case),
-            "close_form": CaseCloseForm(),
+            "may_close": case_may_close(case=case, user=request.user),  # type: ignore[arg-type]
+            "may_reopen": case_may_reopen(case=case, user=request.user),  # type: ignore[arg-type]
+            "notes": case_notes_current(case=case),
+            "note_form": CaseNoteForm(),
         },
     )
 
@@ -144,18 +151,6 @@ def case_members_page(request: HttpRequest, case_id: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
-@error_return_to("cases:detail", "case_id")
-def case_close_page(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = case_get_for_user(user=request.user, case_id=case_id)
-    form = CaseCloseForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    case_close(case=case, closed_by=request.user, reason=reason, request=request)  # type: ignore[arg-type]
-    messages.success(request, "Case closed.")
-    return redirect("cases:detail", case_id=case.pk)
-
-
-@login_required
 def case_timeline(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     page = Paginator(case_audit_events(case=case), 50).get_page(request.GET.get("page"))
@@ -178,7 +173,7 @@ def case_workbench(request: HttpRequest, case_id: int) -> HttpResponse:
         {
             "case": case,
             "probes": probes.probes_of_case(case=case),
-            "searches": searches.searches_of_case(case=case)[:50],
+            "searches": searches_with_runs(searches.searches_of_case(case=case))[:50],
             "sources": Probe.Source.choices,
             "can_search": case_user_may(user=request.user, case=case, perm=SEARCH_CASE),
         },
@@ -223,6 +218,9 @@ def probe_upload(request: HttpRequest, case_id: int) -> HttpResponse:
             )
         except ApplicationError as exc:
             messages.error(request, f"{upload.name}: {exc.message}")
+    for probe in stored:  # the same image already in the case: say so, with the probe page linking to it
+        if warning := probe_duplicate_warning(probe=probe):
+            messages.warning(request, warning)
     if len(stored) == 1:
         messages.success(request, f"{stored[0].original_name} uploaded; looking for faces.")
         return _upload_answer(request, reverse("cases:probe", args=[stored[0].pk]))
@@ -263,6 +261,7 @@ def probe_detail(request: HttpRequest, probe_id: int) -> HttpResponse:
             "can_search": case_user_may(user=request.user, case=probe.case, perm=SEARCH_CASE),
             "derivation": derivation_view(probe),
             "derived": list(probe.derived.order_by("pk")),
+            "duplicates": probe_duplicates_view(probe=probe),
         },
     )
 
@@ -608,6 +607,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "waiting_for_worker": work_waiting_for_worker(search),
             "wording": POSSIBLE_MATCH_WORDING,
             "derivation": derivation_view(search.face.probe),
+            **keep_searching_context(search=search, user=request.user),  # its runs, and keep searching
         },
     )
 

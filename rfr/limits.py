@@ -37,6 +37,7 @@ TEXT_LIMITS: dict[str, int] = {
     "gallery_description": 2000,
     "gallery_provenance": 2000,
     "threshold_reason": 2000,
+    "case_note": 4000,
 }
 
 

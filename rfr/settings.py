@@ -101,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "rfr.context_processors.rfr",
+                "cases.context_processors.review_queue",  # the review queue's counts in the navigation
             ],
         },
     },
@@ -263,6 +264,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = Queue.HOUSEKEEPING.value
 CELERY_TASK_ROUTES = {name.value: {"queue": queue.value} for name, queue in TASK_QUEUES.items()}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# How often kept searches are re-run on new enrolments (cases.research): one housekeeping cycle.
+RFR_RESEARCH_INTERVAL_SECONDS = env_int("RFR_RESEARCH_INTERVAL_SECONDS", 10 * 60, minimum=10)
 # Retention purges, run by `celery -A rfr beat` beside the workers (production shape).
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-cases": {"task": TaskName.CASES_PURGE_EXPIRED.value, "schedule": 24 * 60 * 60},
@@ -274,6 +277,8 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-waiting-work": {"task": TaskName.WORK_REQUEUE.value, "schedule": 60},
     "check-enrolment-runs": {"task": TaskName.ENROLMENT_RUNS_CHECK.value, "schedule": 5 * 60},
     "sweep-orphan-files": {"task": TaskName.STORAGE_SWEEP.value, "schedule": 6 * 60 * 60},
+    # Searches kept searching are re-run on their galleries' new enrolments (cases.research).
+    "re-search-new-enrolments": {"task": TaskName.RESEARCH_DUE.value, "schedule": RFR_RESEARCH_INTERVAL_SECONDS},
 }
 # Probes and searches waiting this long with no sign of a worker are sent again (then twice as long, up to
 # 32 times); ones processing with no progress for RFR_TASK_STALE_SECONDS are taken as lost with their worker.

@@ -7,8 +7,10 @@ from accounts.roles import user_is_admin
 from audit.selectors import audit_view_allowed
 from cases.access import cases_visible_to
 from cases.models import Case
+from cases.queue import reviews_waiting_for
 
 HOME_OPEN_CASES = 10
+HOME_WAITING_REVIEWS = 5
 
 
 @login_required
@@ -23,6 +25,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "open_case_count": open_cases.count(),
             "may_view_audit": audit_view_allowed(user=request.user),
             "is_admin": user_is_admin(request.user),
+            # Each waiting review links straight to its candidate: one click from home (cases.queue).
+            "waiting_reviews": reviews_waiting_for(user=request.user)[:HOME_WAITING_REVIEWS],
         },
     )
 

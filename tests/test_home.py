@@ -39,7 +39,12 @@ def _nav_links(html: str) -> dict[str, str]:
 def test_nav_by_role() -> None:
     world = build_case_world()
     investigator_nav = _nav_links(_page(world.users["owner"], reverse("home")))
-    assert investigator_nav == {"Cases": reverse("cases:list"), "API docs": reverse("api-docs")}
+    assert investigator_nav == {
+        "Cases": reverse("cases:list"),
+        "API docs": reverse("api-docs"),
+        "Review queue": reverse("cases:queue"),  # with its counts once something waits (cases.queue)
+        "Notifications": reverse("cases:notifications"),
+    }
     supervisor_nav = _nav_links(_page(world.users["supervisor"], reverse("home")))
     assert supervisor_nav["Audit"] == reverse("audit-list") and "Admin" not in supervisor_nav
     admin = make_user("plain_admin", role=ADMIN)  # admin role, staff, not superuser

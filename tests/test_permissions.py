@@ -37,6 +37,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from cases.access import case_get_for_user, cases_visible_to
 from cases.lifecycle import case_close
 from cases.models import Case
+from cases.notes import case_note_add
 from tests.factories import ROLES, CaseWorld, build_case_world, make_user, workbench_objects_create
 
 VIEWERS = ("owner", "member", "supervisor")
@@ -78,6 +79,16 @@ def _no_kwargs(world: CaseWorld) -> dict[str, Any]:
     return {}
 
 
+def _case_mark_closed(world: CaseWorld) -> None:
+    Case.objects.filter(pk=world.case.pk).update(status=Case.Status.CLOSED)
+
+
+def _note_create(world: CaseWorld) -> None:
+    """A note by the case owner, for the note rows (idempotent per world)."""
+    if "note" not in world.extra:
+        world.extra["note"] = case_note_add(case=world.case, author=world.case.owner, text="First note.")
+
+
 def _wb(key: str) -> Callable[[CaseWorld], dict[str, Any]]:
     """URL kwargs for a workbench object made by workbench_objects_create: {"<key>_id": pk}."""
     return lambda world: {f"{key}_id": world.extra[key].pk}
@@ -114,7 +125,32 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
         ),
     ],
     "cases:close": [
+        Row(viewers(owner=200, member=403, supervisor=200), note="the confirmation step: owner or team supervisor"),
         Row(viewers(owner=302, member=403, supervisor=302), method="POST", data=lambda w: {"reason": "done"}),
+    ],
+    "cases:reopen": [
+        Row(viewers(owner=302, member=302, supervisor=302), note="an open case: back to the case page"),
+        Row(
+            viewers(owner=403, member=403, supervisor=302),
+            method="POST",
+            setup=_case_mark_closed,
+            data=lambda w: {"reason": "new evidence"},
+            note="a closed case: only a supervisor of its team reopens it",
+        ),
+    ],
+    "cases:note-new": [
+        Row(viewers(owner=302, member=302, supervisor=302), method="POST", data=lambda w: {"text": "A note."}),
+    ],
+    "cases:note": [
+        Row(viewers(), setup=_note_create, kwargs=lambda w: {"case_id": w.case.pk, "note_id": w.extra["note"].pk}),
+        Row(
+            viewers(owner=302, member=403, supervisor=403),
+            method="POST",
+            setup=_note_create,
+            kwargs=lambda w: {"case_id": w.case.pk, "note_id": w.extra["note"].pk},
+            data=lambda w: {"text": "Edited."},
+            note="only the note's author (the owner here) edits it",
+        ),
     ],
     "cases:timeline": [Row(viewers())],
     # ---- API (cases/api_urls.py)
@@ -286,6 +322,27 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
         ),
     ],
     "api-search": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
+    "api-search-keep-searching": [
+        Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True),
+        Row(
+            viewers(owner=200, member=200, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("search"),
+            data=lambda w: {"keep": True},
+            json=True,
+            note="owner and members; a supervisor may view but not search",
+        ),
+    ],
+    "cases:search-keep-searching": [
+        Row(
+            viewers(owner=302, member=302, supervisor=403),
+            method="POST",
+            setup=workbench_objects_create,
+            kwargs=_wb("search"),
+            data=lambda w: {"keep": "1"},
+        ),
+    ],
     "api-search-status": [Row(viewers(), setup=workbench_objects_create, kwargs=_wb("search"), json=True)],
     "api-candidate-decisions": [
         Row(
@@ -338,6 +395,10 @@ NOT_CASE_SCOPED: dict[str, str] = {
     "manage:team": "a team on rfr's admin pages (admins only: tests/test_grants_pages.py)",
     "api-auth-token-detail": "one's own API token (404 for anyone else's: tests/test_api_completeness.py)",
 }
+NOT_CASE_SCOPED["cases:notification-open"] = (
+    "one's own notification: anyone else's, or one whose case its recipient no longer sees, is 404"
+    " (tests/test_queue.py)"
+)
 # rfr's own gallery and model-pack pages (search/urls.py): admins only, 403 for everyone else
 # (tests/test_galadmin_galleries.py, tests/test_galadmin_packs.py); galleries hold no case content.
 NOT_CASE_SCOPED.update(
