@@ -37,4 +37,5 @@ urlpatterns = [
     path("candidates/<int:candidate_id>/decide/", views.candidate_decide, name="candidate-decide"),
     path("candidates/<int:candidate_id>/image", views.candidate_image, name="candidate-image"),
     path("candidates/<int:candidate_id>/crop.png", views.candidate_crop, name="candidate-crop"),
+    path("candidates/<int:candidate_id>/thumb.png", views.candidate_thumbnail, name="candidate-thumb"),
 ]
