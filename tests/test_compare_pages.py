@@ -245,7 +245,8 @@ def test_checklist_through_the_api(world: CaseWorld) -> None:
     candidate = world.extra["candidate"]
     api = client_for(world.users["owner"])
     url = f"/api/candidates/{candidate.pk}/decisions/"
-    bad = api.post(url, {"decision": "not_a_match", "rationale": "r", "features": {"nostril": "similar"}}, format="json")
+    unknown = {"decision": "not_a_match", "rationale": "r", "features": {"nostril": "similar"}}
+    bad = api.post(url, unknown, format="json")
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_features" and "features.nostril" in bad.json()["fields"]
     bad_value = api.post(url, {"decision": "not_a_match", "rationale": "r", "features": {"nose": 3}}, format="json")
