@@ -183,7 +183,10 @@
   root.querySelectorAll("[data-cmp-toggle]").forEach(function (box) {
     box.addEventListener("change", function () { setToggle(box.getAttribute("data-cmp-toggle"), box.checked); });
   });
-  opacity.addEventListener("input", function () { setMode("overlay"); });
+  opacity.addEventListener("input", function () {
+    var candidate = sides.filter(function (s) { return s.name === "candidate"; })[0];
+    if (candidate && state.mode === "overlay") { candidate.viewport.style.opacity = String(opacity.value / 100); }
+  });
 
   sides.forEach(function (side) {
     var drag = null;
