@@ -127,6 +127,14 @@
       }
       if (!v.w) { return; }
       v.stage.style.width = v.w + "px"; v.stage.style.height = v.h + "px";
+      // Marks keep a constant size on screen (vector-effect does not see the CSS transform of the stage).
+      v.stage.querySelectorAll(".cmp-overlay rect").forEach(function (rect) {
+        rect.style.strokeWidth = String((rect.classList.contains("cmp-searched") ? 3 : 2) / side.scale);
+      });
+      v.stage.querySelectorAll(".cmp-landmarks circle").forEach(function (circle) {
+        circle.setAttribute("r", String(5 / side.scale));
+        circle.style.strokeWidth = String(2 / side.scale);
+      });
       v.stage.style.transform = "translate(" + (s.w / 2) + "px," + (s.h / 2) + "px) rotate(" + side.rot + "deg) scale(" +
         side.scale + ") translate(" + (-side.cx) + "px," + (-side.cy) + "px)";
     });

@@ -12,9 +12,11 @@ Uses the stack of tests/e2e/test_workbench_browser.py (same requirements; skips,
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_workbench_browser import CHROMIUM, CHROMIUM_ARGS, Browser, stack  # noqa: F401
+from tests.e2e.test_workbench_browser import CHROMIUM, CHROMIUM_ARGS, Browser, _run, stack  # noqa: F401
+from tests.test_evaluations import _utk_subset
 
 # Where each side's face box sits on screen, and its viewport.
 GEOMETRY_JS = """() => [...document.querySelectorAll('.cmp-side')].map(side => {
@@ -37,11 +39,15 @@ def _centred(side: dict[str, Any], tolerance: float = 3.0) -> bool:
     return abs(side["fx"] - side["vx"]) <= tolerance and abs(side["fy"] - side["vy"]) <= tolerance
 
 
-def test_comparison_view_in_a_real_browser(stack: dict[str, Any]) -> None:  # noqa: F811
+def test_comparison_view_in_a_real_browser(stack: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
     seed = stack["seed"]
     assert seed.get("probe"), f"seeding found no probe photo: {seed}"
+    # A stored evaluation of the active pack (40 UTKFace images), which gives the scores their meaning.
+    subset = _utk_subset(Path(stack["env"]["RFR_FACES_DATA"]), tmp_path / "utk")
+    evaluate = ["evaluate", "demographics", "--labels", str(subset / "labels.csv"), "--images", str(subset / "images")]
+    _run([stack["python"], "manage.py", *evaluate, "--store", "--dataset-name", "UTKFace subset"], stack["env"])
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         ivy = Browser(browser.new_context(viewport={"width": 1366, "height": 768}).new_page(), stack["base"])
@@ -84,6 +90,7 @@ def test_comparison_view_in_a_real_browser(stack: dict[str, Any]) -> None:  # no
         row = ivy.page.locator("tr", has_text=seed["subject_ref"])
         expect(row).to_have_count(1)
         expect(row.locator(".wb-meaning")).to_contain_text("different-person pairs")
+        expect(row.locator(".wb-meaning")).to_contain_text("on UTKFace subset (research data set)")
         ivy.shot("candidate-list-with-faces")
         ivy.axe()
         ivy.page.locator(".wb-filter a", has_text="Not yet reviewed").press("Enter")
@@ -104,6 +111,7 @@ def test_comparison_view_in_a_real_browser(stack: dict[str, Any]) -> None:  # no
             assert _centred(side), f"the {side['name']} view does not open centred on its face: {side}"
         assert abs(start["probe"]["fh"] - start["candidate"]["fh"]) / start["probe"]["fh"] < 0.35
         expect(ivy.page.locator(".cmp-level")).to_have_text("100%")
+        ivy.page.wait_for_load_state("networkidle")
         ivy.shot("comparison-opens-on-the-faces")
         ivy.axe()
 
@@ -181,6 +189,7 @@ def test_comparison_view_in_a_real_browser(stack: dict[str, Any]) -> None:  # no
         ivy.page.click("text=Record decision")
         expect(ivy.page.locator(".cmp-checklist-table")).to_contain_text("Scars, marks and tattoos")
         expect(ivy.page.locator(".cmp-checklist-table tr", has_text="Eyebrows")).to_contain_text("Similar")
+        ivy.page.wait_for_load_state("networkidle")
         ivy.shot("decision-with-checklist")
         ivy.axe()
         browser.close()
