@@ -2,7 +2,8 @@
 the face box and five landmarks in the pixels of the image shown, and the same for their aligned crops, so the
 view can open centred on each face, zoom both faces together at a common face size, mark which face of a group
 probe was searched, and show the landmarks on request. Without JavaScript the images and the searched face's
-box still show (the box is drawn server-side over the probe).
+box still show (the box is drawn server-side over the probe). The probe is shown from its original, not the
+reduced display copy of the probe page: an examiner zooms into the face and needs every pixel there is.
 """
 
 from __future__ import annotations

@@ -756,7 +756,6 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "awaiting_second": awaiting_second,
             "gallery_image_held": template is not None,
             "comparison": comparison_view(face=search.face, template=template),
-            "probe_display_copy": probes.probe_has_display_copy(search.face.probe),
             "decision_features": {d.pk: decision_feature_rows(d) for d in shown},
             "features": FACIAL_FEATURES,
             "assessments": FeatureAssessment.choices,

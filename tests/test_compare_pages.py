@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from audit.selectors import audit_events_for_reader
 from cases.candidate_list import candidates_filter_by_state, thumbnails_grant, thumbnails_granted
 from cases.features import FACIAL_FEATURES, features_clean
-from cases.models import Candidate, Decision
+from cases.models import Candidate, Decision, ProbeFace
 from cases.presenters import candidate_score_phrase, decision_feature_rows
 from rfr.errors import InvalidInput
 from search.models import EvaluationRun
@@ -181,6 +181,18 @@ def test_candidate_page_carries_the_geometry_of_both_faces(world: CaseWorld, rol
     assert '<rect class="cmp-facebox cmp-searched" x="50.0" y="30.0" width="60.0" height="60.0">' in html
     assert "/static/js/compare.js" in html and "Keyboard controls" in html
     assert f'src="/probes/{face.probe_id}/image"' in html and f'src="/candidates/{candidate.pk}/image"' in html
+
+
+def test_the_searched_face_of_a_group_probe_is_outlined_and_named(world: CaseWorld) -> None:
+    face = world.extra["face"]
+    other = ProbeFace.objects.get(pk=face.pk)
+    other.pk, other.index, other.box = None, 2, [0.0, 0.0, 40.0, 40.0]
+    other.save()
+    html = _page(world.users["owner"]).get(f"/candidates/{world.extra['candidate'].pk}/").content.decode()
+    assert "the searched face is outlined (the image holds 2 faces)" in html
+    assert 'alt="Probe image, the searched face outlined"' in html
+    # Only the searched face is outlined, not the other one.
+    assert html.count('class="cmp-facebox cmp-searched"') == 1 and 'x="50.0" y="30.0"' in html
 
 
 def test_an_outsider_cannot_open_the_comparison(world: CaseWorld) -> None:
