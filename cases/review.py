@@ -189,7 +189,8 @@ def candidate_image_view_record(
     *, candidate: Candidate, viewer: AbstractBaseUser, shown: str, request: HttpRequest | None = None
 ) -> None:
     """Every view of a candidate's gallery image (`shown="gallery_image"`) or aligned crop (`"aligned_crop"`)
-    is on the record: one event per request, written before the image is sent."""
+    is on the record: one event per request, written before the image is sent; likewise a list thumbnail
+    (`"thumbnail"`) fetched outside the list's own event (cases.candidate_list)."""
     with transaction.atomic():
         audit_event_record(
             action=AuditAction.CANDIDATE_IMAGE_VIEWED,

@@ -120,6 +120,7 @@ def test_filter_by_state_is_a_plain_query_parameter(world: CaseWorld) -> None:
     html = client.get(f"/searches/{search.pk}/?state=unreviewed").content.decode()
     assert rows.findall(html) == ["1"]
     assert 'aria-current="true">Not yet reviewed <span class="wb-count">(1)' in html
+    assert "Candidates (1 of 2 shown)" in html
     # States nobody is in are not offered; an unknown state shows everyone.
     assert "Released possible matches" not in html
     assert rows.findall(client.get(f"/searches/{search.pk}/?state=bogus").content.decode()) == ["1", "2"]
