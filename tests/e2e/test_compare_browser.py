@@ -178,7 +178,23 @@ def test_comparison_view_in_a_real_browser(stack: dict[str, Any], tmp_path: Path
         assert abs(stacked["probe"]["vy"] - stacked["candidate"]["vy"]) < 1
         ivy.shot("overlay")
         ivy.axe()
+        # Flicker (M from overlay): the candidate alternates with the probe, under two changes a second.
+        ivy.page.locator('.cmp-side[data-side="candidate"] .cmp-viewport').focus()
+        ivy.page.keyboard.press("m")
+        expect(ivy.page.locator('[data-cmp-mode="flicker"]')).to_have_attribute("aria-pressed", "true")
+        candidate_figure = ivy.page.locator('.cmp-side[data-side="candidate"]')
+        expect(candidate_figure).to_have_class(re.compile("cmp-flicker-off"), timeout=2000)
+        expect(candidate_figure).not_to_have_class(re.compile("cmp-flicker-off"), timeout=2000)
         ivy.page.click("[data-cmp-mode=side]")
+        # Whole images: each image fits its viewport.
+        ivy.page.uncheck("[data-cmp-toggle=crops]")
+        ivy.page.click("[data-cmp=whole]")
+        for side in ("probe", "candidate"):
+            image = ivy.page.locator(f'.cmp-side[data-side="{side}"] .cmp-stage[data-view=image]').bounding_box()
+            frame = ivy.page.locator(f'.cmp-side[data-side="{side}"] .cmp-viewport').bounding_box()
+            assert image is not None and frame is not None
+            assert image["x"] >= frame["x"] - 1 and image["x"] + image["width"] <= frame["x"] + frame["width"] + 1
+            assert image["y"] >= frame["y"] - 1 and image["y"] + image["height"] <= frame["y"] + frame["height"] + 1
 
         # The decision with its feature checklist, shown with the decision.
         ivy.page.check("#decision-possible_match")
