@@ -189,9 +189,9 @@ def test_comparison_view_in_a_real_browser(stack: dict[str, Any], tmp_path: Path
         # Whole images: each image fits its viewport.
         ivy.page.uncheck("[data-cmp-toggle=crops]")
         ivy.page.click("[data-cmp=whole]")
-        for side in ("probe", "candidate"):
-            image = ivy.page.locator(f'.cmp-side[data-side="{side}"] .cmp-stage[data-view=image]').bounding_box()
-            frame = ivy.page.locator(f'.cmp-side[data-side="{side}"] .cmp-viewport').bounding_box()
+        for name in ("probe", "candidate"):
+            image = ivy.page.locator(f'.cmp-side[data-side="{name}"] .cmp-stage[data-view=image]').bounding_box()
+            frame = ivy.page.locator(f'.cmp-side[data-side="{name}"] .cmp-viewport').bounding_box()
             assert image is not None and frame is not None
             assert image["x"] >= frame["x"] - 1 and image["x"] + image["width"] <= frame["x"] + frame["width"] + 1
             assert image["y"] >= frame["y"] - 1 and image["y"] + image["height"] <= frame["y"] + frame["height"] + 1
