@@ -35,6 +35,7 @@ from cases.access import (
     search_get_for_user,
 )
 from cases.duplicates import probe_duplicates_view
+from cases.features import FEATURE_ORDER, FeatureAssessment
 from cases.housekeeping import work_waiting_for_worker
 from cases.lifecycle import case_create
 from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Case, Decision, Probe, ProbeFace, Search
@@ -516,12 +517,22 @@ class SearchCreateSerializer(serializers.Serializer):
     )
 
 
+FEATURES_HELP = (
+    "The morphological feature checklist beside the rationale: {feature: assessment}, features "
+    + ", ".join(FEATURE_ORDER)
+    + "; assessments "
+    + ", ".join(FeatureAssessment.values)
+    + ". Features left out were not assessed."
+)
+
+
 class DecisionSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer.get_username", read_only=True)
 
     class Meta:
         model = Decision
-        fields = ["id", "candidate", "reviewer", "stage", "decision", "rationale", "created_at"]
+        fields = ["id", "candidate", "reviewer", "stage", "decision", "rationale", "features", "created_at"]
+        extra_kwargs = {"features": {"help_text": FEATURES_HELP}}
 
 
 class DecisionCreateSerializer(serializers.Serializer):
@@ -533,6 +544,12 @@ class DecisionCreateSerializer(serializers.Serializer):
         default="",
         max_length=text_limit("rationale"),
         help_text="The reasons for the decision; recorded.",
+    )
+    features = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, allow_null=True),
+        required=False,
+        default=dict,
+        help_text=FEATURES_HELP,
     )
 
 
@@ -777,6 +794,7 @@ class CandidateDecisionsAPI(APIView):
             reviewer=request.user,  # type: ignore[arg-type]
             decision=serializer.validated_data["decision"],
             rationale=serializer.validated_data["rationale"],
+            features=serializer.validated_data["features"],
             request=_django_request(request),
         )
         candidate = Candidate.objects.prefetch_related("decisions__reviewer").get(pk=candidate.pk)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 from django.db import models
 
+from rfr.errors import InvalidInput
+
 
 class FeatureAssessment(models.TextChoices):
     SIMILAR = "similar", "Similar"
@@ -35,9 +37,39 @@ FACIAL_FEATURES: tuple[tuple[str, str], ...] = (
     ("marks", "Scars, marks and tattoos"),
 )
 FEATURE_KEYS = frozenset(key for key, _label in FACIAL_FEATURES)
+FEATURE_ORDER = tuple(key for key, _label in FACIAL_FEATURES)
 
 
 def feature_checklist_rows(features: Mapping[str, str]) -> list[tuple[str, str]]:
     """(feature label, assessment label) for every feature of the list, "Not recorded" where none was given."""
     labels = dict(FeatureAssessment.choices)
     return [(label, labels.get(features.get(key, ""), "Not recorded")) for key, label in FACIAL_FEATURES]
+
+
+def features_clean(features: Mapping[str, object] | None) -> dict[str, str]:
+    """The checklist as stored: only known feature keys, each with one of the three assessments; features left
+    unassessed are simply absent. Anything else is refused with the offending keys named (`invalid_features`)."""
+    if features is None:
+        return {}
+    if not isinstance(features, Mapping):
+        raise InvalidInput("invalid_features", "The feature checklist must map feature names to assessments.")
+    allowed = ", ".join(FeatureAssessment.values)
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, str] = {}
+    for key, value in features.items():
+        if key not in FEATURE_KEYS:
+            errors[str(key)[:64]] = [f"Not a feature of the checklist; the features are: {', '.join(FEATURE_ORDER)}."]
+        elif value in (None, ""):
+            continue  # left unassessed
+        elif value not in FeatureAssessment.values:
+            errors[key] = [f"The assessment must be one of: {allowed}."]
+        else:
+            cleaned[key] = str(value)
+    if errors:
+        raise InvalidInput(
+            "invalid_features",
+            "The feature checklist holds unknown features or assessments.",
+            fields={f"features.{key}": texts for key, texts in errors.items()},
+        )
+    # Stored in the checklist's own order, so the audit detail and the report read the same way.
+    return {key: cleaned[key] for key in FEATURE_ORDER if key in cleaned}

@@ -15,11 +15,12 @@ from django.utils.dateparse import parse_datetime
 
 import faceengine
 from cases.enhancement import probe_lineage
-from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Probe, ProbeFace, Search
+from cases.features import feature_checklist_rows
+from cases.models import POSSIBLE_MATCH_WORDING, Candidate, Decision, Probe, ProbeFace, Search
 from cases.probes import PROBE_STAGE_PROGRESS, STAGE_SAVING
 from faceengine.enhance import operation_describe
 from faceengine.quality import MANUAL_LANDMARKS, WARNING_TEXT
-from search.accuracy import ScoreMeaning, dataset_label, score_meaning
+from search.accuracy import ScoreMeaning, dataset_label, impostor_pairs, one_in, score_meaning
 
 REMOVED_SUBJECT_TEXT = "removed from the gallery"
 
@@ -65,6 +66,29 @@ def candidate_score_meaning(candidate: Candidate) -> ScoreMeaning:
     """The candidate's score in words, read from the evaluation its search recorded when it was requested (so a
     report made later says the same); without one: no stored evaluation."""
     return score_meaning(score=candidate.score, run=candidate.search.evaluation_run)
+
+
+def candidate_score_phrase(candidate: Candidate) -> str:
+    """The score's meaning in a few words for a candidate list, e.g. "about 1 in 10,000 different-person pairs
+    score this high on UTKFace (research data set)"; read from the same evaluation as candidate_score_meaning,
+    and like it never a probability of identity."""
+    meaning = candidate_score_meaning(candidate)
+    run = candidate.search.evaluation_run
+    if run is None or not meaning.dataset:
+        return "no measured meaning: no stored evaluation for this pack"
+    if meaning.fmr is None:
+        return f"no false-match figures on {meaning.dataset}"
+    if meaning.fmr <= 0:
+        pairs = impostor_pairs(run)
+        among = f"none of {pairs:,}" if pairs else "none of the"
+        return f"{among} different-person pairs scored this high on {meaning.dataset}"
+    return f"about {one_in(meaning.fmr)} different-person pairs score this high on {meaning.dataset}"
+
+
+def decision_feature_rows(decision: Decision) -> list[tuple[str, str]]:
+    """The decision's feature checklist as (feature, assessment) rows for pages and the report; empty when the
+    reviewer recorded none (older decisions, or a checklist left blank)."""
+    return feature_checklist_rows(decision.features) if decision.features else []
 
 
 def search_evidence_text(search: Search) -> str:

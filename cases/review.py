@@ -13,7 +13,7 @@ people, and the candidate's final outcome is theirs only if both agree ("dispute
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.http import HttpRequest
 import faceengine
 from audit.actions import AuditAction
 from audit.services import audit_event_record
+from cases.features import features_clean
 from cases.models import Candidate, Decision
 from cases.notifications import notifications_after_decision
 from cases.presenters import candidate_removal_text
@@ -81,13 +82,16 @@ def candidate_decision_record(
     reviewer: AbstractBaseUser,
     decision: str,
     rationale: str,
+    features: Mapping[str, object] | None = None,
     request: HttpRequest | None = None,
 ) -> Decision:
-    """Record a person's assessment; the second, independent one decides if a possible match is released."""
+    """Record a person's assessment; the second, independent one decides if a possible match is released.
+    `features` is the morphological checklist beside the rationale (cases.features), stored and audited with it."""
     candidate_removed_refuse(candidate=candidate)
     if decision not in Decision.Verdict.values:
         choices = ", ".join(Decision.Verdict.values)
         raise InvalidInput("invalid_decision", f"The decision must be one of: {choices}.")
+    checklist = features_clean(features)
     rationale = (rationale or "").strip()
     text_limit_check("rationale", rationale)
     if not rationale:
@@ -141,6 +145,7 @@ def candidate_decision_record(
             stage=stage,  # type: ignore[misc]
             decision=decision,
             rationale=rationale,
+            features=checklist,
         )
         locked.outcome = outcome
         locked.save(update_fields=["outcome"])
@@ -159,6 +164,7 @@ def candidate_decision_record(
                 "decision": decision,
                 "outcome": outcome,
                 "rationale": rationale,
+                "features": checklist,
             },
         )
         # Who is waiting on this, or concerned by it, is told in the same transaction (cases.notifications).
@@ -197,7 +203,8 @@ def candidate_image_view_record(
     via: str = "page",
 ) -> None:
     """Every view of a candidate's gallery image (`shown="gallery_image"`) or aligned crop (`"aligned_crop"`)
-    is on the record: one event per request, written before the image is sent."""
+    is on the record: one event per request, written before the image is sent; likewise a list thumbnail
+    (`"thumbnail"`) fetched outside the list's own event (cases.candidate_list)."""
     with transaction.atomic():
         audit_event_record(
             action=AuditAction.CANDIDATE_IMAGE_VIEWED,

@@ -277,9 +277,15 @@ def search_run(*, search_id: int) -> None:
 
 
 def search_candidates_view_record(
-    *, search: Search, viewer: AbstractBaseUser, request: HttpRequest | None = None, via: str = "page"
+    *,
+    search: Search,
+    viewer: AbstractBaseUser,
+    request: HttpRequest | None = None,
+    via: str = "page",
+    thumbnails: Sequence[int] | None = None,
 ) -> None:
-    """Viewing a candidate list is itself an event on the record."""
+    """Viewing a candidate list is itself an event on the record; `thumbnails` names the candidates whose face
+    thumbnails the list shows, which this one event covers (cases.candidate_list)."""
     with transaction.atomic():
         audit_event_record(
             action=AuditAction.SEARCH_CANDIDATES_VIEWED,
@@ -287,7 +293,11 @@ def search_candidates_view_record(
             target=search,
             case_id=search.case_id,
             request=request,
-            detail={"via": via, "candidates": search.candidates.count()},
+            detail={
+                "via": via,
+                "candidates": search.candidates.count(),
+                **({"thumbnails": list(thumbnails)} if thumbnails is not None else {}),
+            },
         )
 
 

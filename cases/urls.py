@@ -50,4 +50,5 @@ urlpatterns = [
     path("notifications/", queue_views.notification_list, name="notifications"),
     path("notifications/read/", queue_views.notifications_read_all, name="notifications-read"),
     path("notifications/<int:notification_id>/open/", queue_views.notification_open, name="notification-open"),
+    path("candidates/<int:candidate_id>/thumb.png", views.candidate_thumbnail, name="candidate-thumb"),
 ]

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -30,7 +30,7 @@ from django.utils.timezone import is_naive, make_aware
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.selectors import audit_events_for_reader
-from cases import enhancement, images, probes, review, searches
+from cases import candidate_list, enhancement, images, probes, review, searches
 from cases.access import (
     candidate_get_for_user,
     case_access_explain,
@@ -41,7 +41,9 @@ from cases.access import (
     probe_get_for_user,
     search_get_for_user,
 )
+from cases.comparison import comparison_view
 from cases.duplicates import probe_duplicate_warning, probe_duplicates_view
+from cases.features import FACIAL_FEATURES, FEATURE_ORDER, FeatureAssessment
 from cases.forms import CaseCreateForm, CaseNoteForm, MemberAddForm
 from cases.housekeeping import work_waiting_for_worker
 from cases.images import IMAGE_HEADERS
@@ -53,6 +55,8 @@ from cases.presenters import (
     MANUAL_LANDMARKS_WARNING,
     candidate_label,
     candidate_score_meaning,
+    candidate_score_phrase,
+    decision_feature_rows,
     derivation_view,
     face_marking_text,
     face_view,
@@ -590,9 +594,21 @@ def face_search(request: HttpRequest, face_id: int) -> HttpResponse:
 def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
     search = search_get_for_user(user=request.user, search_id=search_id)
     candidates: list[Candidate] = []
+    filters: list[candidate_list.FilterChoice] = []
+    state = "all"
     if search.status == Search.Status.DONE:
-        candidates = list(searches.candidates_of_search(search=search))
-        searches.search_candidates_view_record(search=search, viewer=request.user, request=request)  # type: ignore[arg-type]
+        candidates, filters, state = candidate_list.candidates_filter_by_state(
+            candidates=searches.candidates_of_search(search=search), state=request.GET.get("state")
+        )
+        thumbnails = candidate_list.thumbnail_candidate_ids(candidates)
+        searches.search_candidates_view_record(
+            search=search,
+            viewer=request.user,  # type: ignore[arg-type]
+            request=request,
+            thumbnails=thumbnails,
+        )
+        # The thumbnails the page is about to fetch are covered by the event just written (cases.candidate_list).
+        candidate_list.thumbnails_grant(session=request.session, search_id=search.pk)
     return render(
         request,
         "cases/workbench/search_detail.html",
@@ -601,7 +617,11 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "search": search,
             "face": search.face,
             "face_marking": face_marking_text(search.face),
-            "candidates": [(c, candidate_label(c), candidate_score_meaning(c)) for c in candidates],
+            "candidates": [
+                (c, candidate_label(c), candidate_score_meaning(c), candidate_score_phrase(c)) for c in candidates
+            ],
+            "filters": filters,
+            "state": state,
             "evidence": search_evidence_text(search),
             "finished": search.status in {Search.Status.DONE, Search.Status.FAILED},
             "waiting_for_worker": work_waiting_for_worker(search),
@@ -651,6 +671,7 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
     siblings = list(search.candidates.order_by("rank").values_list("pk", flat=True))
     position = siblings.index(candidate.pk)
     decisions = list(candidate.decisions.select_related("reviewer"))
+    template = review.candidate_gallery_template(candidate=candidate)
     user_decided = any(d.reviewer_id == request.user.pk for d in decisions)
     shown, withheld = review.decisions_visible_to(candidate=candidate, viewer=request.user, decisions=decisions)
     awaiting_second = review.candidate_awaits_second_review(candidate=candidate)
@@ -673,7 +694,11 @@ def candidate_detail(request: HttpRequest, candidate_id: int) -> HttpResponse:
             "can_decide": not user_decided and (not decisions or awaiting_second),
             "needs_second_reviewer": needs_reviewer and not review.user_is_second_reviewer(user=request.user),  # type: ignore[arg-type]
             "awaiting_second": awaiting_second,
-            "gallery_image_held": review.candidate_gallery_template(candidate=candidate) is not None,
+            "gallery_image_held": template is not None,
+            "comparison": comparison_view(face=search.face, template=template),
+            "decision_features": {d.pk: decision_feature_rows(d) for d in shown},
+            "features": FACIAL_FEATURES,
+            "assessments": FeatureAssessment.choices,
             "previous_id": siblings[position - 1] if position > 0 else None,
             "next_id": siblings[position + 1] if position + 1 < len(siblings) else None,
             "wording": POSSIBLE_MATCH_WORDING,
@@ -692,6 +717,7 @@ def candidate_decide(request: HttpRequest, candidate_id: int) -> HttpResponse:
         reviewer=request.user,  # type: ignore[arg-type]
         decision=request.POST.get("decision", ""),
         rationale=request.POST.get("rationale", ""),
+        features={key: request.POST.get(f"feature_{key}", "") for key in FEATURE_ORDER},
         request=request,
     )
     messages.success(request, f"Decision recorded: {decision.get_decision_display()}. {candidate_label(candidate)}.")
@@ -703,6 +729,29 @@ def candidate_decide(request: HttpRequest, candidate_id: int) -> HttpResponse:
 def candidate_image(request: HttpRequest, candidate_id: int) -> FileResponse:
     candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
     return images.candidate_image_response(candidate=candidate, viewer=request.user, request=request)  # type: ignore[arg-type]
+
+
+@login_required
+@require_GET
+def candidate_thumbnail(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    """A candidate's aligned face for the candidate list: covered by the list's audit event while this session
+    holds the list's grant, else recorded on its own (cases.candidate_list)."""
+    candidate = candidate_get_for_user(user=request.user, candidate_id=candidate_id)
+    crop = review.candidate_aligned_crop(candidate=candidate)
+    if crop is None:
+        raise Http404("The gallery image is no longer held.")
+    response = images.png_response(crop)
+    if candidate_list.thumbnails_granted(session=request.session, search_id=candidate.search_id):
+        return response
+    return images.response_recorded(
+        response,
+        lambda: review.candidate_image_view_record(
+            candidate=candidate,
+            viewer=request.user,  # type: ignore[arg-type]
+            shown="thumbnail",
+            request=request,
+        ),
+    )
 
 
 @login_required

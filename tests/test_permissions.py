@@ -191,6 +191,7 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
             ("cases:candidate", "candidate"),
             ("cases:candidate-image", "candidate"),
             ("cases:candidate-crop", "candidate"),
+            ("cases:candidate-thumb", "candidate"),
         ]
     },
     "cases:probe-draw": [

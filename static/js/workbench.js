@@ -1,4 +1,4 @@
-/* Case workbench: progress polling, drawing a box on a probe, zooming side-by-side images.
+/* Case workbench: progress polling, drawing a box on a probe (the comparison view is static/js/compare.js).
    Progressive enhancement: every feature has a plain HTML fallback (a "Check again" link, number inputs). */
 (function () {
   "use strict";
@@ -55,23 +55,6 @@
       var box = {};
       ["x", "y", "w", "h"].forEach(function (k) { box[k] = parseFloat(form.elements[k].value) || 0; });
       show(box);
-    });
-  });
-
-  // Zoom both images of a side-by-side comparison together.
-  document.querySelectorAll("[data-zoom-group]").forEach(function (group) {
-    var level = 1;
-    var label = group.querySelector(".wb-zoom-level");
-    function apply() {
-      group.querySelectorAll("img[data-zoomable]").forEach(function (img) { img.style.width = (level * 100) + "%"; });
-      label.textContent = Math.round(level * 100) + "%";
-    }
-    group.querySelectorAll("[data-zoom]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        var how = button.getAttribute("data-zoom");
-        level = how === "in" ? Math.min(8, level * 1.5) : how === "out" ? Math.max(1, level / 1.5) : 1;
-        apply();
-      });
     });
   });
 })();

@@ -313,7 +313,7 @@ def test_workbench_flow_in_a_real_browser(stack: dict[str, Any], insightface_ima
         sam.step = ivy.step
         sam.login("sam")
         sam.go(candidate_path)
-        expect(sam.page.locator("legend")).to_have_text("Your independent second review")
+        expect(sam.page.locator("legend").first).to_have_text("Your independent second review")
         sam.page.check("#decision-possible_match")
         sam.page.fill("#id_rationale", "Agree: ear and jawline match")
         sam.page.click("text=Record decision")
