@@ -133,7 +133,7 @@ def named_storage(alias: str) -> Storage:
 def _storages_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("STORAGES", "MEDIA_ROOT"):
         for handle in _named.values():
-            handle._wrapped = empty
+            handle.__dict__["_wrapped"] = empty  # looked up again on next use
 
 
 # -- walking and clearing a folder of a storage ----------------------------------------------------------------

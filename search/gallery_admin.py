@@ -208,7 +208,7 @@ class _Unpacked:
             spool.close()
             raise
         spool.seek(0)
-        return spool  # type: ignore[return-value]  # a binary file object
+        return spool
 
 
 def _subjects_base(planned: list[tuple[zipfile.ZipInfo, tuple[str, ...]]]) -> tuple[str, ...]:
