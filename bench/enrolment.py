@@ -12,8 +12,11 @@ timed: that happens once per run, on the machine that sees the folder) and times
 the last item done. `enrol_ips_N` is images per second with N worker processes; `enrol_speedup` is
 enrol_ips_2 / enrol_ips_1 (target ≥ 1.7 on a machine with two free cores).
 
-The load average and core count are printed with the figures: on a shared machine, other work takes cores
-away from the second worker and the speed-up says more about the machine than about rfr.
+The load average and core count are printed with the figures, and the workers' own CPU time: CPU ms per image
+is what enrolment costs whatever else runs, and "core/worker" is the share of a core each worker process got
+(1.00 = a core of its own). On a shared machine other work takes cores away from the second worker, and the
+speed-up then says more about the machine than about rfr: with both workers at a full core each and the same
+CPU per image, 2 workers enrol twice as fast.
 """
 
 from __future__ import annotations
@@ -94,6 +97,17 @@ class Workers:
         log = (log_dir / f"{own}.log").open("wb")
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker processes have used so far (Linux /proc; 0 elsewhere)."""
+        total = 0.0
+        for process in self.processes:
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return 0.0
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -155,10 +169,12 @@ def _measure(count: int, *, rows: list[tuple[str, str]], batch_size: int, queue:
         )
         enrolment_run_import(run=run)  # once per run, on the machine that sees the folder: not enrolment
         load_before = os.getloadavg()
+        cpu_before = workers.cpu_seconds()
         start = time.perf_counter()
         enrolment_run_fan_out(run=run, batch_size=batch_size)
         _wait_done([run.pk], timeout)
         seconds = time.perf_counter() - start
+        cpu = workers.cpu_seconds() - cpu_before
         load_after = os.getloadavg()
     finally:
         workers.stop()
@@ -168,6 +184,11 @@ def _measure(count: int, *, rows: list[tuple[str, str]], batch_size: int, queue:
         "images": len(rows),
         "seconds": round(seconds, 3),
         "ips": round(len(rows) / seconds, 3),
+        # The workers' own CPU time: per image it says what enrolment costs whatever else runs on the machine,
+        # and the share of a core each worker got says how much the machine let them run.
+        "worker_cpu_s": round(cpu, 3),
+        "cpu_ms_per_image": round(1000 * cpu / len(rows), 1),
+        "core_share_per_worker": round(cpu / (seconds * count), 3),
         "counts": counts,
         "load_before": [round(v, 2) for v in load_before],
         "load_after": [round(v, 2) for v in load_after],
@@ -232,11 +253,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(summary))
         return
     print(f"Enrolment of {args.images} CelebA images, batches of {args.batch_size}, on {os.cpu_count()} cores")
-    print(f"{'workers':>7} {'seconds':>9} {'images/s':>9} {'enrolled':>9} {'failed':>7}  load avg (1/5/15 min)")
+    print(
+        f"{'workers':>7} {'seconds':>9} {'images/s':>9} {'CPU ms/img':>10} {'core/worker':>11} {'enrolled':>9}"
+        f" {'failed':>7}  load avg (1/5/15 min)"
+    )
     for r in results:
         print(
-            f"{r['workers']:>7} {r['seconds']:>9.2f} {r['ips']:>9.2f} {r['counts']['enrolled']:>9}"
-            f" {r['counts']['failed']:>7}  {r['load_before']} → {r['load_after']}"
+            f"{r['workers']:>7} {r['seconds']:>9.2f} {r['ips']:>9.2f} {r['cpu_ms_per_image']:>10.1f}"
+            f" {r['core_share_per_worker']:>11.2f} {r['counts']['enrolled']:>9} {r['counts']['failed']:>7}"
+            f"  {r['load_before']} → {r['load_after']}"
         )
     if "enrol_speedup" in summary:
         print(f"speed-up with 2 worker processes: {summary['enrol_speedup']:.2f}× (target ≥ 1.7×)")
