@@ -316,9 +316,10 @@ def _item_read(item: EnrolmentItem) -> bytes:
     storage = enrolment_storage()
     name = enrolment_item_name(item.run, item.path)
     try:
-        if storage.size(name) > settings.RFR_MAX_UPLOAD_BYTES:
-            raise EnrolmentError("file is larger than the upload limit")
+        # Opened first: a missing object is FileNotFoundError on every backend, and the size comes with it.
         with storage.open(name, "rb") as handle:
+            if handle.size > settings.RFR_MAX_UPLOAD_BYTES:
+                raise EnrolmentError("file is larger than the upload limit")
             return bytes(handle.read())
     except FileNotFoundError as error:
         raise EnrolmentError("file not found") from error

@@ -229,7 +229,9 @@ def test_an_uploaded_zip_is_unpacked_into_the_bucket_and_enrolled_from_it(
     rows = _celeba_rows(faces_dir, identities=2, each=2)
     for file, _ in rows:
         shutil.copy(faces_dir / "celeba" / "images" / file, folder / Path(file).name)
-    write_subjects_csv(folder / "subjects.csv", [(Path(file).name, ref) for file, ref in rows])
+    # A row whose file the zip does not hold: failed when its worker finds no object for it.
+    named = [(Path(file).name, ref) for file, ref in rows] + [("not-in-zip.jpg", "CUST-MISSING")]
+    write_subjects_csv(folder / "subjects.csv", named)
     archive = Path(shutil.make_archive(str(tmp_path / "custody"), "zip", tmp_path / "upload"))
     gallery = gallery_create(name="Zip S3", kind="custody")
     with archive.open("rb") as handle:
@@ -240,7 +242,8 @@ def test_an_uploaded_zip_is_unpacked_into_the_bucket_and_enrolled_from_it(
         )
     run = EnrolmentRun.objects.get(pk=run.pk)
     assert run.status == EnrolmentRun.Status.FINISHED
-    assert run.counts["enrolled"] + run.counts["failed"] == len(rows) and run.counts["enrolled"] >= 2
+    assert run.counts["enrolled"] + run.counts["failed"] == len(rows) + 1 and run.counts["enrolled"] >= 2
+    assert EnrolmentItem.objects.get(run=run, subject_ref="CUST-MISSING").message == "file not found"
     assert not _keys_in(client, bucket, "media/enrolment-uploads/")
     assert len(_keys_in(client, bucket, "media/galleries/")) == run.counts["enrolled"]
 
