@@ -34,7 +34,7 @@ def test_the_default_is_local_folders_that_follow_the_media_root(settings: Any, 
         assert isinstance(storage, FileSystemStorage)
         assert Path(storage.location) == tmp_path / "media"
     assert named_storage("gallery")._allow_overwrite  # type: ignore[attr-defined]  # content-named: rewritten
-    assert not storages["default"]._allow_overwrite  # a probe's file is never overwritten
+    assert not storages["default"]._allow_overwrite  # type: ignore[attr-defined]  # a probe's file is never overwritten
     assert Path(GalleryImage._meta.get_field("file").storage.location) == tmp_path / "media"  # type: ignore[attr-defined]
 
 
