@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,7 @@ ENROLMENT_FOLDER = "enrolment-uploads"
 # Copies in flight at once: an object store answers each request in milliseconds, so a few in parallel keep
 # the copy of a large folder from being bound by latency.
 IMPORT_THREADS = 8
+IMPORT_HEARTBEAT_SECONDS = 10.0
 
 
 def enrolment_storage() -> Storage:
@@ -95,8 +97,15 @@ def enrolment_run_import(*, run: EnrolmentRun) -> int:
     def one(item: EnrolmentItem) -> tuple[int, str]:
         return item.pk, _copy_in(storage, enrolment_item_name(run, item.path), enrolment_item_source(run, item.path))
 
+    results: list[tuple[int, str]] = []
+    last_sign = time.monotonic()
     with ThreadPoolExecutor(max_workers=IMPORT_THREADS) as pool:
-        results = list(pool.map(one, items))
+        for result in pool.map(one, items):
+            results.append(result)
+            if time.monotonic() - last_sign >= IMPORT_HEARTBEAT_SECONDS:
+                # A long copy shows life, so housekeeping does not take the run for dead meanwhile.
+                EnrolmentRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+                last_sign = time.monotonic()
     failed: dict[str, list[int]] = {}
     for pk, message in results:
         if message:
