@@ -32,8 +32,8 @@ from audit.services import audit_event_record
 from cases.models import Probe, ProbeFace, Search
 from rfr.queues import TaskName, task_enqueue
 from rfr.storage import named_storage, storage_files_list
-from search.enrolment_storage import ENROLMENT_FOLDER, ENROLMENT_STORAGE
-from search.models import EnrolmentItem, GalleryImage
+from search.enrolment_storage import ENROLMENT_FOLDER, ENROLMENT_STORAGE, enrolment_copies_needed
+from search.models import GalleryImage
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +156,7 @@ def _referenced(names: set[str]) -> set[str]:
         found.update(ProbeFace.objects.filter(aligned_crop__in=chunk).values_list("aligned_crop", flat=True))
         found.update(GalleryImage.objects.filter(file__in=chunk).values_list("file", flat=True))
         # An item's copy is needed until the item is done; after that (or once its run is gone) it is not.
-        found.update(
-            EnrolmentItem.objects.filter(path__in=chunk, status=EnrolmentItem.Status.PENDING).values_list(
-                "path", flat=True
-            )
-        )
+        found.update(enrolment_copies_needed(chunk))
     return found
 
 

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage
+from django.db.models import Q
 from django.utils import timezone
 
 from rfr.storage import named_storage, storage_prefix_delete
@@ -119,6 +120,27 @@ def enrolment_run_import(*, run: EnrolmentRun) -> int:
     copied = len(results) - sum(len(pks) for pks in failed.values())
     logger.info("enrolment run %s: %d files copied into storage, %d not", run.pk, copied, len(results) - copied)
     return copied
+
+
+def enrolment_copies_needed(names: list[str]) -> set[str]:
+    """Which of these storage names are copies of items still pending (the orphan sweep keeps those)."""
+    wanted: dict[str, set[str]] = {}  # staging key → paths as items hold them
+    for name in names:
+        parts = name.split("/", 2)
+        if len(parts) == 3 and parts[0] == ENROLMENT_FOLDER:
+            wanted.setdefault(parts[1], set()).update({parts[2], f"/{parts[2]}"})  # relative, or as recorded
+    if not wanted:
+        return set()
+    keys = [key for key in wanted if not key.startswith("run-")]
+    legacy = [int(key[4:]) for key in wanted if key.startswith("run-") and key[4:].isdigit()]
+    paths = set().union(*wanted.values())
+    pending = (
+        EnrolmentItem.objects.filter(status=EnrolmentItem.Status.PENDING, path__in=paths)
+        .filter(Q(run__staging_key__in=keys) | Q(run_id__in=legacy, run__staging_key=""))
+        .select_related("run")
+    )
+    needed = {enrolment_item_name(item.run, item.path) for item in pending}
+    return needed & set(names)
 
 
 def enrolment_run_copies_delete(*, run: EnrolmentRun) -> int:

@@ -122,8 +122,9 @@ def _enrolment_items_scrub(*, gallery_id: int, image_ids: list[int], subject_ref
         ).values_list("pk", flat=True)
     )
     items = EnrolmentItem.objects.filter(pk__in=item_ids)
-    # A pending item's copy in the enrolment storage is the removed subject's image: it goes once this commits.
-    copies = [(item.run, item.path) for item in items.filter(status=EnrolmentItem.Status.PENDING).select_related("run")]
+    # The items' copies in the enrolment storage (a run not yet finished keeps them) are the removed subject's
+    # images: they go once this commits.
+    copies = [(item.run, item.path) for item in items.exclude(path="").select_related("run")]
     if copies:
         transaction.on_commit(lambda: enrolment_item_copies_delete(items=copies))
     items.filter(status=EnrolmentItem.Status.PENDING).update(status=EnrolmentItem.Status.FAILED)

@@ -117,3 +117,39 @@ def test_a_run_recorded_with_absolute_paths_copies_them_in_when_resumed(
     assert GalleryImage.objects.filter(gallery=gallery).count() == run.counts["enrolled"]
     # The run's copies are gone with the run finished; the gallery's images stay.
     assert not [p for p in (gallery_env / "media" / "enrolment-uploads").rglob("*") if p.is_file()]
+
+
+@pytest.mark.django_db
+def test_copies_of_items_go_with_a_removed_subject_and_the_sweep_keeps_only_pending_ones(
+    gallery_env: Path, faces_dir: Path, engine: Any, run_on_commit: Any, tmp_path: Path
+) -> None:
+    from cases.housekeeping import storage_orphans_find
+    from search.enrolment_storage import enrolment_item_name
+    from search.galleries import subject_delete
+
+    gallery = gallery_create(name="Erasure of copies", kind="custody")
+    (ref, files), (other_ref, other_files) = list(celeba_identities(faces_dir).items())[:2]
+    entries = [enrolment.EnrolmentEntry(path=f, subject_ref=f"CUST-{ref}", attributes={}) for f in files[:3]]
+    entries += [enrolment.EnrolmentEntry(path=other_files[0], subject_ref=f"CUST-{other_ref}", attributes={})]
+    run = enrolment.enrolment_run_create(
+        gallery=gallery, images_dir=faces_dir / "celeba" / "images", entries=entries, source="copies"
+    )
+    enrolment.enrolment_run_import(run=run)
+    media = gallery_env / "media"
+    items = list(run.items.order_by("pk"))
+    copies = {item.pk: media / enrolment_item_name(run, item.path) for item in items}
+    assert all(path.is_file() for path in copies.values())
+    # The pending items' copies are never orphans, however old.
+    assert not [o for o in storage_orphans_find(grace_seconds=0) if o.kind == "enrolment_item"]
+
+    enrolment.enrolment_items_process(item_ids=[items[0].pk], engine=engine)  # the subject exists now
+    subject = gallery.subjects.get(external_ref=f"CUST-{ref}")
+    run_on_commit(lambda: subject_delete(subject=subject, reason="erasure request"))
+    # Every copy of the removed subject's images is gone at once; the other subject's pending copy stays.
+    assert [pk for pk, path in copies.items() if path.exists()] == [items[3].pk]
+    assert EnrolmentItem.objects.get(pk=items[3].pk).status == EnrolmentItem.Status.PENDING
+
+    # Once the run is over (the item done), its copy is no longer needed: the sweep takes what the finish left.
+    EnrolmentItem.objects.filter(pk=items[3].pk).update(status=EnrolmentItem.Status.FAILED)
+    orphans = [o for o in storage_orphans_find(grace_seconds=0) if o.kind == "enrolment_item"]
+    assert [o.name for o in orphans] == [enrolment_item_name(run, items[3].path)]
