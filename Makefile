@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup pack lint worker bench-engine bench-index bench-workbench bench-probes clean
+.PHONY: run test setup pack lint worker bench-engine bench-index bench-workbench bench-probes bench-enrolment clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-workbench: $(BIN)/.installed pack
 ## Upload to faces shown for a 7500x5000 JPEG and ordinary photos, stage by stage
 bench-probes: $(BIN)/.installed pack
 	$(BIN)/python -m bench.probes
+
+## Bulk-enrolment images/s with 1 and 2 real Celery worker processes (needs DATABASE_URL and REDIS_URL)
+bench-enrolment: $(BIN)/.installed pack
+	$(BIN)/python -m bench.enrolment
 
 clean:
 	rm -rf var/ test-artifacts/

@@ -7,7 +7,7 @@
   is harmless: the tasks re-fetch the row, skip finished work, and write their result under a row lock only
   if no other delivery has (cases.probes.probe_process, cases.searches.search_run).
 - `work_waiting_for_worker` tells the progress display that nothing is moving ("Waiting for a worker…").
-- `storage_orphans_sweep` removes files under the media folder that no row names: what a process killed
+- `storage_orphans_sweep` removes stored files (local or in the object store) that no row names: what a process killed
   between writing a file and committing its row leaves (rfr.storage removes the files of a transaction that
   fails with an exception). Files younger than RFR_ORPHAN_GRACE_SECONDS are left alone, so an upload in flight
   is never touched. From `manage.py storage sweep` or the housekeeping task `cases.storage_sweep`; each sweep
@@ -17,12 +17,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -33,6 +31,8 @@ from audit.actions import AuditAction
 from audit.services import audit_event_record
 from cases.models import Probe, ProbeFace, Search
 from rfr.queues import TaskName, task_enqueue
+from rfr.storage import named_storage, storage_files_list
+from search.enrolment_storage import ENROLMENT_FOLDER, ENROLMENT_STORAGE, enrolment_copies_needed
 from search.models import GalleryImage
 
 logger = logging.getLogger(__name__)
@@ -104,14 +104,21 @@ def work_waiting_for_worker(work: Probe | Search) -> bool:
 
 
 # -- orphan files ------------------------------------------------------------------------------------------
-SWEPT_FOLDERS = ("probes", "galleries")
+# (STORAGES entry, folder): where rows name files. Walked and cleared through the storage API alone, so the
+# sweep works the same on local folders and in an object store (rfr.storage, rfr.objectstore).
+SWEPT_FOLDERS = (
+    ("default", "probes"),
+    ("gallery", "galleries"),
+    (ENROLMENT_STORAGE, ENROLMENT_FOLDER),
+)
 
 
 @dataclass(frozen=True)
 class OrphanFile:
-    name: str  # relative to the media folder
+    name: str  # the storage's name for it
     kind: str
     size: int
+    storage: str = "default"  # the STORAGES entry that holds it
 
 
 @dataclass
@@ -134,11 +141,13 @@ def _kind(name: str) -> str:
         return "gallery_image"
     if name.startswith("probes/"):
         return "face_crop" if "/faces/" in name else "probe_original"
+    if name.startswith(f"{ENROLMENT_FOLDER}/"):
+        return "enrolment_item"
     return "other"
 
 
 def _referenced(names: set[str]) -> set[str]:
-    """Which of `names` a row names (probe original, face crop, gallery image)."""
+    """Which of `names` a row names (probe original, face crop, gallery image, enrolment item still to do)."""
     found: set[str] = set()
     listed = sorted(names)
     for start in range(0, len(listed), 1000):
@@ -146,29 +155,28 @@ def _referenced(names: set[str]) -> set[str]:
         found.update(Probe.objects.filter(original__in=chunk).values_list("original", flat=True))
         found.update(ProbeFace.objects.filter(aligned_crop__in=chunk).values_list("aligned_crop", flat=True))
         found.update(GalleryImage.objects.filter(file__in=chunk).values_list("file", flat=True))
+        # An item's copy is needed until the item is done; after that (or once its run is gone) it is not.
+        found.update(enrolment_copies_needed(chunk))
     return found
 
 
 def storage_orphans_find(*, grace_seconds: int | None = None) -> list[OrphanFile]:
-    """Files under the media folder's probe and gallery folders that no row names, older than the grace."""
+    """Files under the probe, gallery and enrolment folders that no row names, older than the grace."""
     grace = settings.RFR_ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds
-    root = Path(settings.MEDIA_ROOT)
     cutoff = time.time() - grace
-    old: dict[str, int] = {}
-    for folder in SWEPT_FOLDERS:
-        for directory, _dirs, files in os.walk(root / folder):
-            for filename in files:
-                path = Path(directory) / filename
-                try:
-                    stat = path.lstat()
-                except FileNotFoundError:
-                    continue  # removed meanwhile
-                if path.is_symlink() or stat.st_mtime > cutoff:
-                    continue  # not ours to remove, or young enough to belong to an upload in flight
-                old[path.relative_to(root).as_posix()] = stat.st_size
+    old: dict[str, tuple[int, str]] = {}
+    for alias, folder in SWEPT_FOLDERS:
+        for stored in storage_files_list(named_storage(alias), folder):
+            if stored.modified > cutoff:
+                continue  # young enough to belong to an upload in flight
+            old[stored.name] = (stored.size, alias)
     # Only the old files are looked up, so a row committed after the walk cannot name a file taken for an orphan.
     referenced = _referenced(set(old))
-    return [OrphanFile(name, _kind(name), size) for name, size in sorted(old.items()) if name not in referenced]
+    return [
+        OrphanFile(name, _kind(name), size, alias)
+        for name, (size, alias) in sorted(old.items())
+        if name not in referenced
+    ]
 
 
 def storage_orphans_sweep(*, dry_run: bool = False, grace_seconds: int | None = None) -> SweepReport:
@@ -177,14 +185,16 @@ def storage_orphans_sweep(*, dry_run: bool = False, grace_seconds: int | None = 
     report = SweepReport(files=storage_orphans_find(grace_seconds=grace), grace_seconds=grace)
     if dry_run or not report.files:
         return report
-    root = Path(settings.MEDIA_ROOT)
     removed: list[OrphanFile] = []
     for orphan in report.files:
+        storage = named_storage(orphan.storage)
         try:
-            (root / orphan.name).unlink()
+            if not storage.exists(orphan.name):
+                continue  # removed meanwhile
+            storage.delete(orphan.name)
         except FileNotFoundError:
             continue
-        except OSError:
+        except Exception:  # one file that cannot go must not stop the sweep (OSError, S3 errors)
             logger.exception("could not remove orphan file %s", orphan.name)
             continue
         removed.append(orphan)

@@ -24,6 +24,7 @@ from rfr.env import (
     env_str,
     redis_url,
 )
+from rfr.objectstore import local_storages, storages_switch
 from rfr.queues import TASK_QUEUES, Queue, TaskName
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -114,6 +115,10 @@ MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_path("RFR_STATIC_ROOT", DATA_DIR / "static")
+# Every stored file goes through a named storage (rfr/objectstore.py): local folders by default; with
+# RFR_STORAGE=s3 each entry moves into one S3-compatible bucket (switched at the end of this module, so that
+# it covers entries added below too). Add new entries before that line.
+STORAGES = local_storages()
 
 if DATABASE_CONFIG is not None:
     DATABASES = {"default": DATABASE_CONFIG}
@@ -346,3 +351,19 @@ if DATABASE_CONFIG is not None and not RFR_AUDIT_KEY:
         raise ImproperlyConfigured(f"RFR_AUDIT_KEY_FILE={RFR_AUDIT_KEY_FILE} does not exist.")
 
 os.makedirs(DATA_DIR, exist_ok=True)
+
+# Last: every STORAGES entry, whichever app added it, on local disk or in the object store (rfr/objectstore.py).
+RFR_STORAGE = env_str("RFR_STORAGE", "local")
+try:
+    STORAGES = storages_switch(
+        STORAGES,
+        backend=RFR_STORAGE,
+        data_dir=DATA_DIR,
+        bucket=env_str("RFR_S3_BUCKET", ""),
+        endpoint_url=env_str("RFR_S3_ENDPOINT_URL", ""),
+        region=env_str("RFR_S3_REGION", ""),
+        prefix=env_str("RFR_S3_PREFIX", ""),
+        addressing_style=env_str("RFR_S3_ADDRESSING_STYLE", ""),
+    )
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from error

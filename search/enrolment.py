@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,13 @@ from rfr.engine import active_engine, image_limits
 from rfr.errors import InvalidInput
 from rfr.queues import TaskName, task_enqueue
 from rfr.storage import atomic_with_files, stored_file_save
+from search.enrolment_storage import (
+    enrolment_item_name,
+    enrolment_run_copies_delete,
+    enrolment_run_import,
+    enrolment_storage,
+    staging_key_new,
+)
 from search.index.changes import index_changes_record
 from search.index.live import get_index, index_pack_keys
 from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, IndexChange, Subject, Template
@@ -206,38 +213,61 @@ class EnrolmentEntry:
 def enrolment_entries_read(*, images_dir: Path, subjects_csv: Path) -> list[EnrolmentEntry]:
     """Rows of `file,subject_ref|identity[,extra columns]`; extra columns become subject attributes."""
     with open(subjects_csv, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        subject_column = next((c for c in SUBJECT_COLUMNS if c in columns), None)
-        if "file" not in columns or subject_column is None:
-            raise InvalidInput(
-                "invalid_subjects_csv",
-                f"{subjects_csv}: needs a 'file' column and a 'subject_ref' or 'identity' column",
+        return enrolment_entries_parse(handle, name=str(subjects_csv))
+
+
+def enrolment_entries_parse(handle: Iterable[str], *, name: str) -> list[EnrolmentEntry]:
+    """The rows of a subjects CSV already open as text (a file on the server, or a member of an uploaded zip)."""
+    reader = csv.DictReader(handle)
+    columns = reader.fieldnames or []
+    subject_column = next((c for c in SUBJECT_COLUMNS if c in columns), None)
+    if "file" not in columns or subject_column is None:
+        raise InvalidInput(
+            "invalid_subjects_csv",
+            f"{name}: needs a 'file' column and a 'subject_ref' or 'identity' column",
+        )
+    extra = [c for c in columns if c not in {"file", subject_column}]
+    entries = []
+    for row in reader:
+        if not (row.get("file") or "").strip():
+            continue
+        entries.append(
+            EnrolmentEntry(
+                path=row["file"].strip(),
+                subject_ref=(row.get(subject_column) or "").strip(),
+                attributes={c: row.get(c) or "" for c in extra},
             )
-        extra = [c for c in columns if c not in {"file", subject_column}]
-        entries = []
-        for row in reader:
-            if not (row.get("file") or "").strip():
-                continue
-            entries.append(
-                EnrolmentEntry(
-                    path=row["file"].strip(),
-                    subject_ref=(row.get(subject_column) or "").strip(),
-                    attributes={c: row.get(c) or "" for c in extra},
-                )
-            )
+        )
     return entries
+
+
+def _item_state(entry: EnrolmentEntry) -> tuple[str, str, str]:
+    """(path, status, message) of a CSV row's work item: its path normalised and relative to the run's folder.
+
+    A row naming a file outside the images folder ("../../etc/passwd") is never read. Normalised rather than
+    resolved, so a folder of symbolic links to the images still works.
+    """
+    raw = entry.path.replace("\\", "/")
+    relative = os.path.normpath(raw)
+    if PurePosixPath(raw).is_absolute() or relative == ".." or relative.startswith("../"):
+        return raw[:1000], EnrolmentItem.Status.FAILED, "path is outside the images folder"
+    if not entry.subject_ref:
+        return relative[:1000], EnrolmentItem.Status.FAILED, "no subject reference in the CSV row"
+    return relative[:1000], EnrolmentItem.Status.PENDING, ""
 
 
 def enrolment_run_create(
     *,
     gallery: Gallery,
-    images_dir: Path,
+    images_dir: Path | None,
     entries: Iterable[EnrolmentEntry],
     actor: Actor = None,
     source: str = "",
+    staging_key: str = "",
 ) -> EnrolmentRun:
-    base = Path(images_dir).resolve()
+    """A run and its work items. From a server folder (`images_dir`), its files are copied into storage by the
+    first process that works on it (search.enrolment_storage); with `images_dir=None` the files are already in
+    storage under `staging_key` (an uploaded zip)."""
     user: Any = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     with transaction.atomic():
         run = EnrolmentRun.objects.create(
@@ -246,21 +276,21 @@ def enrolment_run_create(
             actor_name=getattr(user, "username", "") or "command line",
             source=source[:500],
             heartbeat_at=timezone.now(),
+            staging_key=staging_key or staging_key_new(),
+            import_folder=str(Path(images_dir).resolve()) if images_dir is not None else "",
+            imported_at=None if images_dir is not None else timezone.now(),
         )
         items = []
         for entry in entries:
-            # A CSV row naming a file outside the images folder ("../../etc/passwd") is never read. Normalised
-            # rather than resolved, so a folder of symbolic links to the images still works.
-            path = Path(os.path.normpath(base / entry.path))
-            outside = not path.is_relative_to(base)
+            path, status, message = _item_state(entry)
             items.append(
                 EnrolmentItem(
                     run=run,
-                    path=str(path),
+                    path=path,
                     subject_ref=entry.subject_ref[:120],
                     attributes=entry.attributes,
-                    status=EnrolmentItem.Status.FAILED if outside else EnrolmentItem.Status.PENDING,
-                    message="path is outside the images folder" if outside else "",
+                    status=status,
+                    message=message,
                 )
             )
         EnrolmentItem.objects.bulk_create(items, batch_size=2000)
@@ -280,22 +310,41 @@ def _item_fail(item: EnrolmentItem, message: str) -> None:
 
 
 def _item_read(item: EnrolmentItem) -> bytes:
-    path = Path(item.path)
+    """The item's bytes, from its copy in the enrolment storage (local folder or object store)."""
     if not item.subject_ref:
         raise EnrolmentError("no subject reference in the CSV row")
+    storage = enrolment_storage()
+    name = enrolment_item_name(item.run, item.path)
     try:
-        if path.stat().st_size > settings.RFR_MAX_UPLOAD_BYTES:
-            raise EnrolmentError("file is larger than the upload limit")
-        return path.read_bytes()
+        # Opened first: a missing object is FileNotFoundError on every backend, and the size comes with it.
+        with storage.open(name, "rb") as handle:
+            if handle.size > settings.RFR_MAX_UPLOAD_BYTES:
+                raise EnrolmentError("file is larger than the upload limit")
+            return bytes(handle.read())
     except FileNotFoundError as error:
         raise EnrolmentError("file not found") from error
     except OSError as error:
         raise EnrolmentError(f"cannot read file: {error.strerror}") from error
 
 
-def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | None = None) -> None:
+def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | None = None, finish: bool = False) -> None:
     """Enrol a batch of work items; each image commits on its own, so a crash loses at most the batch's
-    uncommitted images, which the next run redoes. Items not pending (already done) are left alone."""
+    uncommitted images, which the next run redoes. Items not pending (already done) are left alone.
+
+    Any worker on any machine may take any batch: items are read from the enrolment storage. With `finish`
+    (a batch on the queue, whose run no process waits on), the batch that leaves nothing pending finishes
+    the run.
+    """
+    run_ids = set(EnrolmentItem.objects.filter(pk__in=item_ids).values_list("run_id", flat=True).distinct())
+    _items_enrol(item_ids=item_ids, engine=engine)
+    # The run shows life while any of its batches is worked on, wherever that is.
+    EnrolmentRun.objects.filter(pk__in=run_ids).update(heartbeat_at=timezone.now())
+    if finish:
+        for run_id in run_ids:
+            enrolment_run_finish_if_done(run_id=run_id)
+
+
+def _items_enrol(*, item_ids: Sequence[int], engine: FaceEngine | None) -> None:
     items = list(
         EnrolmentItem.objects.filter(pk__in=item_ids, status=EnrolmentItem.Status.PENDING)
         .select_related("run__gallery")
@@ -328,7 +377,7 @@ def enrolment_items_process(*, item_ids: Sequence[int], engine: FaceEngine | Non
                 pack_key=engine.pack.key,
                 subject_ref=item.subject_ref,
                 attributes=item.attributes,
-                original_filename=Path(item.path).name,
+                original_filename=PurePosixPath(item.path).name,
                 provenance=item.run.source,
                 item=item,
             )
@@ -389,9 +438,32 @@ def enrolment_runs_mark_interrupted(*, silent_seconds: float | None = None) -> l
     return marked
 
 
-def _enqueue_batches(batches: list[list[int]]) -> None:
+def _enqueue_batches(batches: list[list[int]], *, finish: bool = False) -> None:
     for batch in batches:
-        task_enqueue(TaskName.GALLERY_ENROL_BATCH, batch)
+        if finish:
+            task_enqueue(TaskName.GALLERY_ENROL_BATCH, batch, True)
+        else:
+            task_enqueue(TaskName.GALLERY_ENROL_BATCH, batch)
+
+
+def enrolment_run_pending_batches(*, run: EnrolmentRun, batch_size: int = ENROL_BATCH_SIZE) -> list[list[int]]:
+    """The run's pending items in batches, after copying them into storage if the run has not yet."""
+    enrolment_run_import(run=run)
+    pending = list(run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True))
+    return [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+
+
+def enrolment_run_fan_out(*, run: EnrolmentRun, batch_size: int = ENROL_BATCH_SIZE) -> int:
+    """Queue every pending batch of the run for the inference workers, and return at once: the batch that
+    leaves nothing pending finishes the run. Returns the batches queued."""
+    batches = enrolment_run_pending_batches(run=run, batch_size=batch_size)
+    EnrolmentRun.objects.filter(pk=run.pk).exclude(status=EnrolmentRun.Status.FINISHED).update(
+        status=EnrolmentRun.Status.RUNNING, heartbeat_at=timezone.now()
+    )
+    if not batches:
+        enrolment_run_finish_if_done(run_id=run.pk)
+    _enqueue_batches(batches, finish=True)
+    return len(batches)
 
 
 def enrolment_run_execute(
@@ -404,10 +476,10 @@ def enrolment_run_execute(
     on_progress: Callable[[int], None] | None = None,
 ) -> EnrolmentRun:
     """Work through the run's pending items, in this process or on Celery workers, then audit the result."""
-    pending = list(run.items.filter(status=EnrolmentItem.Status.PENDING).order_by("pk").values_list("pk", flat=True))
+    batches = enrolment_run_pending_batches(run=run, batch_size=batch_size)
+    pending = [pk for batch in batches for pk in batch]
     total = run.items.count()
     done_before = total - len(pending)
-    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
     eager = settings.CELERY_TASK_ALWAYS_EAGER if in_process is None else in_process
     # Running (again): an interrupted run resumes with its pending items, and shows life while it works.
     EnrolmentRun.objects.filter(pk=run.pk).exclude(status=EnrolmentRun.Status.FINISHED).update(
@@ -455,9 +527,21 @@ def enrolment_run_execute(
     return enrolment_run_finish(run=run)
 
 
+def enrolment_run_finish_if_done(*, run_id: int) -> EnrolmentRun | None:
+    """Finish the run if nothing of it is pending and nobody has yet (two last batches may race)."""
+    if EnrolmentItem.objects.filter(run_id=run_id, status=EnrolmentItem.Status.PENDING).exists():
+        return None
+    run = EnrolmentRun.objects.filter(pk=run_id).exclude(status=EnrolmentRun.Status.FINISHED).first()
+    return None if run is None else enrolment_run_finish(run=run)
+
+
 def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
+    """Record the run's counts with its audit event (once), save the index snapshots, drop the item copies."""
     counts = {status: run.items.filter(status=status).count() for status in EnrolmentItem.Status.values}
     with transaction.atomic():
+        locked = EnrolmentRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status == EnrolmentRun.Status.FINISHED and locked.finished_at is not None and locked.counts:
+            return locked  # another process finished it meanwhile (the last batch, or the waiting command)
         run.counts = counts
         run.status = EnrolmentRun.Status.FINISHED
         run.finished_at = timezone.now()
@@ -476,4 +560,6 @@ def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
         )
     for pack_key in index_pack_keys(run.gallery_id):
         get_index().save(run.gallery_id, pack_key)
+    if not counts.get(EnrolmentItem.Status.PENDING):
+        enrolment_run_copies_delete(run=run)
     return run

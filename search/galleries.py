@@ -28,6 +28,7 @@ from audit.actions import AuditAction
 from audit.services import audit_event_record
 from rfr.errors import InvalidInput
 from rfr.limits import text_limit_check
+from search.enrolment_storage import enrolment_item_copies_delete
 from search.index.changes import index_changes_record
 from search.index.erasure import index_snapshots_erase
 from search.models import (
@@ -121,6 +122,11 @@ def _enrolment_items_scrub(*, gallery_id: int, image_ids: list[int], subject_ref
         ).values_list("pk", flat=True)
     )
     items = EnrolmentItem.objects.filter(pk__in=item_ids)
+    # The items' copies in the enrolment storage (a run not yet finished keeps them) are the removed subject's
+    # images: they go once this commits.
+    copies = [(item.run, item.path) for item in items.exclude(path="").select_related("run")]
+    if copies:
+        transaction.on_commit(lambda: enrolment_item_copies_delete(items=copies))
     items.filter(status=EnrolmentItem.Status.PENDING).update(status=EnrolmentItem.Status.FAILED)
     return items.update(path="", subject_ref="", attributes={}, message=REMOVED_ITEM_MESSAGE.format(cause=cause))
 

@@ -4,16 +4,18 @@ retention rule and "purge expired now", and bulk enrolment from an uploaded zip 
 Bulk enrolment reuses the command line's machinery (search.enrolment): the zip or folder holds `subjects.csv`
 (`file,subject_ref|identity[,extra columns]`, read by `enrolment_entries_read`) beside the images it names; an
 `EnrolmentRun` is created with its items, and the whole run is worked through on the inference queue
-(`TaskName.GALLERY_ENROL_RUN`), resumable as every run is. Nothing outside the configured roots is ever read:
-a zip is checked member by member before anything is extracted (absolute names, `..`, symbolic links, too many
-members, too many bytes), and a folder, and every file its CSV names, must resolve inside RFR_ENROLMENT_ROOTS.
+(`TaskName.GALLERY_ENROL_RUN`): the worker that takes it copies a folder's files into the enrolment storage and
+queues its batches for every inference worker, on any machine (search.enrolment_storage); resumable as every
+run is. Nothing outside the configured roots is ever read: a zip is checked member by member before anything
+is unpacked (absolute names, `..`, symbolic links, too many members, too many bytes) and unpacked straight into
+storage, and a folder, and every file its CSV names, must resolve inside RFR_ENROLMENT_ROOTS.
 """
 
 from __future__ import annotations
 
-import shutil
+import io
 import stat
-import uuid
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.files import File
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest
@@ -30,14 +33,21 @@ from audit.actions import AuditAction
 from audit.services import audit_event_record
 from rfr.errors import Conflict, InvalidInput, PayloadTooLarge
 from rfr.queues import TaskName, task_enqueue_on_commit
-from search.enrolment import enrolment_entries_read, enrolment_run_create, enrolment_run_execute
+from rfr.storage import storage_prefix_delete
+from search.enrolment import (
+    EnrolmentEntry,
+    enrolment_entries_parse,
+    enrolment_entries_read,
+    enrolment_run_create,
+    enrolment_run_fan_out,
+)
+from search.enrolment_storage import ENROLMENT_FOLDER, enrolment_item_source, enrolment_storage, staging_key_new
 from search.galleries import gallery_purge_expired
 from search.models import EnrolmentItem, EnrolmentRun, Gallery, IndexState, Template
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
 SUBJECTS_CSV = "subjects.csv"
-UPLOADS_FOLDER = "enrolment-uploads"
 _COPY_CHUNK = 1 << 20
 
 
@@ -112,14 +122,8 @@ def enrolment_run_progress(*, run: EnrolmentRun) -> dict[str, Any]:
 
 
 def enrolment_item_display_path(*, item: EnrolmentItem) -> str:
-    """A failed item's file as the person who supplied it named it: relative to the upload or root folder."""
-    path = Path(item.path)
-    for base in (_uploads_root(), *settings.RFR_ENROLMENT_ROOTS):
-        if path.is_relative_to(base):
-            relative = path.relative_to(base)
-            # An upload's own folder name (a random token) means nothing to the reader.
-            return str(PurePosixPath(*relative.parts[1:])) if base == _uploads_root() else str(relative)
-    return path.name
+    """A failed item's file as the person who supplied it named it in subjects.csv."""
+    return item.path
 
 
 # -- retention -------------------------------------------------------------------------------------------------
@@ -161,10 +165,6 @@ def gallery_purge_now(*, gallery: Gallery, actor: Actor = None, request: HttpReq
 
 
 # -- bulk enrolment: where the files come from ------------------------------------------------------------------
-def _uploads_root() -> Path:
-    return Path(settings.DATA_DIR).resolve() / UPLOADS_FOLDER
-
-
 def _too_large_unpacked() -> PayloadTooLarge:
     return PayloadTooLarge("zip_too_large_uncompressed", "The zip's contents are too large once unpacked.")
 
@@ -185,9 +185,49 @@ def _zip_member_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
     return tuple(part for part in parts if part not in ("", "."))
 
 
-def enrolment_zip_extract(*, upload: IO[bytes], size: int) -> Path:
-    """Check an uploaded zip, extract it into a folder of its own under the data folder, and return the folder
-    that holds subjects.csv. Refused whole, with nothing left on disk, if any check fails."""
+@dataclass
+class _Unpacked:
+    """Bytes that came out of the zip so far, counted against the limit (the sizes in a zip's directory lie)."""
+
+    limit: int
+    written: int = 0
+
+    def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+        spool = tempfile.SpooledTemporaryFile(max_size=_COPY_CHUNK * 8)  # noqa: SIM115  # handed to the caller
+        try:
+            with archive.open(info) as source:
+                while chunk := source.read(_COPY_CHUNK):
+                    self.written += len(chunk)
+                    if self.written > self.limit:
+                        raise _too_large_unpacked()
+                    spool.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
+            spool.close()
+            raise InvalidInput("invalid_zip", f"The zip cannot be unpacked ({info.filename} is damaged).") from error
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+
+
+def _subjects_base(planned: list[tuple[zipfile.ZipInfo, tuple[str, ...]]]) -> tuple[str, ...]:
+    """subjects.csv at the top of the zip, or in its one top-level folder (how most tools zip a folder)."""
+    files = {parts for info, parts in planned if parts and not info.is_dir()}
+    if (SUBJECTS_CSV,) in files:
+        return ()
+    tops = {parts[0] for parts in files if parts[0] != "__MACOSX"} | {
+        parts[0] for info, parts in planned if info.is_dir() and parts and parts[0] != "__MACOSX"
+    }
+    if len(tops) == 1 and (top := next(iter(tops)), SUBJECTS_CSV) in files:
+        return (top,)
+    raise InvalidInput("subjects_csv_missing", f"The zip has no {SUBJECTS_CSV} beside its images.")
+
+
+def enrolment_zip_store(*, upload: IO[bytes], size: int) -> tuple[str, list[EnrolmentEntry]]:
+    """Check an uploaded zip and unpack the folder that holds subjects.csv straight into the enrolment storage,
+    under a staging key of its own; returns the key and the CSV's rows. Refused whole, with nothing left in
+    storage, if any check fails."""
     if size > settings.RFR_ENROLMENT_ZIP_MAX_BYTES:
         raise PayloadTooLarge(
             "zip_too_large",
@@ -208,52 +248,31 @@ def enrolment_zip_extract(*, upload: IO[bytes], size: int) -> Path:
         if sum(info.file_size for info in members) > limit:
             raise _too_large_unpacked()
         planned = [(info, _zip_member_parts(info)) for info in members]
-        dest = _uploads_root() / uuid.uuid4().hex
-        dest.mkdir(parents=True)
+        base = _subjects_base(planned)
+        unpacked = _Unpacked(limit)
+        key = staging_key_new()
+        storage = enrolment_storage()
+        prefix = f"{ENROLMENT_FOLDER}/{key}"
         try:
-            written = 0
+            entries: list[EnrolmentEntry] = []
+            seen: set[tuple[str, ...]] = set()
             for info, parts in planned:
-                written = _zip_member_extract(archive, info, dest, parts, written, limit)
-            return _subjects_folder(dest)
+                if info.is_dir() or not parts or parts[: len(base)] != base or len(parts) == len(base):
+                    continue
+                relative = parts[len(base) :]
+                if relative in seen:
+                    raise InvalidInput("zip_duplicate_member", f"The zip holds {info.filename} twice.")
+                seen.add(relative)
+                with unpacked.read(archive, info) as data:
+                    if relative == (SUBJECTS_CSV,):
+                        text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
+                        entries = enrolment_entries_parse(text, name=SUBJECTS_CSV)
+                    else:
+                        storage.save(f"{prefix}/{'/'.join(relative)}", File(data, name=relative[-1]))
+            return key, entries
         except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
+            storage_prefix_delete(storage, prefix)
             raise
-
-
-def _zip_member_extract(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, parts: tuple[str, ...], written: int, limit: int
-) -> int:
-    """Write one member under dest; returns the bytes written so far. The sizes in a zip's directory can lie,
-    so what actually comes out is counted against the limit."""
-    if not parts:
-        return written
-    target = dest.joinpath(*parts)
-    try:
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            return written
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as source, open(target, "xb") as out:
-            while chunk := source.read(_COPY_CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise _too_large_unpacked()
-                out.write(chunk)
-    except FileExistsError as error:
-        raise InvalidInput("zip_duplicate_member", f"The zip holds {info.filename} twice.") from error
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as error:
-        raise InvalidInput("invalid_zip", f"The zip cannot be unpacked ({info.filename} is damaged).") from error
-    return written
-
-
-def _subjects_folder(dest: Path) -> Path:
-    """subjects.csv at the top of the zip, or in its one top-level folder (how most tools zip a folder)."""
-    if (dest / SUBJECTS_CSV).is_file():
-        return dest
-    children = [child for child in dest.iterdir() if child.name != "__MACOSX"]
-    if len(children) == 1 and children[0].is_dir() and (children[0] / SUBJECTS_CSV).is_file():
-        return children[0]
-    raise InvalidInput("subjects_csv_missing", f"The zip has no {SUBJECTS_CSV} beside its images.")
 
 
 def enrolment_folder_resolve(*, folder: str) -> Path:
@@ -286,16 +305,14 @@ def enrolment_folder_resolve(*, folder: str) -> Path:
 def _items_confine(*, run: EnrolmentRun, roots: list[Path]) -> None:
     """Fail every item whose file resolves (symbolic links followed) outside the roots, before it is read."""
     for item in run.items.filter(status=EnrolmentItem.Status.PENDING).only("pk", "path"):
-        real = Path(item.path).resolve()
+        real = enrolment_item_source(run, item.path).resolve()
         if not any(real.is_relative_to(root) for root in roots):
             EnrolmentItem.objects.filter(pk=item.pk).update(
                 status=EnrolmentItem.Status.FAILED, message="the file leads outside the folders open for enrolment"
             )
 
 
-def _run_start(
-    *, gallery: Gallery, folder: Path, roots: list[Path], source: str, actor: Actor, request: HttpRequest | None
-) -> EnrolmentRun:
+def _run_start(*, gallery: Gallery, folder: Path, roots: list[Path], source: str, actor: Actor) -> EnrolmentRun:
     entries = enrolment_entries_read(images_dir=folder, subjects_csv=folder / SUBJECTS_CSV)
     if not entries:
         raise InvalidInput("subjects_csv_empty", f"{SUBJECTS_CSV} lists no files.")
@@ -309,24 +326,31 @@ def _run_start(
 def enrolment_run_start_from_zip(
     *, gallery: Gallery, upload: IO[bytes], filename: str, size: int, actor: Actor = None, request: Any = None
 ) -> EnrolmentRun:
-    folder = enrolment_zip_extract(upload=upload, size=size)
+    """A run over an uploaded zip, whose files are unpacked straight into the enrolment storage."""
+    key, entries = enrolment_zip_store(upload=upload, size=size)
     try:
-        return _run_start(
-            gallery=gallery,
-            folder=folder,
-            roots=[folder],
-            source=f"zip upload {PurePosixPath(filename).name}"[:500],
-            actor=actor,
-            request=request,
-        )
+        if not entries:
+            raise InvalidInput("subjects_csv_empty", f"{SUBJECTS_CSV} lists no files.")
+        with transaction.atomic():
+            run = enrolment_run_create(
+                gallery=gallery,
+                images_dir=None,
+                entries=entries,
+                actor=actor,
+                source=f"zip upload {PurePosixPath(filename).name}"[:500],
+                staging_key=key,
+            )
+            task_enqueue_on_commit(TaskName.GALLERY_ENROL_RUN, run.pk)
+        return run
     except BaseException:
-        shutil.rmtree(_upload_folder_of(folder) or folder, ignore_errors=True)
+        storage_prefix_delete(enrolment_storage(), f"{ENROLMENT_FOLDER}/{key}")
         raise
 
 
 def enrolment_run_start_from_folder(
     *, gallery: Gallery, folder: str, actor: Actor = None, request: Any = None
 ) -> EnrolmentRun:
+    """A run over a server folder; the worker that takes it copies the files into storage first."""
     resolved = enrolment_folder_resolve(folder=folder)
     return _run_start(
         gallery=gallery,
@@ -334,7 +358,6 @@ def enrolment_run_start_from_folder(
         roots=list(settings.RFR_ENROLMENT_ROOTS),
         source=f"server folder {resolved}"[:500],
         actor=actor,
-        request=request,
     )
 
 
@@ -357,26 +380,17 @@ def enrolment_run_resume(*, run: EnrolmentRun, actor: Actor = None, request: Htt
     return pending
 
 
-def _upload_folder_of(path: Path) -> Path | None:
-    """The upload's own folder (data/enrolment-uploads/<token>) that `path` lies in, if it lies in one."""
-    uploads = _uploads_root()
-    if not path.is_relative_to(uploads) or path == uploads:
-        return None
-    return uploads / path.relative_to(uploads).parts[0]
-
-
 def enrolment_run_process(*, run_id: int) -> EnrolmentRun | None:
-    """Work through a run started from the page (on the inference queue), then delete an upload's extracted
-    files: the images enrolled are in the gallery's storage, and the copies are not kept."""
+    """Take a run started from the page (on the inference queue): copy a server folder's files into storage,
+    then queue its batches for every inference worker; the batch that leaves nothing pending finishes it."""
     run = EnrolmentRun.objects.select_related("gallery").filter(pk=run_id).first()
     if run is None:
         return None
-    if run.status != EnrolmentRun.Status.FINISHED or run.items.filter(status=EnrolmentItem.Status.PENDING).exists():
-        run = enrolment_run_execute(run=run, in_process=True, progress=False)
-    # Any item will do (an item's path may have been scrubbed since, when its subject was removed).
-    for path in run.items.exclude(path="").order_by("pk").values_list("path", flat=True)[:50]:
-        upload_folder = _upload_folder_of(Path(path))
-        if upload_folder is not None:
-            shutil.rmtree(upload_folder, ignore_errors=True)
-            break
+    if (
+        run.status == EnrolmentRun.Status.FINISHED
+        and not run.items.filter(status=EnrolmentItem.Status.PENDING).exists()
+    ):
+        return run
+    enrolment_run_fan_out(run=run)
+    run.refresh_from_db()
     return run

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import Storage
 from django.db import models
 
 from rfr.errors import Forbidden
+from rfr.storage import named_storage
 
 # -- removal guard --------------------------------------------------------------------------------------------
 # Gallery rows hold biometrics. Removing them must record a reason, write the audit event, mark the candidates
@@ -133,10 +134,11 @@ def gallery_image_path(instance: GalleryImage, filename: str) -> str:
     return f"galleries/{instance.gallery_id}/{instance.sha256[:2]}/{instance.sha256}.{suffix[:8]}"
 
 
-def gallery_storage() -> FileSystemStorage:
-    # Overwrite rather than rename: the same content hash is the same image, written again on a resume. A
-    # rolled-back write removes the file only if no committed row names it (rfr.storage, search.enrolment).
-    return FileSystemStorage(allow_overwrite=True)
+def gallery_storage() -> Storage:
+    # The "gallery" entry of STORAGES (rfr.objectstore): local folder or object store. It overwrites rather
+    # than renames: the same content hash is the same image, written again on a resume. A rolled-back write
+    # removes the file only if no committed row names it (rfr.storage, search.enrolment).
+    return named_storage("gallery")
 
 
 class GalleryImage(GuardedModel):
@@ -244,6 +246,14 @@ class EnrolmentRun(models.Model):
     # Touched while the run is being worked through; housekeeping marks a running run without one for
     # RFR_ENROLMENT_RUN_DEAD_SECONDS interrupted.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Where its items' copies live in the "enrolment" storage (search.enrolment_storage): a folder of its own,
+    # so that any worker on any machine reads any item, and the copies go in one sweep when the run ends.
+    staging_key = models.CharField(max_length=64, blank=True)
+    # A server folder whose files are still to be copied in (empty for an upload, already in storage), and
+    # when that copy finished: the first process to work on the run makes it, on the machine that sees the
+    # folder.
+    import_folder = models.CharField(max_length=1000, blank=True)
+    imported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -260,6 +270,7 @@ class EnrolmentItem(models.Model):
         FAILED = "failed", "Failed"
 
     run = models.ForeignKey(EnrolmentRun, on_delete=models.CASCADE, related_name="items")
+    # The file as the CSV names it, relative to the run's folder (search.enrolment_storage names its copy).
     path = models.CharField(max_length=1000)
     subject_ref = models.CharField(max_length=120)
     attributes = models.JSONField(default=dict, blank=True)

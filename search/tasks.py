@@ -20,9 +20,10 @@ _RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 
 
 
 @shared_task(name=TaskName.GALLERY_ENROL_BATCH.value, **_RETRY)
-def gallery_enrol_batch(item_ids: list[int]) -> None:
-    """Enrol a batch of enrolment items; items already done (a redelivered message) are skipped."""
-    enrolment_items_process(item_ids=item_ids)
+def gallery_enrol_batch(item_ids: list[int], finish: bool = False) -> None:
+    """Enrol a batch of enrolment items; items already done (a redelivered message) are skipped. With `finish`
+    (a run no process waits on), the batch that leaves nothing pending finishes the run."""
+    enrolment_items_process(item_ids=item_ids, finish=finish)
 
 
 @shared_task(name=TaskName.GALLERY_PURGE_EXPIRED.value, **_RETRY)

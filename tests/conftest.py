@@ -29,6 +29,7 @@ LONGEST_MODULES = (
     "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
     "tests/e2e/test_api_token_flow.py",  # 69 (its own server, worker and seeded gallery)
     "tests/test_faults_broker.py",  # 54
+    "tests/test_storage_s3.py",  # 60 at a load average of 8 (two Celery workers sharing only an S3 bucket)
     "tests/e2e/test_galadmin_browser.py",  # 32
     "tests/e2e/test_workbench_browser.py",  # 30
     "tests/test_gallery_resume.py",  # 29

@@ -115,8 +115,8 @@ def test_zip_enrolment_and_reembedding_run_on_a_worker(worker: Path, faces_dir: 
     status = _wait_done(admin, reverse("search:manage-enrolment-run-status", args=[run.pk]), worker)
     assert status["counts"] == {"pending": 0, "enrolled": 4, "skipped": 0, "failed": 1}
     assert run.items.get(subject_ref="CUST-MISSING").message == "file not found"
-    # The worker deleted the extracted copies once the run was over.
-    assert list((Path(settings.DATA_DIR) / "enrolment-uploads").iterdir()) == []
+    # The run's copies of its items (in the enrolment storage) were deleted once the run was over.
+    assert not [p for p in (Path(settings.MEDIA_ROOT) / "enrolment-uploads").rglob("*") if p.is_file()]
 
     response = admin.post(reverse("search:manage-modelpack-reembed", args=[COPY]))
     reembed = ReembedRun.objects.get()

@@ -10,7 +10,10 @@ from cases.housekeeping import storage_orphans_sweep
 
 
 class Command(BaseCommand):
-    help = "Storage tools. `sweep` removes probe originals, face crops and gallery images that no row names."
+    help = (
+        "Storage tools. `sweep` removes probe originals, face crops, gallery images and enrolment copies that no"
+        " row names."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         subcommands = parser.add_subparsers(dest="subcommand", metavar="{sweep}")
@@ -18,8 +21,8 @@ class Command(BaseCommand):
         sweep = subcommands.add_parser(
             "sweep",
             help=(
-                "Remove files under the media folder's probes/ and galleries/ that no row names and that are"
-                " older than RFR_ORPHAN_GRACE_SECONDS; audited with counts."
+                "Remove stored files under probes/, galleries/ and enrolment-uploads/ (local or in the object"
+                " store) that no row names and that are older than RFR_ORPHAN_GRACE_SECONDS; audited with counts."
             ),
         )
         sweep.add_argument("--dry-run", action="store_true", help="List the orphan files; remove nothing.")
