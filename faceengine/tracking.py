@@ -1,0 +1,237 @@
+"""Face tracks: the faces of the sampled frames of a video linked into one track per person on screen, each
+with its best shots and a fused template, and proposals to merge tracks of one person that broke.
+
+Everything here is a pure, deterministic function of the stored per-frame faces (`TrackFace`): the analysis is
+retrospective, so tracks are built offline, after (or again after) the frames are analysed, and the same faces
+always give the same tracks. A track is a lead for a person to look at, never an identification.
+
+Linking (`tracks_build`), frame by frame in time order: a face joins the track whose last face is near in
+place, size and time (the box may drift with the gap) and whose recent appearance it resembles (cosine of
+templates), the best-scoring pairs first; a face no track takes starts a track. A track survives misses of up
+to `max_gap_s`, so a face lost for a few frames (blur, a turn, occlusion) continues its track. A strongly
+overlapping box is accepted with a weaker appearance match, since one person's templates vary frame to frame
+on small, blurred faces, while a weaker overlap needs a clearer appearance match, so two people crossing are
+not swapped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceengine.engine import AnalysedFace
+
+Box = tuple[float, float, float, float]  # x, y, width, height in frame pixels
+
+# Linking parameters (see the module docstring). Chosen for people walking through CCTV and phone footage at
+# about 5 sampled frames a second; none depends on a particular clip.
+MAX_GAP_S = 1.5
+# A face may move this many box sides per second of gap, plus half a side, from where its track was last seen.
+MAX_SPEED_SIDES_PER_S = 1.5
+MAX_SIZE_RATIO = 1.8
+STRONG_OVERLAP_IOU = 0.5
+STRONG_OVERLAP_MIN_SIMILARITY = 0.0
+MIN_LINK_SIMILARITY = 0.25
+RECENT_FACES = 5
+# Best shots are at least this far apart in time (or the track's span over twice the shots wanted, if longer),
+# so they are views from different moments, not k neighbouring frames of one.
+MIN_SHOT_SPACING_S = 0.4
+# Tracks are proposed for merging when their fused templates are this similar and they never share a frame.
+MERGE_MIN_SIMILARITY = 0.5
+
+
+@dataclass(frozen=True)
+class TrackFace:
+    """One face of one sampled frame, as stored. `ref` is the caller's key for it (a row id)."""
+
+    ref: int
+    frame_index: int
+    time_s: float
+    box: Box
+    template: np.ndarray = field(repr=False)  # (D,) unit length
+    quality: float  # the engine's usability (FaceQuality.usability): higher is a better shot
+    uncertain: bool = False
+
+
+@dataclass
+class Track:
+    number: int  # 0-based, in order of first appearance
+    faces: list[TrackFace]
+
+    @property
+    def first_time_s(self) -> float:
+        return self.faces[0].time_s
+
+    @property
+    def last_time_s(self) -> float:
+        return self.faces[-1].time_s
+
+    @property
+    def first_index(self) -> int:
+        return self.faces[0].frame_index
+
+    @property
+    def last_index(self) -> int:
+        return self.faces[-1].frame_index
+
+    def best_shots(self, k: int = 5) -> list[TrackFace]:
+        """Up to k faces, the best by quality first, spread in time: each at least MIN_SHOT_SPACING_S (or the
+        track's span over 2k) from those already chosen; the spacing halves until k are found or none is left.
+        Uncertain detections come only when nothing else is left."""
+        if k <= 0 or not self.faces:
+            return []
+        ranked = sorted(self.faces, key=lambda f: (f.uncertain, -f.quality, f.frame_index))
+        span = self.last_time_s - self.first_time_s
+        spacing = max(MIN_SHOT_SPACING_S, span / (2 * k))
+        chosen: list[TrackFace] = []
+        while len(chosen) < min(k, len(ranked)):
+            for face in ranked:
+                if len(chosen) >= k:
+                    break
+                if face in chosen:
+                    continue
+                if all(abs(face.time_s - other.time_s) >= spacing for other in chosen):
+                    chosen.append(face)
+            spacing /= 2
+            if spacing < 1e-3:
+                spacing = 0.0
+        return sorted(chosen, key=lambda f: (f.uncertain, -f.quality, f.frame_index))
+
+    def fused_template(self, k: int = 5) -> np.ndarray:
+        return template_fuse(self.best_shots(k))
+
+
+def template_fuse(shots: Sequence[TrackFace]) -> np.ndarray:
+    """The quality-weighted mean of the shots' unit templates, L2-normalised: one search template for a track.
+    Averaging views from different moments cancels part of each view's blur, noise and landmark error."""
+    if not shots:
+        raise ValueError("template_fuse needs at least one shot")
+    weights = np.array([max(shot.quality, 1e-3) for shot in shots], dtype=np.float64)
+    stacked = np.stack([np.asarray(shot.template, dtype=np.float64) for shot in shots])
+    mean = (weights[:, None] * stacked).sum(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if norm == 0.0:
+        return np.asarray(stacked[0], dtype=np.float32)
+    return (mean / norm).astype(np.float32)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
+
+
+def _recent_template(track: Track) -> np.ndarray:
+    recent = track.faces[-RECENT_FACES:]
+    mean = np.sum([np.asarray(f.template, dtype=np.float64) * max(f.quality, 1e-3) for f in recent], axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm else mean
+
+
+def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: float) -> float | None:
+    """How well `face` continues `track` (higher is better), or None when it cannot."""
+    last = track.faces[-1]
+    gap = face.time_s - last.time_s
+    if gap <= 0 or gap > max_gap_s:
+        return None
+    side_last = math.sqrt(max(last.box[2] * last.box[3], 1e-6))
+    side_face = math.sqrt(max(face.box[2] * face.box[3], 1e-6))
+    if max(side_last, side_face) / min(side_last, side_face) > MAX_SIZE_RATIO:
+        return None
+    centre_last = (last.box[0] + last.box[2] / 2, last.box[1] + last.box[3] / 2)
+    centre_face = (face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2)
+    distance = math.hypot(centre_face[0] - centre_last[0], centre_face[1] - centre_last[1])
+    side = (side_last + side_face) / 2
+    if distance > side * (0.5 + MAX_SPEED_SIDES_PER_S * gap):
+        return None
+    similarity = float(np.dot(recent, np.asarray(face.template, dtype=np.float64)))
+    iou = box_iou(last.box, face.box)
+    needed = STRONG_OVERLAP_MIN_SIMILARITY if iou >= STRONG_OVERLAP_IOU else MIN_LINK_SIMILARITY
+    if similarity < needed:
+        return None
+    # Appearance counts most; nearness breaks ties between similar candidates; a longer gap counts against.
+    return similarity + 0.5 * iou - 0.1 * gap / max_gap_s
+
+
+def tracks_build(faces: Sequence[TrackFace], *, max_gap_s: float = MAX_GAP_S) -> list[Track]:
+    """The tracks of a video's faces (any order in; see the module docstring), numbered by first appearance."""
+    ordered = sorted(faces, key=lambda f: (f.frame_index, f.box[0], f.box[1], f.ref))
+    tracks: list[Track] = []
+    position = 0
+    while position < len(ordered):
+        frame_index = ordered[position].frame_index
+        end = position
+        while end < len(ordered) and ordered[end].frame_index == frame_index:
+            end += 1
+        frame_faces = ordered[position:end]
+        position = end
+        now = frame_faces[0].time_s
+        live = [t for t in tracks if 0 < now - t.last_time_s <= max_gap_s]
+        recents = {t.number: _recent_template(t) for t in live}
+        pairs: list[tuple[float, int, int]] = []
+        for t_pos, track in enumerate(live):
+            for f_pos, face in enumerate(frame_faces):
+                score = _link_score(track, recents[track.number], face, max_gap_s)
+                if score is not None:
+                    pairs.append((score, t_pos, f_pos))
+        # Greedy, best pair first; ties broken by position, so the result never depends on hashing or timing.
+        pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+        used_tracks: set[int] = set()
+        used_faces: set[int] = set()
+        for _, t_pos, f_pos in pairs:
+            if t_pos in used_tracks or f_pos in used_faces:
+                continue
+            used_tracks.add(t_pos)
+            used_faces.add(f_pos)
+            live[t_pos].faces.append(frame_faces[f_pos])
+        for f_pos, face in enumerate(frame_faces):
+            if f_pos not in used_faces:
+                tracks.append(Track(number=len(tracks), faces=[face]))
+    return tracks
+
+
+@dataclass(frozen=True)
+class MergeProposal:
+    """Two tracks that may be one person (first ends before second starts): a person decides."""
+
+    first: int  # Track.number
+    second: int
+    similarity: float  # cosine of the tracks' fused templates
+
+
+def track_merge_proposals(
+    tracks: Sequence[Track], *, min_similarity: float = MERGE_MIN_SIMILARITY, k: int = 5
+) -> list[MergeProposal]:
+    """Pairs of tracks that never share a frame and whose fused templates are at least `min_similarity` alike,
+    most similar first."""
+    fused = {track.number: track.fused_template(k) for track in tracks if track.faces}
+    proposals = []
+    for a in tracks:
+        for b in tracks:
+            if a.number == b.number or not a.faces or not b.faces or a.last_index >= b.first_index:
+                continue
+            similarity = float(np.dot(fused[a.number], fused[b.number]))
+            if similarity >= min_similarity:
+                proposals.append(MergeProposal(first=a.number, second=b.number, similarity=similarity))
+    proposals.sort(key=lambda p: (-p.similarity, p.first, p.second))
+    return proposals
+
+
+def track_face_from(ref: int, frame_index: int, time_s: float, face: AnalysedFace) -> TrackFace:
+    """A TrackFace from an engine face, for callers that track straight from `video_faces`."""
+    x, y, w, h = (float(v) for v in face.box)
+    return TrackFace(
+        ref=ref,
+        frame_index=frame_index,
+        time_s=time_s,
+        box=(x, y, w, h),
+        template=np.asarray(face.template, dtype=np.float32),
+        quality=float(face.quality.usability),
+        uncertain=bool(face.quality.uncertain),
+    )
