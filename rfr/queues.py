@@ -65,6 +65,7 @@ class TaskName(StrEnum):
     STORAGE_SWEEP = "cases.storage_sweep"
     ENROLMENT_RUNS_CHECK = "search.enrolment_runs_check"
     EVALUATION_RUN = "search.evaluation_run"
+    VIDEO_PROCESS = "cases.video_process"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -80,6 +81,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.STORAGE_SWEEP: Queue.HOUSEKEEPING,
     TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
     TaskName.EVALUATION_RUN: Queue.INFERENCE,
+    TaskName.VIDEO_PROCESS: Queue.INFERENCE,
 }
 
 
