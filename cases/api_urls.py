@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import api
+from cases import api, video_api
 
 urlpatterns = [
     path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
@@ -26,4 +26,10 @@ urlpatterns = [
     path(
         "candidates/<int:candidate_id>/decisions/", api.CandidateDecisionsAPI.as_view(), name="api-candidate-decisions"
     ),
+    # Video evidence (cases/video_api.py)
+    path("cases/<int:case_id>/videos/", video_api.CaseVideosAPI.as_view(), name="api-case-videos"),
+    path("videos/<int:video_id>/", video_api.VideoAPI.as_view(), name="api-video"),
+    path("videos/<int:video_id>/stills/", video_api.VideoStillsAPI.as_view(), name="api-video-stills"),
+    path("tracks/<int:track_id>/searches/", video_api.TrackSearchesAPI.as_view(), name="api-track-searches"),
+    path("merges/<int:merge_id>/decision/", video_api.MergeDecisionAPI.as_view(), name="api-merge-decision"),
 ]

@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import views
+from cases import video_views, views
 
 app_name = "cases"
 
@@ -37,4 +37,16 @@ urlpatterns = [
     path("candidates/<int:candidate_id>/decide/", views.candidate_decide, name="candidate-decide"),
     path("candidates/<int:candidate_id>/image", views.candidate_image, name="candidate-image"),
     path("candidates/<int:candidate_id>/crop.png", views.candidate_crop, name="candidate-crop"),
+    # Video evidence (cases/video_views.py): footage, its frames, tracks and merges
+    path("cases/<int:case_id>/videos/upload/", video_views.video_upload, name="video-upload"),
+    path("videos/<int:video_id>/", video_views.video_detail, name="video"),
+    path("videos/<int:video_id>/status.json", video_views.video_status, name="video-status"),
+    path("videos/<int:video_id>/original", video_views.video_original, name="video-original"),
+    path("videos/<int:video_id>/frame/", video_views.video_frame, name="video-frame"),
+    path("videos/<int:video_id>/frame.png", video_views.video_frame_image, name="video-frame-image"),
+    path("videos/<int:video_id>/grab/", video_views.video_grab, name="video-grab"),
+    path("tracks/<int:track_id>/", video_views.track_detail, name="track"),
+    path("tracks/<int:track_id>/shots/<int:rank>.jpg", video_views.track_shot_image, name="track-shot"),
+    path("tracks/<int:track_id>/search/", video_views.track_search, name="track-search"),
+    path("merges/<int:merge_id>/decide/", video_views.merge_decide, name="merge-decide"),
 ]
