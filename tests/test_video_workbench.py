@@ -63,7 +63,11 @@ def test_hamilton_clip_api_upload_processing_and_track_search_finds_the_referenc
     for name in ("lin-manuel-miranda.png", "obama.jpg", "alex_lacamoire_img1.jpg"):
         path = VIDEO_DIR / "real" / "reference" / name
         gallery_image_enrol(
-            gallery=gallery, data=path.read_bytes(), subject_ref=name.split(".")[0], original_filename=name, engine=engine
+            gallery=gallery,
+            data=path.read_bytes(),
+            subject_ref=name.split(".")[0],
+            original_filename=name,
+            engine=engine,
         )
     client = client_for(people["investigator"])
     data = HAMILTON.read_bytes()
@@ -143,7 +147,9 @@ def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_vie
     assert probe.status == Probe.Status.DONE and probe.faces.exists()
     assert probe.video_source["video_sha256"] == video.sha256 and probe.video_source["time_s"] == 2.0
     actions = _actions(case)
-    assert {"video.uploaded", "video.processed", "video.viewed", "video.frame_grabbed", "probe.processed"} <= set(actions)
+    assert {"video.uploaded", "video.processed", "video.viewed", "video.frame_grabbed", "probe.processed"} <= set(
+        actions
+    )
 
 
 def test_a_run_stopped_after_a_chunk_resumes_without_duplicates_and_gives_the_same_result(
