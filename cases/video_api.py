@@ -206,8 +206,12 @@ class VideoAPI(APIView):
         video = videos.video_get_for_user(user=request.user, video_id=video_id)
         if video.status == Video.Status.DONE:
             videos.video_view_record(
-                video=video, viewer=request.user, shown="tracks", request=_django_request(request), via="api"
-            )  # type: ignore[arg-type]
+                video=video,
+                viewer=request.user,  # type: ignore[arg-type]
+                shown="tracks",
+                request=_django_request(request),
+                via="api",
+            )
         return Response(VideoDetailSerializer(video).data)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceengine.detector import box_iou
 from faceengine.engine import AnalysedFace
 
 Box = tuple[float, float, float, float]  # x, y, width, height in frame pixels
@@ -29,8 +30,11 @@ Box = tuple[float, float, float, float]  # x, y, width, height in frame pixels
 # Linking parameters (see the module docstring). Chosen for people walking through CCTV and phone footage at
 # about 5 sampled frames a second; none depends on a particular clip.
 MAX_GAP_S = 1.5
-# A face may move this many box sides per second of gap, plus half a side, from where its track was last seen.
-MAX_SPEED_SIDES_PER_S = 1.5
+# A face may be this many box sides per second of gap, plus half a side, from where its track's last two faces
+# say it would be (a change of pace or direction), or from where a one-face track was seen (a walker's face
+# crosses several of its own widths a second).
+MAX_SPEED_SIDES_PER_S = 1.0
+MAX_SPEED_UNKNOWN_SIDES_PER_S = 4.0
 MAX_SIZE_RATIO = 1.8
 STRONG_OVERLAP_IOU = 0.5
 STRONG_OVERLAP_MIN_SIMILARITY = 0.0
@@ -118,20 +122,26 @@ def template_fuse(shots: Sequence[TrackFace]) -> np.ndarray:
     return (mean / norm).astype(np.float32)
 
 
-def box_iou(a: Box, b: Box) -> float:
-    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
-
-
 def _recent_template(track: Track) -> np.ndarray:
     recent = track.faces[-RECENT_FACES:]
     mean = np.sum([np.asarray(f.template, dtype=np.float64) * max(f.quality, 1e-3) for f in recent], axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm else mean
+
+
+def _predicted_box(track: Track, time_s: float) -> Box:
+    """Where the track's face would be at `time_s`, moving on as it moved between its last two faces."""
+    last = track.faces[-1]
+    if len(track.faces) < 2:
+        return last.box
+    before = track.faces[-2]
+    dt = last.time_s - before.time_s
+    if dt <= 0:
+        return last.box
+    gap = time_s - last.time_s
+    vx = (last.box[0] + last.box[2] / 2 - before.box[0] - before.box[2] / 2) / dt
+    vy = (last.box[1] + last.box[3] / 2 - before.box[1] - before.box[3] / 2) / dt
+    return (last.box[0] + vx * gap, last.box[1] + vy * gap, last.box[2], last.box[3])
 
 
 def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: float) -> float | None:
@@ -144,14 +154,17 @@ def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: fl
     side_face = math.sqrt(max(face.box[2] * face.box[3], 1e-6))
     if max(side_last, side_face) / min(side_last, side_face) > MAX_SIZE_RATIO:
         return None
-    centre_last = (last.box[0] + last.box[2] / 2, last.box[1] + last.box[3] / 2)
+    predicted = _predicted_box(track, face.time_s)
+    centre_predicted = (predicted[0] + predicted[2] / 2, predicted[1] + predicted[3] / 2)
     centre_face = (face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2)
-    distance = math.hypot(centre_face[0] - centre_last[0], centre_face[1] - centre_last[1])
+    distance = math.hypot(centre_face[0] - centre_predicted[0], centre_face[1] - centre_predicted[1])
     side = (side_last + side_face) / 2
-    if distance > side * (0.5 + MAX_SPEED_SIDES_PER_S * gap):
+    # Without a velocity yet (a one-face track) the face may have gone anywhere a person walks in the gap.
+    speed = MAX_SPEED_SIDES_PER_S if len(track.faces) >= 2 else MAX_SPEED_UNKNOWN_SIDES_PER_S
+    if distance > side * (0.5 + speed * gap):
         return None
     similarity = float(np.dot(recent, np.asarray(face.template, dtype=np.float64)))
-    iou = box_iou(last.box, face.box)
+    iou = box_iou(predicted, face.box)
     needed = STRONG_OVERLAP_MIN_SIMILARITY if iou >= STRONG_OVERLAP_IOU else MIN_LINK_SIMILARITY
     if similarity < needed:
         return None

@@ -100,6 +100,7 @@ def test_hamilton_clip_api_upload_processing_and_track_search_finds_the_referenc
     face = search.face
     assert face.origin == ProbeFace.Origin.TRACK
     source = face.probe.video_source
+    assert source is not None
     assert face.probe.video_id == video.pk and source["video_sha256"] == video.sha256 and source["fused"] is True
     assert len(source["shots"]) == min(settings.RFR_VIDEO_BEST_SHOTS, longest.face_count)
     assert {"video.uploaded", "video.processed", "video.viewed", "video.track_prepared", "search.requested"} <= set(
@@ -145,7 +146,8 @@ def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_vie
     probe = Probe.objects.get(video=video)
     assert grabbed["Location"] == f"/probes/{probe.pk}/"
     assert probe.status == Probe.Status.DONE and probe.faces.exists()
-    assert probe.video_source["video_sha256"] == video.sha256 and probe.video_source["time_s"] == 2.0
+    provenance = probe.video_source
+    assert provenance is not None and provenance["video_sha256"] == video.sha256 and provenance["time_s"] == 2.0
     actions = _actions(case)
     assert {"video.uploaded", "video.processed", "video.viewed", "video.frame_grabbed", "probe.processed"} <= set(
         actions

@@ -20,7 +20,7 @@ def clip_bytes(*, frames: int = 10, size: tuple[int, int] = (96, 64), fps: int =
     """A tiny synthetic clip (a moving grey square), in MP4."""
     out = io.BytesIO()
     with av.open(out, mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream: Any = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
@@ -40,7 +40,7 @@ def audio_only_bytes() -> bytes:
     """One second of silence in an MP4 with no video stream."""
     out = io.BytesIO()
     with av.open(out, mode="w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
+        stream: Any = container.add_stream("aac", rate=16000)
         samples = np.zeros((1, 1024), np.float32)
         for i in range(16):
             frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
