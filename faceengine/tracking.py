@@ -8,10 +8,11 @@ always give the same tracks. A track is a lead for a person to look at, never an
 Linking (`tracks_build`), frame by frame in time order: a face joins the track whose last face is near in
 place, size and time (the box may drift with the gap) and whose recent appearance it resembles (cosine of
 templates), the best-scoring pairs first; a face no track takes starts a track. A track survives misses of up
-to `max_gap_s`, so a face lost for a few frames (blur, a turn, occlusion) continues its track. A strongly
-overlapping box is accepted with a weaker appearance match, since one person's templates vary frame to frame
-on small, blurred faces, while a weaker overlap needs a clearer appearance match, so two people crossing are
-not swapped.
+to `max_gap_s`, so a face lost for a few frames (blur, a turn, occlusion) continues its track. A box that
+strongly overlaps where the track's face would be a moment later is accepted with a weaker appearance match,
+since one person's templates vary frame to frame on small, blurred faces; a weaker overlap or a longer gap
+needs a clearer appearance match, so two people crossing are not swapped and a person taking another's place
+(or a cut to another shot) starts a new track.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ MAX_SPEED_SIDES_PER_S = 1.0
 MAX_SPEED_UNKNOWN_SIDES_PER_S = 4.0
 MAX_SIZE_RATIO = 1.8
 STRONG_OVERLAP_IOU = 0.5
-STRONG_OVERLAP_MIN_SIMILARITY = 0.0
+STRONG_OVERLAP_MAX_GAP_S = 0.5
+STRONG_OVERLAP_MIN_SIMILARITY = 0.1
 MIN_LINK_SIMILARITY = 0.25
 RECENT_FACES = 5
 # Best shots are at least this far apart in time (or the track's span over twice the shots wanted, if longer),
@@ -165,7 +167,8 @@ def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: fl
         return None
     similarity = float(np.dot(recent, np.asarray(face.template, dtype=np.float64)))
     iou = box_iou(predicted, face.box)
-    needed = STRONG_OVERLAP_MIN_SIMILARITY if iou >= STRONG_OVERLAP_IOU else MIN_LINK_SIMILARITY
+    strong = iou >= STRONG_OVERLAP_IOU and gap <= STRONG_OVERLAP_MAX_GAP_S
+    needed = STRONG_OVERLAP_MIN_SIMILARITY if strong else MIN_LINK_SIMILARITY
     if similarity < needed:
         return None
     # Appearance counts most; nearness breaks ties between similar candidates; a longer gap counts against.
