@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Probe, ProbeFace, Search
+from cases.models import Probe, ProbeFace, Search, Video
 from rfr.queues import TaskName, task_enqueue
 from search.models import GalleryImage
 
@@ -45,13 +45,15 @@ REQUEUE_MAX_DOUBLINGS = 5
 WAITING_PENDING_SECONDS = 5
 WAITING_PROCESSING_SECONDS = 90
 
-_WORK: tuple[tuple[type[Probe] | type[Search], TaskName], ...] = (
-    (Probe, TaskName.PROBE_PROCESS),
-    (Search, TaskName.SEARCH_RUN),
+_WORK: tuple[tuple[type[Probe] | type[Search] | type[Video], TaskName, str], ...] = (
+    (Probe, TaskName.PROBE_PROCESS, "probes"),
+    (Search, TaskName.SEARCH_RUN, "searches"),
+    # Footage resumes after its last stored frame (cases.video), so sending it again loses nothing.
+    (Video, TaskName.VIDEO_PROCESS, "videos"),
 )
 
 
-def _requeue_due(model: type[Probe] | type[Search], now: datetime) -> QuerySet[Model]:
+def _requeue_due(model: type[Probe] | type[Search] | type[Video], now: datetime) -> QuerySet[Model]:
     after = settings.RFR_REQUEUE_AFTER_SECONDS
     pending = Q(heartbeat_at__isnull=True)
     for doublings in range(REQUEUE_MAX_DOUBLINGS + 1):
@@ -70,9 +72,8 @@ def work_requeue() -> dict[str, int]:
     never send the same row twice. If the broker still refuses, the row is left for the next round.
     """
     now = timezone.now()
-    sent = {"probes": 0, "searches": 0}
-    for model, task in _WORK:
-        key = "probes" if model is Probe else "searches"
+    sent = {key: 0 for _, _, key in _WORK}
+    for model, task, key in _WORK:
         for pk, status, heartbeat_at in _requeue_due(model, now).values_list("pk", "status", "heartbeat_at"):
             claimed = model.objects.filter(pk=pk, status=status, heartbeat_at=heartbeat_at).update(
                 heartbeat_at=now, requeues=F("requeues") + 1
@@ -91,7 +92,7 @@ def work_requeue() -> dict[str, int]:
     return sent
 
 
-def work_waiting_for_worker(work: Probe | Search) -> bool:
+def work_waiting_for_worker(work: Probe | Search | Video) -> bool:
     """Whether a pending or processing probe or search shows no sign of a worker (queued a few seconds ago
     and not started, or started and silent for a while): the page then says so instead of a frozen bar."""
     if work.status not in {work.Status.PENDING, work.Status.PROCESSING}:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,12 +15,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from audit.models import AuditEvent
+from cases.housekeeping import work_requeue
 from cases.models import Probe, ProbeFace, Search, TrackMerge, Video, VideoFace, VideoTrack
 from cases.video import track_search_face, video_frames_analyse, video_process
+from rfr.limits import request_body_limit
 from search.enrolment import gallery_image_enrol
 from search.galleries import gallery_create
 from tests.factories import client_for
-from tests.video_factories import audio_only_bytes, clip_bytes
+from tests.video_factories import audio_only_bytes, clip_bytes, video_objects_create
 
 VIDEO_DIR = Path(settings.RFR_FACES_DATA).parent / "video"
 HAMILTON = VIDEO_DIR / "real" / "short_hamilton_clip.mp4"
@@ -194,14 +197,7 @@ def test_a_run_stopped_after_a_chunk_resumes_without_duplicates_and_gives_the_sa
 def test_merge_proposals_are_decided_by_a_person_and_audited(
     gallery_env: Path, people: dict[str, Any], case: Any
 ) -> None:
-    from tests.video_factories import video_objects_create
-
-    class World:
-        extra: dict[str, Any] = {}
-
-    world = World()
-    world.case = case  # type: ignore[attr-defined]
-    video_objects_create(world)
+    world = _world(case)
     merge = world.extra["merge"]
     outsider = client_for(people["outsider"])
     assert outsider.post(f"/api/merges/{merge.pk}/decision/", {"decision": "confirm"}, format="json").status_code == 404
@@ -213,6 +209,13 @@ def test_merge_proposals_are_decided_by_a_person_and_audited(
     assert again.status_code == 409 and again.json()["error"] == "merge_decided"
     assert TrackMerge.objects.get(pk=merge.pk).decided_by == people["investigator"]
     assert "video.merge_decided" in _actions(case)
+
+
+def _world(case: Any) -> Any:
+    """The permission matrix's video objects (no face engine) under `case`."""
+    world = SimpleNamespace(case=case, extra={})
+    video_objects_create(world)
+    return world
 
 
 def _too_long(settings: Any) -> None:
@@ -273,3 +276,22 @@ def test_upload_needs_the_lawful_holding_statement_and_an_open_case(
     assert response.status_code == 400 and response.json()["error"] == "lawful_statement_required"
     assert client_for(people["outsider"]).get(f"/api/cases/{case.pk}/videos/").status_code == 404
     assert Video.objects.count() == 0
+
+
+def test_request_body_cap_lets_footage_through_on_the_video_upload_routes_only(settings: Any) -> None:
+    settings.RFR_VIDEO_MAX_BYTES = 500 * 1024 * 1024
+    envelope = settings.RFR_REQUEST_ENVELOPE_BYTES
+    assert request_body_limit("/cases/7/videos/upload/") == 500 * 1024 * 1024 + envelope
+    assert request_body_limit("/api/cases/7/videos/") == 500 * 1024 * 1024 + envelope
+    assert request_body_limit("/cases/7/workbench/upload/") == settings.RFR_MAX_UPLOAD_BYTES + envelope
+    assert request_body_limit("/api/videos/7/stills/") == settings.RFR_MAX_UPLOAD_BYTES + envelope
+
+
+def test_footage_silent_for_too_long_is_sent_again_by_housekeeping(
+    gallery_env: Path, people: dict[str, Any], case: Any
+) -> None:
+    world = _world(case)
+    video = world.extra["video"]
+    Video.objects.filter(pk=video.pk).update(status=Video.Status.PROCESSING, heartbeat_at=None)
+    # Eager: the re-sent task runs at once and resumes; the matrix video has no real frames left to analyse.
+    assert work_requeue()["videos"] == 1
