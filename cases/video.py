@@ -650,6 +650,7 @@ def track_search_face(*, track: VideoTrack, user: AbstractBaseUser, request: Htt
     used = [
         {
             "track": shot.track.number,
+            "face_id": shot.face.pk,
             "frame_index": shot.face.frame_index,
             "time_s": round(shot.face.time_s, 3),
             "time_code": time_code(shot.face.time_s),

@@ -18,6 +18,7 @@ from audit.models import AuditEvent
 from cases.housekeeping import work_requeue
 from cases.models import Probe, ProbeFace, Search, TrackMerge, Video, VideoFace, VideoTrack
 from cases.video import track_search_face, video_frames_analyse, video_process
+from cases.video_report import search_video_section
 from rfr.limits import request_body_limit
 from search.enrolment import gallery_image_enrol
 from search.galleries import gallery_create
@@ -111,6 +112,31 @@ def test_hamilton_clip_api_upload_processing_and_track_search_finds_the_referenc
     )
     # A second search of the same track reuses its still probe.
     assert track_search_face(track=longest, user=people["investigator"]).pk == face.pk
+    # Downstream exactly as for a still: two-person review, the report (with the video's facts), the audit.
+    candidate = search.candidates.get(rank=1)
+    first = client.post(
+        f"/api/candidates/{candidate.pk}/decisions/",
+        {"decision": "possible_match", "rationale": "Same hairline and brows."},
+        format="json",
+    )
+    assert first.status_code == 201, first.json()
+    second = client_for(people["supervisor"]).post(
+        f"/api/candidates/{candidate.pk}/decisions/",
+        {"decision": "possible_match", "rationale": "Agree: same ears and brows."},
+        format="json",
+    )
+    assert second.status_code == 201, second.json()
+    candidate.refresh_from_db()
+    assert candidate.outcome == candidate.Outcome.RELEASED
+    section = search_video_section(search)
+    assert section is not None and section.kind == "track" and section.fused
+    assert ("SHA-256 of the video", video.sha256) in section.lines()
+    assert section.shots and all(shot.crop_jpeg[:2] == b"\xff\xd8" for shot in section.shots)
+    pages = Client()
+    pages.force_login(people["investigator"])
+    pdf = pages.get(f"/searches/{search.pk}/report.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert {"candidate.decided", "search.report_downloaded"} <= set(_actions(case))
 
 
 def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_viewer(
