@@ -695,7 +695,9 @@ def track_search_face(*, track: VideoTrack, user: AbstractBaseUser, request: Htt
             template=np.asarray(fused, dtype="<f4").tobytes(),
             pack_key=best.pack_key,
         )
-        stored_file_save(face.aligned_crop, "crop.jpg", ContentFile(bytes(best.crop)))
+        # Probe face crops are PNG (cases.models.probe_face_crop_path names them so); the stored JPEG decoded.
+        crop = cv2.imdecode(np.frombuffer(bytes(best.crop), np.uint8), cv2.IMREAD_COLOR)
+        stored_file_save(face.aligned_crop, "crop.png", ContentFile(_png(crop)))
         face.save()
         locked.search_face = face
         locked.save(update_fields=["search_face"])
