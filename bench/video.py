@@ -76,7 +76,7 @@ def _face_cutouts(engine: FaceEngine, count: int) -> list[tuple[np.ndarray, np.n
         x0, y0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
         x1, y1 = min(image.shape[1], int(cx + half_w)), min(image.shape[0], int(cy + half_h))
         patch = image[y0:y1, x0:x1]
-        alpha = np.zeros(patch.shape[:2], np.float32)
+        alpha: np.ndarray = np.zeros(patch.shape[:2], np.float32)
         centre = (int(cx - x0), int(cy - y0))
         cv2.ellipse(alpha, centre, (int(0.75 * w), int(0.9 * h)), 0, 0, 360, 1.0, -1)
         alpha = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.08 * w))
@@ -102,7 +102,7 @@ def make_clip(path: Path, size: tuple[int, int], seconds: float, cutouts: list[A
         stream.options = {"crf": "23", "preset": "veryfast", "g": str(2 * FPS)}
         for index in range(round(seconds * FPS)):
             t = index / FPS
-            frame = backdrop.astype(np.float32) + rng.normal(0, 3, backdrop.shape).astype(np.float32)
+            frame = backdrop.astype(np.float32) + np.asarray(rng.normal(0, 3, backdrop.shape), dtype=np.float32)
             for (patch, alpha, ied), target, (sx, sy), (vx, vy) in zip(
                 cutouts, targets, starts, velocities, strict=False
             ):
@@ -193,6 +193,7 @@ def main() -> None:
                         ),
                     }
                     for track in row["track_objects"]
+                    if track.searchable
                 ]
             rows.append(row)
     else:

@@ -25,6 +25,7 @@ import numpy as np
 
 from faceengine.detector import box_iou
 from faceengine.engine import AnalysedFace
+from faceengine.video import VideoFace
 
 Box = tuple[float, float, float, float]  # x, y, width, height in frame pixels
 
@@ -41,6 +42,16 @@ STRONG_OVERLAP_IOU = 0.5
 STRONG_OVERLAP_MAX_GAP_S = 0.5
 STRONG_OVERLAP_MIN_SIMILARITY = 0.1
 MIN_LINK_SIMILARITY = 0.25
+# SFace cosine this high between one face and a track's recent faces is rarely two people (docs/evaluation.md:
+# different-person scores mostly stay under 0.3).
+CLEAR_LINK_SIMILARITY = 0.5
+# The appearance score given to a link by overlap alone (no template to compare): that of a fair match, so that
+# a candidate with a template that clearly matches is preferred.
+UNKNOWN_SIMILARITY = 0.3
+# Faces without a template link by overlap (IoU) at least this, within this gap: as faceengine.video follows a
+# face between scans (it re-detects around where the face was, up to SEED_KEEP_S earlier, keeping IoU > 0.3).
+FOLLOW_MIN_IOU = 0.3
+FOLLOW_MAX_GAP_S = 0.8
 RECENT_FACES = 5
 # Best shots are at least this far apart in time (or the track's span over twice the shots wanted, if longer),
 # so they are views from different moments, not k neighbouring frames of one.
@@ -57,9 +68,10 @@ class TrackFace:
     frame_index: int
     time_s: float
     box: Box
-    template: np.ndarray = field(repr=False)  # (D,) unit length
+    template: np.ndarray | None = field(repr=False)  # (D,) unit length; None: not embedded (faceengine.video)
     quality: float  # the engine's usability (FaceQuality.usability): higher is a better shot
     uncertain: bool = False
+    shot: int = 0  # FrameFaces.shot: faces of different shots (a cut between them) are never linked
 
 
 @dataclass
@@ -84,12 +96,13 @@ class Track:
         return self.faces[-1].frame_index
 
     def best_shots(self, k: int = 5) -> list[TrackFace]:
-        """Up to k faces, the best by quality first, spread in time: each at least MIN_SHOT_SPACING_S (or the
-        track's span over 2k) from those already chosen; the spacing halves until k are found or none is left.
-        Uncertain detections come only when nothing else is left."""
-        if k <= 0 or not self.faces:
+        """Up to k embedded faces (with a template), the best by quality first, spread in time: each at least
+        MIN_SHOT_SPACING_S (or the track's span over 2k) from those already chosen; the spacing halves until k are
+        found or none is left. Uncertain detections come only when nothing else is left."""
+        embedded = [face for face in self.faces if face.template is not None]
+        if k <= 0 or not embedded:
             return []
-        ranked = sorted(self.faces, key=lambda f: (f.uncertain, -f.quality, f.frame_index))
+        ranked = sorted(embedded, key=lambda f: (f.uncertain, -f.quality, f.frame_index))
         span = self.last_time_s - self.first_time_s
         spacing = max(MIN_SHOT_SPACING_S, span / (2 * k))
         chosen: list[TrackFace] = []
@@ -106,7 +119,13 @@ class Track:
                 spacing = 0.0
         return sorted(chosen, key=lambda f: (f.uncertain, -f.quality, f.frame_index))
 
+    @property
+    def searchable(self) -> bool:
+        """Whether any face has a template (a track followed only by overlap from its first face has none)."""
+        return any(face.template is not None for face in self.faces)
+
     def fused_template(self, k: int = 5) -> np.ndarray:
+        """`template_fuse` of the best shots; ValueError for a track that is not `searchable`."""
         return template_fuse(self.best_shots(k))
 
 
@@ -124,8 +143,11 @@ def template_fuse(shots: Sequence[TrackFace]) -> np.ndarray:
     return (mean / norm).astype(np.float32)
 
 
-def _recent_template(track: Track) -> np.ndarray:
-    recent = track.faces[-RECENT_FACES:]
+def _recent_template(track: Track) -> np.ndarray | None:
+    """The quality-weighted mean of the track's last RECENT_FACES templates (None: none embedded yet)."""
+    recent = [f for f in track.faces if f.template is not None][-RECENT_FACES:]
+    if not recent:
+        return None
     mean = np.sum([np.asarray(f.template, dtype=np.float64) * max(f.quality, 1e-3) for f in recent], axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm else mean
@@ -146,11 +168,11 @@ def _predicted_box(track: Track, time_s: float) -> Box:
     return (last.box[0] + vx * gap, last.box[1] + vy * gap, last.box[2], last.box[3])
 
 
-def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: float) -> float | None:
+def _link_score(track: Track, recent: np.ndarray | None, face: TrackFace, max_gap_s: float) -> float | None:
     """How well `face` continues `track` (higher is better), or None when it cannot."""
     last = track.faces[-1]
     gap = face.time_s - last.time_s
-    if gap <= 0 or gap > max_gap_s:
+    if gap <= 0 or gap > max_gap_s or face.shot != last.shot:
         return None
     side_last = math.sqrt(max(last.box[2] * last.box[3], 1e-6))
     side_face = math.sqrt(max(face.box[2] * face.box[3], 1e-6))
@@ -161,13 +183,24 @@ def _link_score(track: Track, recent: np.ndarray, face: TrackFace, max_gap_s: fl
     centre_face = (face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2)
     distance = math.hypot(centre_face[0] - centre_predicted[0], centre_face[1] - centre_predicted[1])
     side = (side_last + side_face) / 2
-    # Without a velocity yet (a one-face track) the face may have gone anywhere a person walks in the gap.
-    speed = MAX_SPEED_SIDES_PER_S if len(track.faces) >= 2 else MAX_SPEED_UNKNOWN_SIDES_PER_S
-    if distance > side * (0.5 + speed * gap):
-        return None
-    similarity = float(np.dot(recent, np.asarray(face.template, dtype=np.float64)))
     iou = box_iou(predicted, face.box)
     strong = iou >= STRONG_OVERLAP_IOU and gap <= STRONG_OVERLAP_MAX_GAP_S
+    if recent is None or face.template is None:
+        # A face without a template (or a track without one yet) continues a track on overlap alone, as the
+        # analysis followed it: overlapping where the face was or would be, soon after.
+        overlap = max(iou, box_iou(last.box, face.box))
+        if overlap < FOLLOW_MIN_IOU or gap > FOLLOW_MAX_GAP_S:
+            return None
+        return UNKNOWN_SIMILARITY + 0.5 * overlap - 0.1 * gap / max_gap_s
+    similarity = float(np.dot(recent, np.asarray(face.template, dtype=np.float64)))
+    # Near where the track's motion says (or, without a velocity yet, anywhere a walker's face gets in the gap)
+    # the usual appearance match links; further away (a sudden move of the head or the camera), only a clear
+    # one does.
+    speed = MAX_SPEED_SIDES_PER_S if len(track.faces) >= 2 else MAX_SPEED_UNKNOWN_SIDES_PER_S
+    if distance > side * (0.5 + MAX_SPEED_UNKNOWN_SIDES_PER_S * gap):
+        return None
+    if distance > side * (0.5 + speed * gap) and similarity < CLEAR_LINK_SIMILARITY:
+        return None
     needed = STRONG_OVERLAP_MIN_SIMILARITY if strong else MIN_LINK_SIMILARITY
     if similarity < needed:
         return None
@@ -226,11 +259,11 @@ def track_merge_proposals(
 ) -> list[MergeProposal]:
     """Pairs of tracks that never share a frame and whose fused templates are at least `min_similarity` alike,
     most similar first."""
-    fused = {track.number: track.fused_template(k) for track in tracks if track.faces}
+    fused = {track.number: track.fused_template(k) for track in tracks if track.searchable}
     proposals = []
     for a in tracks:
         for b in tracks:
-            if a.number == b.number or not a.faces or not b.faces or a.last_index >= b.first_index:
+            if a.number == b.number or a.number not in fused or b.number not in fused or a.last_index >= b.first_index:
                 continue
             similarity = float(np.dot(fused[a.number], fused[b.number]))
             if similarity >= min_similarity:
@@ -239,7 +272,9 @@ def track_merge_proposals(
     return proposals
 
 
-def track_face_from(ref: int, frame_index: int, time_s: float, face: AnalysedFace) -> TrackFace:
+def track_face_from(
+    ref: int, frame_index: int, time_s: float, face: AnalysedFace | VideoFace, *, shot: int = 0
+) -> TrackFace:
     """A TrackFace from an engine face, for callers that track straight from `video_faces`."""
     x, y, w, h = (float(v) for v in face.box)
     return TrackFace(
@@ -247,7 +282,8 @@ def track_face_from(ref: int, frame_index: int, time_s: float, face: AnalysedFac
         frame_index=frame_index,
         time_s=time_s,
         box=(x, y, w, h),
-        template=np.asarray(face.template, dtype=np.float32),
+        template=None if face.template is None else np.asarray(face.template, dtype=np.float32),
         quality=float(face.quality.usability),
         uncertain=bool(face.quality.uncertain),
+        shot=shot,
     )

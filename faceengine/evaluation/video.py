@@ -185,7 +185,9 @@ def clip_tracks(
     timings: dict[str, float] = {"inspect": time.perf_counter() - started}
     faces: list[TrackFace] = []
     for frame in video_faces(engine, source, sample_fps=sample_fps, timings=timings):
-        faces.extend(track_face_from(len(faces), frame.index, frame.time_s, face) for face in frame.faces)
+        faces.extend(
+            track_face_from(len(faces), frame.index, frame.time_s, face, shot=frame.shot) for face in frame.faces
+        )
     tracked = time.perf_counter()
     tracks = tracks_build(faces)
     timings["track"] = time.perf_counter() - tracked
@@ -236,18 +238,19 @@ def run_video_evaluation(
     names = gallery.subject_names
     details: list[dict[str, Any]] = []
     video_s = wall_s = 0.0
-    distractor_tracks = distractor_hits = other_tracks = other_hits = 0
+    distractor_tracks = distractor_hits = other_tracks = other_hits = unsearchable = 0
     stage_totals: Counter[str] = Counter()
     for done, label in enumerate(labels, start=1):
         result = clip_tracks(engine, Path(videos_dir) / label.clip, sample_fps=sample_fps, limits=limits)
         video_s += result.duration_s
         wall_s += result.seconds
         stage_totals.update(result.timings)
-        rows = []
-        for track in result.tracks:
+        rows: list[dict[str, Any]] = []
+        unsearchable += sum(not track.searchable for track in result.tracks)
+        for track in (t for t in result.tracks if t.searchable):
             shots = track.best_shots(BEST_SHOTS)
             fused = gallery.subject_scores(track.fused_template(BEST_SHOTS))
-            single = gallery.subject_scores(shots[0].template)
+            single = gallery.subject_scores(np.asarray(shots[0].template))
             top = int(np.argmax(fused)) if len(fused) else -1
             rows.append(
                 {
@@ -314,6 +317,7 @@ def run_video_evaluation(
         "operating_threshold": operating_threshold,
         "ground_truth": truth is not None,
         "tracks": sum(d["tracks"] for d in details),
+        "unsearchable_tracks": unsearchable,
         "gallery_templates": len(gallery.subjects),
         "gallery_subjects": len(gallery.subject_names),
         "gallery_target_templates": gallery.targets,
