@@ -415,8 +415,11 @@ class VideoFace(models.Model):
     landmarks = models.JSONField()
     detector_score = models.FloatField()
     quality = models.JSONField(default=dict)
-    template = models.BinaryField(help_text="float32 unit vector; compared only with the same pack_key.")
+    # Empty for a face the engine followed without embedding it (faceengine.video: a followed face is embedded
+    # when first seen, about once a second, and when it is a better shot); tracks link it by overlap.
+    template = models.BinaryField(null=True, help_text="float32 unit vector; compared only with the same pack_key.")
     pack_key = models.CharField(max_length=128)
+    shot = models.PositiveIntegerField(default=0, help_text="Edited footage: the shot (0, +1 at each cut).")
     # The aligned 112x112 crop as JPEG: small enough to keep for every face, so best shots need no re-decode.
     crop = models.BinaryField()
 

@@ -297,8 +297,9 @@ def _chunk_store(*, video_id: int, chunk: Sequence[FrameFaces], pack_key: str) -
                     landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
                     detector_score=round(float(face.score), 4),
                     quality=face.quality.to_dict(),
-                    template=np.asarray(face.template, dtype="<f4").tobytes(),
+                    template=None if face.template is None else np.asarray(face.template, dtype="<f4").tobytes(),
                     pack_key=pack_key,
+                    shot=frame.shot,
                     crop=_jpeg(face.aligned),
                 )
                 for frame in fresh
@@ -359,7 +360,7 @@ def video_frames_analyse(*, video_id: int, max_chunks: int | None = None) -> boo
 def _track_faces(video: Video) -> list[TrackFace]:
     faces = []
     for row in video.faces.order_by("frame_index", "face_index").only(
-        "pk", "frame_index", "time_s", "box", "template", "quality"
+        "pk", "frame_index", "time_s", "box", "template", "quality", "shot"
     ):
         x, y, w, h = (float(v) for v in row.box)
         faces.append(
@@ -368,9 +369,12 @@ def _track_faces(video: Video) -> list[TrackFace]:
                 frame_index=row.frame_index,
                 time_s=row.time_s,
                 box=(x, y, w, h),
-                template=np.frombuffer(bytes(row.template), dtype="<f4").astype(np.float32),
+                template=None
+                if row.template is None
+                else np.frombuffer(bytes(row.template), dtype="<f4").astype(np.float32),
                 quality=float(row.quality.get("usability", 0.0)),
                 uncertain="uncertain" in row.quality.get("warnings", []),
+                shot=row.shot,
             )
         )
     return faces
@@ -612,7 +616,7 @@ def track_family(track: VideoTrack) -> list[VideoTrack]:
 def track_shots(track: VideoTrack) -> list[TrackShot]:
     """The shots a search of this track fuses: the best RFR_VIDEO_BEST_SHOTS of it and its merged tracks."""
     shots = list(
-        TrackShot.objects.filter(track__in=track_family(track))
+        TrackShot.objects.filter(track__in=track_family(track), face__template__isnull=False)
         .select_related("face", "track")
         .order_by("-quality_score", "pk")
     )
@@ -639,7 +643,7 @@ def track_search_face(*, track: VideoTrack, user: AbstractBaseUser, request: Htt
                 frame_index=shot.face.frame_index,
                 time_s=shot.face.time_s,
                 box=tuple(float(v) for v in shot.face.box),  # type: ignore[arg-type]
-                template=np.frombuffer(bytes(shot.face.template), dtype="<f4").astype(np.float32),
+                template=np.frombuffer(bytes(shot.face.template or b""), dtype="<f4").astype(np.float32),
                 quality=shot.quality_score,
             )
             for shot in shots
@@ -697,6 +701,8 @@ def track_search_face(*, track: VideoTrack, user: AbstractBaseUser, request: Htt
         )
         # Probe face crops are PNG (cases.models.probe_face_crop_path names them so); the stored JPEG decoded.
         crop = cv2.imdecode(np.frombuffer(bytes(best.crop), np.uint8), cv2.IMREAD_COLOR)
+        if crop is None:  # pragma: no cover - the JPEG was encoded by _chunk_store
+            raise RuntimeError("a stored face crop could not be decoded")
         stored_file_save(face.aligned_crop, "crop.png", ContentFile(_png(crop)))
         face.save()
         locked.search_face = face

@@ -87,7 +87,7 @@ def test_hamilton_clip_api_upload_processing_and_track_search_finds_the_referenc
     assert tracks and all(t.shots.exists() for t in tracks)
     # Shot 3 (frames 82-210) is Miranda, the longest track; its fused search finds his photo at rank 1.
     longest = tracks[0]
-    assert 82 <= longest.first_frame <= 120
+    assert 82 <= longest.first_frame and longest.last_frame <= 215  # within shot 3: tracks never cross a cut
     detail = client.get(f"/api/videos/{video.pk}/").json()
     assert detail["tracks"][0]["shots"][0]["time_code"].startswith("0:0")
     search_response = run_on_commit(
@@ -205,9 +205,9 @@ def test_a_run_stopped_after_a_chunk_resumes_without_duplicates_and_gives_the_sa
     assert interrupted.status == whole.status == Video.Status.DONE
     assert interrupted.frames_done == whole.frames_done
 
-    def faces(video: Video) -> list[tuple[int, int, str]]:
+    def faces(video: Video) -> list[tuple[int, int, str | None]]:
         return [
-            (f.frame_index, f.face_index, bytes(f.template).hex()[:32])
+            (f.frame_index, f.face_index, None if f.template is None else bytes(f.template).hex()[:32])
             for f in VideoFace.objects.filter(video=video).order_by("frame_index", "face_index")
         ]
 
