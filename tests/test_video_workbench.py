@@ -87,7 +87,7 @@ def test_hamilton_clip_api_upload_processing_and_track_search_finds_the_referenc
     assert tracks and all(t.shots.exists() for t in tracks)
     # Shot 3 (frames 82-210) is Miranda, the longest track; its fused search finds his photo at rank 1.
     longest = tracks[0]
-    assert 82 <= longest.first_frame and longest.last_frame <= 215  # within shot 3: tracks never cross a cut
+    assert longest.first_frame >= 82 and longest.last_frame <= 215  # within shot 3: tracks never cross a cut
     detail = client.get(f"/api/videos/{video.pk}/").json()
     assert detail["tracks"][0]["shots"][0]["time_code"].startswith("0:0")
     search_response = run_on_commit(

@@ -52,7 +52,7 @@ def _progress(world: World) -> tuple[str, int, int, int] | None:
         rows = world.query(PROGRESS_SQL)
     except Exception:
         return None
-    return rows[0] if rows else None  # type: ignore[return-value]
+    return rows[0] if rows else None
 
 
 @pytest.mark.slow
