@@ -5,6 +5,7 @@ storing nothing. Real clips from ../shared/data/video; bad files are made here."
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,11 +14,14 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from cases.housekeeping import work_requeue
-from cases.models import Probe, ProbeFace, Search, TrackMerge, Video, VideoFace, VideoTrack
-from cases.video import track_search_face, video_frames_analyse, video_process
+from cases.lifecycle import case_close
+from cases.models import Case, Probe, ProbeFace, Search, TrackMerge, TrackShot, Video, VideoFace, VideoTrack
+from cases.retention import cases_purge_expired
+from cases.video import track_search_face, video_frame_grab, video_frames_analyse, video_process
 from cases.video_report import search_video_section
 from rfr.limits import request_body_limit
 from search.enrolment import gallery_image_enrol
@@ -321,3 +325,23 @@ def test_footage_silent_for_too_long_is_sent_again_by_housekeeping(
     Video.objects.filter(pk=video.pk).update(status=Video.Status.PROCESSING, heartbeat_at=None)
     # Eager: the re-sent task runs at once and resumes; the matrix video has no real frames left to analyse.
     assert work_requeue()["videos"] == 1
+
+
+def test_retention_deletes_a_closed_case_s_footage_its_stills_and_files(
+    gallery_env: Path, people: dict[str, Any], case: Any, run_on_commit: Any
+) -> None:
+    world = _world(case)
+    video = world.extra["video"]
+    probe = run_on_commit(lambda: video_frame_grab(video=video, time_s=0.5, user=people["investigator"]))
+    media = Path(settings.MEDIA_ROOT)
+    files = [media / video.original.name, media / probe.original.name]
+    files += [media / shot.aligned_crop.name for shot in TrackShot.objects.filter(track__video=video)]
+    assert all(path.is_file() for path in files)
+    case_close(case=case, closed_by=people["investigator"], reason="done")
+    Case.objects.filter(pk=case.pk).update(
+        closed_at=timezone.now() - timedelta(days=settings.RFR_CASE_RETENTION_DAYS + 1)
+    )
+    purged = run_on_commit(lambda: cases_purge_expired())
+    assert purged[case.pk]["deleted"]["videos"] == 1 and purged[case.pk]["deleted"]["probes"] == 1
+    assert not Video.objects.filter(case=case).exists() and not VideoFace.objects.exists()
+    assert not any(path.exists() for path in files)
