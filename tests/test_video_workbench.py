@@ -334,8 +334,8 @@ def test_retention_deletes_a_closed_case_s_footage_its_stills_and_files(
     video = world.extra["video"]
     probe = run_on_commit(lambda: video_frame_grab(video=video, time_s=0.5, user=people["investigator"]))
     media = Path(settings.MEDIA_ROOT)
-    files = [media / video.original.name, media / probe.original.name]
-    files += [media / shot.aligned_crop.name for shot in TrackShot.objects.filter(track__video=video)]
+    files = [media / str(video.original.name), media / str(probe.original.name)]
+    files += [media / str(shot.aligned_crop.name) for shot in TrackShot.objects.filter(track__video=video)]
     assert all(path.is_file() for path in files)
     case_close(case=case, closed_by=people["investigator"], reason="done")
     Case.objects.filter(pk=case.pk).update(
