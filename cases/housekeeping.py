@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Probe, ProbeFace, Search, Video
+from cases.models import Probe, ProbeFace, Search, TrackShot, Video
 from rfr.queues import TaskName, task_enqueue
 from search.models import GalleryImage
 
@@ -105,7 +105,7 @@ def work_waiting_for_worker(work: Probe | Search | Video) -> bool:
 
 
 # -- orphan files ------------------------------------------------------------------------------------------
-SWEPT_FOLDERS = ("probes", "galleries")
+SWEPT_FOLDERS = ("probes", "galleries", "videos")
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,13 @@ def _kind(name: str) -> str:
         return "gallery_image"
     if name.startswith("probes/"):
         return "face_crop" if "/faces/" in name else "probe_original"
+    if name.startswith("videos/"):
+        return "track_shot" if "/video-" in name else "video_original"
     return "other"
 
 
 def _referenced(names: set[str]) -> set[str]:
-    """Which of `names` a row names (probe original, face crop, gallery image)."""
+    """Which of `names` a row names (probe original, face crop, gallery image, video original, track shot)."""
     found: set[str] = set()
     listed = sorted(names)
     for start in range(0, len(listed), 1000):
@@ -147,6 +149,8 @@ def _referenced(names: set[str]) -> set[str]:
         found.update(Probe.objects.filter(original__in=chunk).values_list("original", flat=True))
         found.update(ProbeFace.objects.filter(aligned_crop__in=chunk).values_list("aligned_crop", flat=True))
         found.update(GalleryImage.objects.filter(file__in=chunk).values_list("file", flat=True))
+        found.update(Video.objects.filter(original__in=chunk).values_list("original", flat=True))
+        found.update(TrackShot.objects.filter(aligned_crop__in=chunk).values_list("aligned_crop", flat=True))
     return found
 
 

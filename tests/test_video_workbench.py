@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from cases.housekeeping import work_requeue
+from cases.housekeeping import storage_orphans_find, work_requeue
 from cases.lifecycle import case_close
 from cases.models import Case, Probe, ProbeFace, Search, TrackMerge, TrackShot, Video, VideoFace, VideoTrack
 from cases.retention import cases_purge_expired
@@ -345,3 +345,15 @@ def test_retention_deletes_a_closed_case_s_footage_its_stills_and_files(
     assert purged[case.pk]["deleted"]["videos"] == 1 and purged[case.pk]["deleted"]["probes"] == 1
     assert not Video.objects.filter(case=case).exists() and not VideoFace.objects.exists()
     assert not any(path.exists() for path in files)
+
+
+def test_the_orphan_sweep_covers_footage_files(gallery_env: Path, people: dict[str, Any], case: Any) -> None:
+    world = _world(case)
+    video = world.extra["video"]
+    media = Path(settings.MEDIA_ROOT)
+    orphan = media / "videos" / f"case-{case.pk}" / "ab" / "left-by-a-crash.mp4"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"not referenced")
+    found = {item.name: item.kind for item in storage_orphans_find(grace_seconds=0)}
+    assert found == {str(orphan.relative_to(media)): "video_original"}
+    assert str(video.original.name) not in found
