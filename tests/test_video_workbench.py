@@ -147,6 +147,7 @@ def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_vie
     video_env: Path, people: dict[str, Any], case: Any, run_on_commit: Any, settings: Any
 ) -> None:
     settings.RFR_VIDEO_SAMPLE_FPS = 2.0
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # spooled to a temporary file, as large footage is
     client = Client()
     client.force_login(people["investigator"])
     page = client.get(f"/cases/{case.pk}/videos/upload/")
@@ -185,6 +186,8 @@ def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_vie
     assert {"video.uploaded", "video.processed", "video.viewed", "video.frame_grabbed", "probe.processed"} <= set(
         actions
     )
+    timeline = client.get(f"/cases/{case.pk}/timeline/")
+    assert timeline.status_code == 200 and b"video.uploaded" in timeline.content
 
 
 def test_a_run_stopped_after_a_chunk_resumes_without_duplicates_and_gives_the_same_result(
