@@ -536,6 +536,9 @@ class _FrameAnalyser:
         self.seeds = [seed for _, seed in result] + [s for s in live if id(s) not in seen]
         return result
 
+    def _templates(self, image: np.ndarray, faces: list[DetectedFace], crops: np.ndarray) -> np.ndarray:
+        return self.engine.embed(crops)
+
     def analyse(self, frame: VideoFrame, *, scan: bool, shot: int) -> FrameFaces:
         started = time.perf_counter()
         detections = self.detect(frame, scan=scan)
@@ -554,7 +557,11 @@ class _FrameAnalyser:
                 followed.best_quality = max(followed.best_quality, quality.usability)
         # One view per face: a track's best shots from different moments are fused instead (tracking), which
         # averages out landmark error across frames as the still pipeline's several views do within one.
-        embedded = self.engine.embed(crops[wanted]) if wanted else np.zeros((0, self.engine.pack.embedding_dim))
+        embedded = (
+            self._templates(frame.image, [faces[i] for i in wanted], crops[wanted])
+            if wanted
+            else np.zeros((0, self.engine.pack.embedding_dim), np.float32)
+        )
         templates: list[np.ndarray | None] = [None] * len(faces)
         for position, template in zip(wanted, embedded, strict=True):
             templates[position] = template

@@ -23,6 +23,10 @@ Protocol, for a labels CSV `clip,target_identity,distractor_identity,ied_px,targ
 * `distractor_fpir`: of the distractor tracks (clips with a distractor), the share whose top candidate scores
   above the operating threshold (an investigator would be shown a candidate for a person not enrolled).
   `other_fpir` the same for tracks of false detections.
+* `threshold_at_distractor_fpir_5pct`: the threshold at which at most 5 % of the distractor tracks would return
+  a candidate (the ⌊0.05·N⌋+1-th highest distractor top score), and `rank1_above_that_threshold` the clips whose
+  target is at rank 1 with a score above it: FPIR depends on the gallery's size as much as on the probes, and
+  this says what threshold the gallery would need.
 * `realtime_factor`: video seconds processed per wall-clock second (decode, detection, embedding, tracking),
   over all clips, on whatever else the machine is doing at the time.
 """
@@ -44,11 +48,11 @@ from faceengine.detector import box_iou
 from faceengine.engine import FaceEngine
 from faceengine.evaluation.datasets import natural_key, primary_template, read_identities, read_table
 from faceengine.imageio import ImageLimits
-from faceengine.tracking import Track, TrackFace, track_face_from, tracks_build
+from faceengine.tracking import FUSED_SHOTS, Track, TrackFace, track_face_from, tracks_build
 from faceengine.video import DEFAULT_SAMPLE_FPS, VideoLimits, VideoSource, video_faces, video_inspect
 
 LABEL_COLUMNS = ("clip", "target_identity", "distractor_identity", "ied_px", "target_files", "gallery_files")
-BEST_SHOTS = 5
+BEST_SHOTS = FUSED_SHOTS
 GROUND_TRUTH_IOU = 0.3
 TARGET, DISTRACTOR, OTHER = "target", "distractor", "other"
 
@@ -299,6 +303,15 @@ def run_video_evaluation(
         if progress:
             progress(done, len(labels))
     clips = len(details)
+    # The threshold that would hold distractor FPIR to 5 % on this set (the (⌊0.05·N⌋+1)-th highest distractor
+    # top score), and the clips found at rank 1 above it: what the operating threshold would have to be.
+    tops = sorted((r["top_score"] for d in details for r in d["track_rows"] if r["role"] == DISTRACTOR), reverse=True)
+    fpir5 = tops[math.floor(0.05 * len(tops))] if tops else None
+    found_above = sum(
+        any(r["rank_fused"] <= 1 and (r["target_score"] or -1.0) > fpir5 for r in d["track_rows"])
+        for d in details
+        if fpir5 is not None
+    )
     figures: dict[str, Any] = {
         "clips": clips,
         "rank1": _fraction(sum(d["rank_fused"] <= 1 for d in details), clips),
@@ -312,6 +325,9 @@ def run_video_evaluation(
         "distractor_clips": sum(d["distractor"] for d in details),
         "distractor_tracks": distractor_tracks,
         "distractor_fpir": _fraction(distractor_hits, distractor_tracks),
+        "distractor_top_median": round(float(np.median(tops)), 4) if tops else None,
+        "threshold_at_distractor_fpir_5pct": round(fpir5, 4) if fpir5 is not None else None,
+        "rank1_above_that_threshold": _fraction(found_above, clips) if fpir5 is not None else None,
         "other_tracks": other_tracks,
         "other_fpir": _fraction(other_hits, other_tracks),
         "operating_threshold": operating_threshold,
@@ -354,6 +370,9 @@ def format_video_report(result: dict[str, Any]) -> str:
         f"  rank-1, target track    {_percent(result['rank1_target_track'])}  (tracks labelled target by ground truth)",
         f"  distractor FPIR         {_percent(result['distractor_fpir'])}  ({result['distractor_tracks']} distractor"
         f" tracks, threshold {result['operating_threshold']})",
+        f"  distractor top scores   median {result['distractor_top_median']}; FPIR 5% needs threshold "
+        f"{result['threshold_at_distractor_fpir_5pct']}, where rank-1 is "
+        f"{_percent(result['rank1_above_that_threshold'])}",
         f"  false-detection FPIR    {_percent(result['other_fpir'])}  ({result['other_tracks']} tracks)",
         f"  realtime factor         {result['realtime_factor']}×  ({result['video_seconds']} s of video in "
         f"{result['processing_seconds']} s, sampling {result['sample_fps'] or 'every frame'} fps)",
