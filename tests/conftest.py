@@ -26,7 +26,10 @@ FACES_ENV = "RFR_FACES_DATA"
 # measured in one process on a 2-core machine (seconds, module total); a module missing here only runs in its
 # usual place, never elsewhere.
 LONGEST_MODULES = (
+    "tests/e2e/test_video_browser.py",  # 120 (its own stack; the Hamilton clip processed by a real worker)
     "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
+    "tests/test_video_workbench.py",  # 100 (the real clips through the real engine)
+    "tests/test_video_worker_death.py",  # 60 (a worker killed mid-video, another resumes)
     "tests/test_faults_broker.py",  # 54
     "tests/e2e/test_galadmin_browser.py",  # 32
     "tests/e2e/test_workbench_browser.py",  # 30
