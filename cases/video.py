@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 AnyUser = AbstractBaseUser | AnonymousUser
 
 NO_FACE_MESSAGE = "No face was found in the analysed frames of this footage."
+# FFmpeg demuxers of single pictures (and "*_pipe", one per image format): refused as footage.
+STILL_IMAGE_CONTAINERS = frozenset({"image2", "image2pipe", "jpeg_pipe", "png_pipe", "webp_pipe", "bmp_pipe"})
 
 
 # --- Limits and refusals -----------------------------------------------------------------------------------
@@ -183,6 +185,11 @@ def video_upload(
         info = video_inspect(file, limits=limits)
     except VideoRejected as exc:
         raise video_rejection_error(exc) from None
+    if info.container in STILL_IMAGE_CONTAINERS or info.container.endswith("_pipe"):
+        # FFmpeg reads a photo as a one-frame video; it belongs in the case as a probe image.
+        raise UnsupportedMediaType(
+            "still_image", "This file is a still image, not footage: add it to the case as a probe image."
+        )
     digest = _sha256_of(file)
     sample_fps = video_sample_fps(every_frame=every_frame)
     queue_require_available()

@@ -32,6 +32,7 @@ from tests.video_factories import audio_only_bytes, clip_bytes, video_objects_cr
 VIDEO_DIR = Path(settings.RFR_FACES_DATA).parent / "video"
 HAMILTON = VIDEO_DIR / "real" / "short_hamilton_clip.mp4"
 SYNTHETIC = VIDEO_DIR / "synthetic" / "dev_000.mp4"
+REFERENCE_PHOTO = VIDEO_DIR / "real" / "reference" / "obama.jpg"
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -270,6 +271,9 @@ BAD_INPUTS = [
     pytest.param(lambda: os.urandom(4096), None, 400, "corrupt_video", id="random-bytes"),
     pytest.param(lambda: HAMILTON.read_bytes()[:200_000], None, 400, "corrupt_video", id="truncated"),
     pytest.param(audio_only_bytes, None, 415, "no_video_stream", id="audio-only"),
+    pytest.param(
+        lambda: (VIDEO_DIR / "real" / "reference" / "obama.jpg").read_bytes(), None, 415, "still_image", id="jpeg"
+    ),
     pytest.param(lambda: b"", None, 400, "empty_file", id="empty"),
     pytest.param(clip_bytes, _too_long, 413, "video_too_long", id="too-long"),
     pytest.param(lambda: clip_bytes(frames=30), _too_big, 413, "file_too_large", id="too-big"),
