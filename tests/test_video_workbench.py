@@ -178,6 +178,7 @@ def test_page_upload_of_a_synthetic_clip_shows_progress_tracks_and_the_frame_vie
     assert frame["Content-Type"] == "image/png" and frame["X-Frame-Index"] == "50"
     workbench = client.get(f"/cases/{case.pk}/workbench/")
     assert f"/videos/{video.pk}/".encode() in workbench.content
+    assert f"/videos/{video.pk}/".encode() in client.get(f"/cases/{case.pk}/").content  # the case page too
     # A frame taken as a still probe is processed like an upload; its provenance names the video and time.
     grabbed = run_on_commit(lambda: client.post(f"/videos/{video.pk}/grab/", {"t": "2.0"}))
     probe = Probe.objects.get(video=video)
