@@ -415,10 +415,13 @@ def video_frame_at(source: VideoSource, time_s: float) -> VideoFrame:
 # looks around faces, which is what makes footage faster than real time on two cores (bench/video).
 SCAN_INTERVAL_S = 1.0
 SEED_KEEP_S = 0.6
-# Faces with eyes closer than this are (re-)detected on a copy of their surroundings enlarged so that they
-# measure about LOOK_CLOSER_IED px: YuNet places the landmarks of small faces loosely at their own size, and
-# alignment (so the template) depends on them. Enlargement is 2× or 3×, never more.
+# Faces with eyes closer than this are, before they are embedded, re-detected on a copy of their surroundings
+# enlarged so that they measure about LOOK_CLOSER_IED px: YuNet places the landmarks of small faces loosely at
+# their own size, and alignment (so the template) depends on them. Enlargement is 2× or 3×, never more.
 LOOK_CLOSER_IED = 32.0
+# Between scans a face is followed on its surroundings as they are, or enlarged 2× when its eyes are closer than
+# this (YuNet finds few faces that small at their own size).
+FOLLOW_ENLARGE_IED = 16.0
 # Two detections of one face (the scan's and a look around a seed) overlap at least this much.
 SAME_FACE_IOU = 0.4
 # A cut (edited footage: a new shot) between two sampled frames: their 64×36 thumbnails differ by more than
@@ -509,14 +512,13 @@ class _FrameAnalyser:
         found: list[tuple[DetectedFace, _Followed | None]] = []
         if scan:
             # No padded retry: that is for tight crops of one face, and a frame is never one.
-            for face in detector.detect(image, pad_retry=False):
-                factor = _look_factor(inter_eye(face))
-                closer = detector.redetect_around(image, face, factor) if factor > 1 else None
-                found.append((face if closer is None else replace(closer, score=min(closer.score, face.score)), None))
+            found.extend((face, None) for face in detector.detect(image, pad_retry=False))
         for seed in live:
             if any(box_iou(seed.face.box, face.box) >= SAME_FACE_IOU for face, _ in found):
                 continue
-            again = detector.redetect_around(image, seed.face, _look_factor(inter_eye(seed.face)))
+            # Following needs the face found, not its landmarks placed finely: enlarged only when tiny.
+            factor = 1.0 if inter_eye(seed.face) >= FOLLOW_ENLARGE_IED else 2.0
+            again = detector.redetect_around(image, seed.face, factor)
             if again is not None and not any(box_iou(again.box, face.box) >= SAME_FACE_IOU for face, _ in found):
                 found.append((again, seed))
         found.sort(key=lambda item: (-item[0].box[2] * item[0].box[3], item[0].box[0], item[0].box[1]))
@@ -555,6 +557,21 @@ class _FrameAnalyser:
                 wanted.append(position)
                 followed.embedded_s = frame.time_s
                 followed.best_quality = max(followed.best_quality, quality.usability)
+        # A small face to be embedded is first located again on an enlarged copy of its surroundings, where
+        # YuNet places its landmarks well (alignment, so the template, depends on them).
+        if wanted:
+            refine_started = time.perf_counter()
+            detector = self.engine.detector
+            for position in wanted:
+                face = faces[position]
+                factor = _look_factor(inter_eye(face))
+                closer = detector.redetect_around(frame.image, face, factor) if factor > 1 else None
+                if closer is not None:
+                    face = faces[position] = replace(closer, score=min(closer.score, face.score))
+                    crops[position] = self.engine.align(frame.image, [face])[0]
+                    qualities[position] = assess_quality(face.landmarks, crops[position], face.score)
+            started += time.perf_counter() - refine_started  # counted as detection, not embedding
+            self._add_time("detect", refine_started)
         # One view per face: a track's best shots from different moments are fused instead (tracking), which
         # averages out landmark error across frames as the still pipeline's several views do within one.
         embedded = (
