@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cases import searches
 from cases import video as videos
+from cases import video_review as review
 from cases.access import case_get_for_user
 from cases.api import ProbeSerializer, SearchCreateSerializer, SearchSerializer, _django_request
 from cases.models import Probe, TrackMerge, Video, VideoTrack
@@ -228,7 +229,7 @@ class VideoStillsAPI(APIView):
         video = videos.video_get_for_user(user=request.user, video_id=video_id, perm=SEARCH_CASE)
         serializer = StillCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        probe = videos.video_frame_grab(
+        probe = review.video_frame_grab(
             video=video,
             time_s=serializer.validated_data["time_s"],
             user=request.user,  # type: ignore[arg-type]
@@ -252,7 +253,7 @@ class TrackSearchesAPI(APIView):
         serializer = SearchCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        face = videos.track_search_face(track=track, user=request.user, request=_django_request(request))  # type: ignore[arg-type]
+        face = review.track_search_face(track=track, user=request.user, request=_django_request(request))  # type: ignore[arg-type]
         search = searches.search_request(
             face=face,
             requested_by=request.user,  # type: ignore[arg-type]
@@ -275,7 +276,7 @@ class MergeDecisionAPI(APIView):
         merge = videos.merge_get_for_user(user=request.user, merge_id=merge_id, perm=SEARCH_CASE)
         serializer = MergeDecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        decided = videos.track_merge_decide(
+        decided = review.track_merge_decide(
             merge=merge,
             user=request.user,  # type: ignore[arg-type]
             confirm=serializer.validated_data["decision"] == "confirm",

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases import video as videos
+from cases import video_review as review
 from cases.access import case_get_for_user, case_user_may
 from cases.models import Probe, TrackShot, Video
 from cases.permissions import SEARCH_CASE
@@ -178,7 +179,7 @@ def video_frame_image(request: HttpRequest, video_id: int) -> HttpResponse:
     video = videos.video_get_for_user(user=request.user, video_id=video_id)
     try:
         at = _time_param(request)
-        shown = videos.video_frame_image(video=video, time_s=at, viewer=request.user, request=request)  # type: ignore[arg-type]
+        shown = review.video_frame_image(video=video, time_s=at, viewer=request.user, request=request)  # type: ignore[arg-type]
     except ApplicationError:
         raise Http404("No frame at that time code.") from None
     response = _image(shown.png, "image/png")
@@ -192,7 +193,7 @@ def video_frame_image(request: HttpRequest, video_id: int) -> HttpResponse:
 def video_grab(request: HttpRequest, video_id: int) -> HttpResponse:
     video = videos.video_get_for_user(user=request.user, video_id=video_id, perm=SEARCH_CASE)
     at = videos.parse_time_code(request.POST.get("t", ""))
-    probe = videos.video_frame_grab(video=video, time_s=at, user=request.user, request=request)  # type: ignore[arg-type]
+    probe = review.video_frame_grab(video=video, time_s=at, user=request.user, request=request)  # type: ignore[arg-type]
     messages.success(request, f"The frame at {time_code(at)} is now probe #{probe.pk}; looking for faces.")
     return HttpResponseRedirect(reverse("cases:probe", args=[probe.pk]))
 
@@ -202,7 +203,7 @@ def video_grab(request: HttpRequest, video_id: int) -> HttpResponse:
 def track_detail(request: HttpRequest, track_id: int) -> HttpResponse:
     track = videos.track_get_for_user(user=request.user, track_id=track_id)
     video = track.video
-    shots = videos.track_shots(track)
+    shots = review.track_shots(track)
     videos.video_view_record(
         video=video,
         viewer=request.user,  # type: ignore[arg-type]
@@ -217,7 +218,7 @@ def track_detail(request: HttpRequest, track_id: int) -> HttpResponse:
             "case": video.case,
             "video": video,
             "track": track,
-            "family": [t for t in videos.track_family(track) if t.pk != track.pk],
+            "family": [t for t in review.track_family(track) if t.pk != track.pk],
             "shots": [{"shot": s, "time_code": time_code(s.face.time_s)} for s in shots],
             "first": time_code(track.first_time_s),
             "last": time_code(track.last_time_s),
@@ -256,7 +257,7 @@ def track_shot_image(request: HttpRequest, track_id: int, rank: int) -> HttpResp
 def track_search(request: HttpRequest, track_id: int) -> HttpResponse:
     """Make (or reuse) the track's still probe with its fused template, then the ordinary search form."""
     track = videos.track_get_for_user(user=request.user, track_id=track_id, perm=SEARCH_CASE)
-    face = videos.track_search_face(track=track, user=request.user, request=request)  # type: ignore[arg-type]
+    face = review.track_search_face(track=track, user=request.user, request=request)  # type: ignore[arg-type]
     return HttpResponseRedirect(reverse("cases:face-search", args=[face.pk]))
 
 
@@ -267,7 +268,7 @@ def merge_decide(request: HttpRequest, merge_id: int) -> HttpResponse:
     decision = request.POST.get("decision", "")
     if decision not in {"confirm", "reject"}:
         raise InvalidInput("invalid_decision", "Choose to confirm or to reject the merge.")
-    videos.track_merge_decide(merge=merge, user=request.user, confirm=decision == "confirm", request=request)  # type: ignore[arg-type]
+    review.track_merge_decide(merge=merge, user=request.user, confirm=decision == "confirm", request=request)  # type: ignore[arg-type]
     word = "merged" if decision == "confirm" else "kept apart"
     messages.success(request, f"Tracks {merge.first.number} and {merge.second.number} {word}.")
     return HttpResponseRedirect(reverse("cases:video", args=[merge.video_id]) + "#merges")

@@ -21,8 +21,9 @@ from cases.housekeeping import storage_orphans_find, work_requeue
 from cases.lifecycle import case_close
 from cases.models import Case, Probe, ProbeFace, Search, TrackMerge, TrackShot, Video, VideoFace, VideoTrack
 from cases.retention import cases_purge_expired
-from cases.video import track_search_face, video_frame_grab, video_frames_analyse, video_process
+from cases.video import video_frames_analyse, video_process
 from cases.video_report import search_video_section
+from cases.video_review import track_search_face, video_frame_grab
 from rfr.limits import request_body_limit
 from search.enrolment import gallery_image_enrol
 from search.galleries import gallery_create
