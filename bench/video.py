@@ -12,7 +12,9 @@ inter-eye distance of about 22-45 px (scaled ×1.5 at 1080p). Nothing is committ
 With --labels (the layout of `evaluate video`: clip,target_identity,distractor_identity,ied_px,target_files,
 gallery_files; for a real clip target_files and distractor_identity are empty and ied_px 0) it measures each
 listed clip instead (paths relative to --videos, default the labels file's folder), and with --images also
-enrols each row's gallery_files there and prints the rank of the target for every track.
+enrols each row's gallery_files there and prints, for every track, the target's rank and score (with a one-clip
+file naming one reference photo, the score says which track is the target's: e.g. the Hamilton clip with
+`lin-manuel-miranda.png`).
 
 Rows: `decode only` is PyAV decoding every frame with frame threads and nothing else (the floor any analysis
 stands on); `end to end` is faceengine.evaluation.video.clip_tracks (what `evaluate video` and the Celery task
@@ -191,6 +193,16 @@ def main() -> None:
                         "rank": subject_rank(
                             gallery.subject_scores(track.fused_template()), gallery.subject_names, label.target
                         ),
+                        "target_score": round(
+                            float(
+                                gallery.subject_scores(track.fused_template())[
+                                    gallery.subject_names.index(label.target)
+                                ]
+                            ),
+                            3,
+                        )
+                        if label.target in gallery.subject_names
+                        else None,
                     }
                     for track in row["track_objects"]
                     if track.searchable
@@ -225,7 +237,7 @@ def main() -> None:
         )
         for rank in row.get("target_ranks", []):
             print(f"    track {rank['track']} {rank['first_s']}-{rank['last_s']} s, {rank['faces']} faces: "
-                  f"target at rank {rank['rank']}")  # fmt: skip
+                  f"target at rank {rank['rank']}, score {rank['target_score']}")  # fmt: skip
     print("Stage columns are milliseconds over the whole clip (best run).")
 
 
