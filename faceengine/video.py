@@ -28,6 +28,7 @@ from faceengine.detector import DetectedFace, box_iou, inter_eye
 from faceengine.engine import FaceEngine
 from faceengine.errors import FaceEngineError
 from faceengine.quality import FaceQuality, assess_quality
+from faceengine.recogniser import l2_normalise
 
 VideoSource = str | Path | IO[bytes]
 
@@ -415,6 +416,11 @@ def video_frame_at(source: VideoSource, time_s: float) -> VideoFrame:
 # looks around faces, which is what makes footage faster than real time on two cores (bench/video).
 SCAN_INTERVAL_S = 1.0
 SEED_KEEP_S = 0.6
+# A face is looked for in a square this many times its box side, centred where it was: room for a walker's
+# face to move for a few sampled frames, and context for the detector, at a small part of a frame's cost.
+LOOK_SIDES = 3.0
+# Whether video templates average the crop with its mirror image as stills do (two network passes a face).
+FLIP_AVERAGE = False
 # Faces with eyes closer than this are, before they are embedded, re-detected on a copy of their surroundings
 # enlarged so that they measure about LOOK_CLOSER_IED px: YuNet places the landmarks of small faces loosely at
 # their own size, and alignment (so the template) depends on them. Enlargement is 2× or 3×, never more.
@@ -476,6 +482,39 @@ EMBED_INTERVAL_S = 1.0
 BETTER_SHOT_RATIO = 1.15
 
 
+def _look_around(engine: FaceEngine, image: np.ndarray, face: DetectedFace, factor: float) -> DetectedFace | None:
+    """The face again, near where it was: detected in a square LOOK_SIDES times its box side around it (enlarged
+    `factor` times), the detection overlapping its old box most (IoU > 0.3), mapped back; None if not found."""
+    x, y, w, h = face.box
+    half = max(LOOK_SIDES / 2 * max(w, h), 16.0)
+    cx, cy = x + w / 2, y + h / 2
+    height, width = image.shape[:2]
+    x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
+    x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    region = image[y0:y1, x0:x1]
+    if factor != 1:
+        region = cv2.resize(region, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    shift = np.array([x0, y0], dtype=np.float32)
+    best, best_iou = None, 0.3
+    # Only detections at the pack's own score threshold: on a small region where the face is lost, the
+    # detector's tiny-image fallback offers low-scored blobs, which must not continue a face.
+    threshold = float(engine.pack.detector.options.get("score_threshold", 0.6))
+    for other in engine.detector.detect(region, pad_retry=False):
+        if other.score < threshold:
+            continue
+        mapped = DetectedFace(
+            box=(other.box[0] / factor + x0, other.box[1] / factor + y0, other.box[2] / factor, other.box[3] / factor),
+            landmarks=(other.landmarks / factor + shift).astype(np.float32),
+            score=other.score,
+        )
+        overlap = box_iou(mapped.box, face.box)
+        if overlap > best_iou:
+            best, best_iou = mapped, overlap
+    return best
+
+
 @dataclass
 class _Followed:
     """A face followed from frame to frame: where it was last seen and when it was last embedded."""
@@ -518,7 +557,7 @@ class _FrameAnalyser:
                 continue
             # Following needs the face found, not its landmarks placed finely: enlarged only when tiny.
             factor = 1.0 if inter_eye(seed.face) >= FOLLOW_ENLARGE_IED else 2.0
-            again = detector.redetect_around(image, seed.face, factor)
+            again = _look_around(self.engine, image, seed.face, factor)
             if again is not None and not any(box_iou(again.box, face.box) >= SAME_FACE_IOU for face, _ in found):
                 found.append((again, seed))
         found.sort(key=lambda item: (-item[0].box[2] * item[0].box[3], item[0].box[0], item[0].box[1]))
@@ -539,7 +578,13 @@ class _FrameAnalyser:
         return result
 
     def _templates(self, image: np.ndarray, faces: list[DetectedFace], crops: np.ndarray) -> np.ndarray:
-        return self.engine.embed(crops)
+        if FLIP_AVERAGE:
+            return self.engine.embed(crops)
+        # One network pass per face: the fused best shots average views from several moments instead of a
+        # crop and its mirror image.
+        return l2_normalise(
+            np.concatenate([self.engine.recogniser.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)])
+        )
 
     def analyse(self, frame: VideoFrame, *, scan: bool, shot: int) -> FrameFaces:
         started = time.perf_counter()
