@@ -60,6 +60,14 @@ class AuditAction(StrEnum):
     PROBE_FACE_MARKED = "probe.face_marked"
     PROBE_ENHANCEMENT_PREVIEWED = "probe.enhancement_previewed"
     PROBE_DERIVED = "probe.derived"
+    # Video evidence
+    VIDEO_UPLOADED = "video.uploaded"
+    VIDEO_PROCESSED = "video.processed"
+    VIDEO_FAILED = "video.failed"
+    VIDEO_VIEWED = "video.viewed"
+    VIDEO_FRAME_GRABBED = "video.frame_grabbed"
+    VIDEO_TRACK_PREPARED = "video.track_prepared"
+    VIDEO_MERGE_DECIDED = "video.merge_decided"
     # Searches, candidates and decisions
     SEARCH_REQUESTED = "search.requested"
     SEARCH_COMPLETED = "search.completed"
@@ -158,6 +166,13 @@ AUDIT_ACTION_DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.PROBE_FACE_MARKED: "A person marked a face's five landmarks by hand: the points, and who.",
     AuditAction.PROBE_ENHANCEMENT_PREVIEWED: "Someone previewed an enhancement chain on a probe (nothing stored).",
     AuditAction.PROBE_DERIVED: "An enhanced image was made from a probe: parent sha256, the chain, new sha256.",
+    AuditAction.VIDEO_UPLOADED: "Footage was added: sha256, file name, size, codec, duration, source, lawful basis.",
+    AuditAction.VIDEO_PROCESSED: "Faces were found and tracked in footage: frames, faces, tracks, model pack.",
+    AuditAction.VIDEO_FAILED: "Footage could not be processed: code and message.",
+    AuditAction.VIDEO_VIEWED: "Someone viewed footage: the original, a frame at a time code, or a track's shots.",
+    AuditAction.VIDEO_FRAME_GRABBED: "A frame of footage was taken as a still probe: video sha256, time code.",
+    AuditAction.VIDEO_TRACK_PREPARED: "A track's fused template became a still probe to search: shots, time codes.",
+    AuditAction.VIDEO_MERGE_DECIDED: "A person confirmed or rejected a proposed merge of two tracks.",
     AuditAction.SEARCH_REQUESTED: "A search was asked for: face, galleries, settings, justification.",
     AuditAction.SEARCH_COMPLETED: "A search finished: how many candidates, with which pack.",
     AuditAction.SEARCH_FAILED: "A search could not be completed.",

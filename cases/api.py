@@ -277,6 +277,8 @@ class ProbeSerializer(serializers.ModelSerializer):
             "parent",
             "derivation",
             "derivation_chain",
+            "video",
+            "video_source",
             "faces",
             "duplicates",
         ]

@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import api, api_images, api_lifecycle, api_review, research_views
+from cases import api, api_images, api_lifecycle, api_review, research_views, video_api
 
 urlpatterns = [
     path("cases/", api.CaseListCreateAPI.as_view(), name="api-case-list"),
@@ -42,4 +42,10 @@ urlpatterns = [
     path("faces/<int:face_id>/crop/", api_images.FaceCropAPI.as_view(), name="api-face-crop"),
     path("candidates/<int:candidate_id>/image/", api_images.CandidateImageAPI.as_view(), name="api-candidate-image"),
     path("candidates/<int:candidate_id>/crop/", api_images.CandidateCropAPI.as_view(), name="api-candidate-crop"),
+    # Video evidence (cases/video_api.py)
+    path("cases/<int:case_id>/videos/", video_api.CaseVideosAPI.as_view(), name="api-case-videos"),
+    path("videos/<int:video_id>/", video_api.VideoAPI.as_view(), name="api-video"),
+    path("videos/<int:video_id>/stills/", video_api.VideoStillsAPI.as_view(), name="api-video-stills"),
+    path("tracks/<int:track_id>/searches/", video_api.TrackSearchesAPI.as_view(), name="api-track-searches"),
+    path("merges/<int:merge_id>/decision/", video_api.MergeDecisionAPI.as_view(), name="api-merge-decision"),
 ]

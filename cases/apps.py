@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models import Q
 
 
@@ -23,6 +24,7 @@ class CasesConfig(AppConfig):
         from cases.access import case_ids_supervised_by, cases_visible_to
         from cases.audit_references import case_ids_with_reference, case_references_of
         from cases.timeline import audit_events_withhold_pending_reviews
+        from rfr.limits import body_limit_register
 
         # A supervisor reads the audit events on the cases of the teams they supervise.
         audit_scope_register("team-cases", lambda user: Q(case_id__in=case_ids_supervised_by(user=user)))
@@ -31,6 +33,9 @@ class CasesConfig(AppConfig):
         audit_case_readers_register(
             "case-viewers", lambda user: cases_visible_to(user=user).values_list("pk", flat=True)
         )
+        # Footage is larger than a probe image: its two upload routes take one video of RFR_VIDEO_MAX_BYTES.
+        body_limit_register(r"/cases/\d+/videos/upload/", lambda: int(settings.RFR_VIDEO_MAX_BYTES))
+        body_limit_register(r"/api/cases/\d+/videos/", lambda: int(settings.RFR_VIDEO_MAX_BYTES))
         audit_redactor_register(
             "pending-reviews",
             lambda events, viewer: audit_events_withhold_pending_reviews(events=events, viewer=viewer),  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Probe, ProbeFace, Search
+from cases.models import Probe, ProbeFace, Search, TrackShot, Video
 from rfr.queues import TaskName, task_enqueue
 from rfr.storage import named_storage, storage_files_list
 from search.enrolment_storage import ENROLMENT_FOLDER, ENROLMENT_STORAGE, enrolment_copies_needed
@@ -45,13 +45,15 @@ REQUEUE_MAX_DOUBLINGS = 5
 WAITING_PENDING_SECONDS = 5
 WAITING_PROCESSING_SECONDS = 90
 
-_WORK: tuple[tuple[type[Probe] | type[Search], TaskName], ...] = (
-    (Probe, TaskName.PROBE_PROCESS),
-    (Search, TaskName.SEARCH_RUN),
+_WORK: tuple[tuple[type[Probe] | type[Search] | type[Video], TaskName, str], ...] = (
+    (Probe, TaskName.PROBE_PROCESS, "probes"),
+    (Search, TaskName.SEARCH_RUN, "searches"),
+    # Footage resumes after its last stored frame (cases.video), so sending it again loses nothing.
+    (Video, TaskName.VIDEO_PROCESS, "videos"),
 )
 
 
-def _requeue_due(model: type[Probe] | type[Search], now: datetime) -> QuerySet[Model]:
+def _requeue_due(model: type[Probe] | type[Search] | type[Video], now: datetime) -> QuerySet[Model]:
     after = settings.RFR_REQUEUE_AFTER_SECONDS
     pending = Q(heartbeat_at__isnull=True)
     for doublings in range(REQUEUE_MAX_DOUBLINGS + 1):
@@ -70,9 +72,8 @@ def work_requeue() -> dict[str, int]:
     never send the same row twice. If the broker still refuses, the row is left for the next round.
     """
     now = timezone.now()
-    sent = {"probes": 0, "searches": 0}
-    for model, task in _WORK:
-        key = "probes" if model is Probe else "searches"
+    sent = {key: 0 for _, _, key in _WORK}
+    for model, task, key in _WORK:
         for pk, status, heartbeat_at in _requeue_due(model, now).values_list("pk", "status", "heartbeat_at"):
             claimed = model.objects.filter(pk=pk, status=status, heartbeat_at=heartbeat_at).update(
                 heartbeat_at=now, requeues=F("requeues") + 1
@@ -91,7 +92,7 @@ def work_requeue() -> dict[str, int]:
     return sent
 
 
-def work_waiting_for_worker(work: Probe | Search) -> bool:
+def work_waiting_for_worker(work: Probe | Search | Video) -> bool:
     """Whether a pending or processing probe or search shows no sign of a worker (queued a few seconds ago
     and not started, or started and silent for a while): the page then says so instead of a frozen bar."""
     if work.status not in {work.Status.PENDING, work.Status.PROCESSING}:
@@ -109,6 +110,7 @@ def work_waiting_for_worker(work: Probe | Search) -> bool:
 SWEPT_FOLDERS = (
     ("default", "probes"),
     ("gallery", "galleries"),
+    ("default", "videos"),
     (ENROLMENT_STORAGE, ENROLMENT_FOLDER),
 )
 
@@ -143,11 +145,14 @@ def _kind(name: str) -> str:
         return "face_crop" if "/faces/" in name else "probe_original"
     if name.startswith(f"{ENROLMENT_FOLDER}/"):
         return "enrolment_item"
+    if name.startswith("videos/"):
+        return "track_shot" if "/video-" in name else "video_original"
     return "other"
 
 
 def _referenced(names: set[str]) -> set[str]:
-    """Which of `names` a row names (probe original, face crop, gallery image, enrolment item still to do)."""
+    """Which of `names` a row names (probe original, face crop, gallery image, video original, track shot,
+    enrolment item still to do)."""
     found: set[str] = set()
     listed = sorted(names)
     for start in range(0, len(listed), 1000):
@@ -157,6 +162,8 @@ def _referenced(names: set[str]) -> set[str]:
         found.update(GalleryImage.objects.filter(file__in=chunk).values_list("file", flat=True))
         # An item's copy is needed until the item is done; after that (or once its run is gone) it is not.
         found.update(enrolment_copies_needed(chunk))
+        found.update(Video.objects.filter(original__in=chunk).values_list("original", flat=True))
+        found.update(TrackShot.objects.filter(aligned_crop__in=chunk).values_list("aligned_crop", flat=True))
     return found
 
 

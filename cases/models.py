@@ -118,6 +118,13 @@ class Probe(models.Model):
         "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="derived", help_text="Made from."
     )
     derivation = models.JSONField(null=True, blank=True, help_text="How a derived image was made.")
+    # A still taken from a video in the case (cases.video): a grabbed frame, or the best shot behind a track
+    # search. `video_source` records the video's sha256, the time code and frame, and for a track the shots
+    # and time codes fused. The video cannot be deleted while stills made from it exist.
+    video = models.ForeignKey(
+        "cases.Video", null=True, blank=True, on_delete=models.RESTRICT, related_name="stills", help_text="Taken from."
+    )
+    video_source = models.JSONField(null=True, blank=True, help_text="Where in the video the still comes from.")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]
@@ -138,6 +145,8 @@ class ProbeFace(models.Model):
         DETECTED = "detected", "Found by the detector"
         DRAWN = "drawn", "Found inside a box drawn by a person"
         MANUAL = "manual", "Landmarks marked by hand by a person"
+        # A video track's fused template (cases.video): the quality-weighted mean of its best shots' templates.
+        TRACK = "track", "Fused from the best shots of a video track"
 
     probe = models.ForeignKey(Probe, on_delete=models.CASCADE, related_name="faces")
     index = models.PositiveIntegerField(help_text="1-based number shown on the image.")
@@ -415,3 +424,184 @@ class CaseNote(models.Model):
 
     def __str__(self) -> str:
         return f"Note {self.pk} (v{self.version}) on case {self.case_id}"
+
+
+# --- Video evidence (cases.video) -------------------------------------------------------------------------
+# Footage comes into a case like a probe image (same provenance and lawful-holding record, the original kept
+# byte for byte with its sha256). Processing stores every sampled frame's faces (VideoFace, unique per frame
+# and face so a resumed run never duplicates), then tracks (VideoTrack) built from them with their best shots
+# (TrackShot) and proposed merges (TrackMerge) a person confirms or rejects. A track is searched through a
+# still probe holding its fused template (Probe.video, ProbeFace.Origin.TRACK), so search, review, report
+# and audit are those of any probe.
+
+
+def video_original_path(instance: Video, filename: str) -> str:
+    return f"videos/case-{instance.case_id}/{instance.sha256[:2]}/{instance.sha256}.{instance.extension}"
+
+
+def track_shot_crop_path(instance: TrackShot, filename: str) -> str:
+    track = instance.track
+    return f"videos/case-{track.video.case_id}/video-{track.video_id}/track-{track.number}-shot-{instance.rank}.jpg"
+
+
+class Video(models.Model):
+    """Footage brought into a case to find, track and search faces in. The original file is kept byte for byte."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be processed"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="videos")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=32, choices=Probe.Source.choices)
+    description = models.TextField(blank=True)
+    captured_at = models.DateTimeField(null=True, blank=True, help_text="When the footage starts, if known.")
+    lawfully_held = models.BooleanField(help_text="The uploader stated that the footage is lawfully held.")
+    original = models.FileField(upload_to=video_original_path, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    container = models.CharField(max_length=64, blank=True)
+    codec = models.CharField(max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    fps = models.FloatField(default=0.0)
+    duration_s = models.FloatField(default=0.0)
+    frame_count = models.PositiveIntegerField(default=0, help_text="Frames in the video (estimated if unstated).")
+    sample_fps = models.FloatField(null=True, blank=True, help_text="Frames analysed per second; empty: all.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    frames_total = models.PositiveIntegerField(default=0, help_text="Sampled frames to analyse.")
+    frames_done = models.PositiveIntegerField(default=0, help_text="Sampled frames analysed and stored.")
+    # The last frame whose faces are stored: a resumed run continues after it (-1: none yet).
+    last_frame_index = models.IntegerField(default=-1)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    pack_key = models.CharField(max_length=128, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times re-queued by housekeeping.")
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Video {self.pk} in case {self.case_id}"
+
+    @property
+    def extension(self) -> str:
+        # The name is ours, not the uploader's: the container's usual extension, never the uploaded name.
+        name = (self.original_name.rsplit(".", 1)[-1] if "." in self.original_name else "").lower()
+        return name if name in {"mp4", "mov", "avi", "mkv", "ts", "dav", "webm", "m4v"} else "bin"
+
+    @property
+    def progress(self) -> int:
+        """0 to 100: sampled frames done out of the total, short of 100 until tracks are stored."""
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.frames_total:
+            return 0
+        return min(99, int(100 * self.frames_done / self.frames_total))
+
+
+class VideoFace(models.Model):
+    """One face found in one sampled frame. Unique per (video, frame, face): a resumed run never duplicates."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="faces")
+    frame_index = models.PositiveIntegerField(help_text="Decoded video frames counted from 0.")
+    time_s = models.FloatField(help_text="Seconds from the first video frame.")
+    face_index = models.PositiveSmallIntegerField(help_text="0-based within the frame.")
+    box = models.JSONField(help_text="[x, y, width, height] in frame pixels.")
+    landmarks = models.JSONField()
+    detector_score = models.FloatField()
+    quality = models.JSONField(default=dict)
+    # Empty for a face the engine followed without embedding it (faceengine.video: a followed face is embedded
+    # when first seen, about once a second, and when it is a better shot); tracks link it by overlap.
+    template = models.BinaryField(null=True, help_text="float32 unit vector; compared only with the same pack_key.")
+    pack_key = models.CharField(max_length=128)
+    shot = models.PositiveIntegerField(default=0, help_text="Edited footage: the shot (0, +1 at each cut).")
+    # The aligned 112x112 crop as JPEG: small enough to keep for every face, so best shots need no re-decode.
+    crop = models.BinaryField()
+
+    class Meta:
+        ordering = ["video_id", "frame_index", "face_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["video", "frame_index", "face_index"], name="videoface_unique_frame_face")
+        ]
+
+    def __str__(self) -> str:
+        return f"Face {self.face_index} of frame {self.frame_index} of video {self.video_id}"
+
+
+class VideoTrack(models.Model):
+    """One person followed across frames (box overlap and template similarity), numbered from 1 in time order."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="tracks")
+    number = models.PositiveIntegerField()
+    first_frame = models.PositiveIntegerField()
+    last_frame = models.PositiveIntegerField()
+    first_time_s = models.FloatField()
+    last_time_s = models.FloatField()
+    face_count = models.PositiveIntegerField()
+    faces = models.ManyToManyField(VideoFace, related_name="tracks", blank=True)
+    # A person confirmed that this track is the same person as `merged_into` (TrackMerge): searching the
+    # latter fuses the best shots of both.
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged")
+    # The still probe face holding this track's fused template, made at its first search and reused while
+    # its shots stay the same (cleared when a merge changes them).
+    search_face = models.ForeignKey(
+        ProbeFace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Searched as."
+    )
+
+    class Meta:
+        ordering = ["video_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["video", "number"], name="videotrack_unique_number")]
+
+    def __str__(self) -> str:
+        return f"Track {self.number} of video {self.video_id}"
+
+
+class TrackShot(models.Model):
+    """One of a track's best shots by quality, with its time code and aligned crop."""
+
+    track = models.ForeignKey(VideoTrack, on_delete=models.CASCADE, related_name="shots")
+    face = models.ForeignKey(VideoFace, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField(help_text="1 is the best.")
+    quality_score = models.FloatField()
+    aligned_crop = models.FileField(upload_to=track_shot_crop_path, max_length=255)
+
+    class Meta:
+        ordering = ["track_id", "rank"]
+        constraints = [models.UniqueConstraint(fields=["track", "rank"], name="trackshot_unique_rank")]
+
+    def __str__(self) -> str:
+        return f"Shot {self.rank} of track {self.track_id}"
+
+
+class TrackMerge(models.Model):
+    """Two tracks that may be the same person (similar templates, apart in time). Proposed by rfr; a person
+    confirms or rejects it."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        CONFIRMED = "confirmed", "Confirmed by a person"
+        REJECTED = "rejected", "Rejected by a person"
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="merges")
+    first = models.ForeignKey(VideoTrack, on_delete=models.CASCADE, related_name="+")
+    second = models.ForeignKey(VideoTrack, on_delete=models.CASCADE, related_name="+")
+    similarity = models.FloatField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["video_id", "-similarity", "id"]
+        constraints = [models.UniqueConstraint(fields=["first", "second"], name="trackmerge_unique_pair")]
+
+    def __str__(self) -> str:
+        return f"Proposed merge of tracks {self.first_id} and {self.second_id}"

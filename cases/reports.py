@@ -48,6 +48,7 @@ from cases.presenters import (
 from cases.report_layout import fitted, numbered_canvas, png_image, text
 from cases.review import WITHHELD_TEXT, candidate_aligned_crop, decisions_visible_to
 from cases.searches import candidates_of_search
+from cases.video_report import VideoReportSection, search_video_section
 from rfr.engine import image_limits
 from search.accuracy import NOT_A_PROBABILITY
 
@@ -182,12 +183,27 @@ def _probe_crop(search: Search) -> np.ndarray | None:
 
 
 def video_source_rows(search: Search) -> list[tuple[str, str]]:
-    """The video a probe was taken from, as report facts (file, sha256, time codes, frames): none yet.
+    """The video a probe was taken from, as report facts (file, sha256, time codes, frames used); none for a
+    probe that is a still image (cases.video_report)."""
+    section = search_video_section(search)
+    return section.lines() if section is not None else []
 
-    The place for the video stream's track search: at merge, this returns the rows its function gives for
-    `search` (an empty list for a probe that is a still image), and the report prints them under
-    "Video source" in the probe section."""
-    return []
+
+def _video_shot_strip(section: VideoReportSection, s: Any) -> list[Any]:
+    """The best-shot crops fused into a track search's template, each captioned with its time code."""
+    cells: list[Any] = []
+    for shot in section.shots:
+        crop = cv2.imdecode(np.frombuffer(shot.crop_jpeg, np.uint8), cv2.IMREAD_COLOR) if shot.crop_jpeg else None
+        image = (
+            png_image(crop, max_width_mm=20, max_height_mm=20) if crop is not None else Paragraph("no crop", s.small)
+        )
+        cells.append([image, Paragraph(text(shot.time_code), s.small)])
+    if not cells:
+        return []
+    per_row = 8
+    rows = [cells[i : i + per_row] for i in range(0, len(cells), per_row)]
+    rows[-1] += [""] * (per_row - len(rows[-1]))
+    return [Table(rows, colWidths=[WIDTH_MM / per_row * mm] * per_row, hAlign="LEFT")]
 
 
 def _normalisation_text(search: Search) -> str:
@@ -395,9 +411,12 @@ def search_report_pdf(*, search: Search, generated_by: AbstractBaseUser) -> byte
             )
             story += [Paragraph(text(f"{n}. {operation}"), s.body) for n, operation in enumerate(step["operations"], 1)]
 
-    video = video_source_rows(search)
-    if video:
+    video_section = search_video_section(search)
+    if video_section is not None:
+        video = video_section.lines()
         story += [Paragraph("Video source", s.h3), *_facts(video, s, label_mm=30, value_mm=WIDTH_MM - 30)]
+        if video_section.kind == "track":
+            story += _video_shot_strip(video_section, s)
 
     # The search's settings in two pairs of columns, so they take half the height.
     settings_rows = [

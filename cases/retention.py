@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit.actions import AuditAction
 from audit.services import audit_event_record
-from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search
+from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search, TrackShot, Video
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def cases_past_retention(*, now: datetime | None = None) -> QuerySet[Case]:
 
 
 def case_retention_purge(*, case_id: int, now: datetime | None = None) -> dict[str, Any] | None:
-    """Delete a closed case's probes, faces, searches, candidates (with their decisions) and stored files once
+    """Delete a closed case's probes, faces, footage, searches, candidates (with their decisions) and stored files once
     it has been closed longer than RFR_CASE_RETENTION_DAYS, leaving the case row and the audit trail.
 
     One transaction per case, with its audit event (counts and reason only, never biometric data). Returns
@@ -47,21 +47,26 @@ def case_retention_purge(*, case_id: int, now: datetime | None = None) -> dict[s
         faces = list(ProbeFace.objects.filter(probe__case=case).values_list("pk", "aligned_crop"))
         searches = Search.objects.filter(case=case)
         candidates = Candidate.objects.filter(search__case=case)
+        # Footage (cases.video): the originals and the tracks' shot crops; frames' faces and tracks cascade.
+        videos = list(Video.objects.filter(case=case).values_list("pk", "original"))
+        shots = list(TrackShot.objects.filter(track__video__case=case).values_list("pk", "aligned_crop"))
         counts = {
             "probes": len(probes),
             "faces": len(faces),
             "searches": searches.count(),
             "candidates": candidates.count(),
             "decisions": Decision.objects.filter(candidate__search__case=case).count(),
+            "videos": len(videos),
         }
         if not any(counts.values()):
             return None
-        files = [name for _, name in probes + faces if name]
+        files = [name for _, name in probes + faces + videos + shots if name]
         # Children first: searches protect their face, faces and searches protect probes and the case.
         candidates.delete()  # decisions cascade with their candidate; their audit events stay
         searches.delete()
         ProbeFace.objects.filter(probe__case=case).delete()
         Probe.objects.filter(case=case).delete()
+        Video.objects.filter(case=case).delete()  # after the stills taken from it (RESTRICT)
         days = int(settings.RFR_CASE_RETENTION_DAYS)
         assert case.closed_at is not None  # cases_past_retention selects closed cases with a closing time
         detail: dict[str, Any] = {

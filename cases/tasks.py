@@ -21,6 +21,7 @@ from cases.probes import probe_process
 from cases.research import research_due
 from cases.retention import cases_purge_expired
 from cases.searches import search_run
+from cases.video import video_process
 from rfr.engine import active_engine
 from rfr.queues import Queue, TaskName
 
@@ -93,3 +94,9 @@ def engine_warm_up(**_: Any) -> None:
     if _worker_queues and Queue.INFERENCE.value not in _worker_queues:
         return
     threading.Thread(target=_engine_load, name="rfr-engine-warm-up", daemon=True).start()
+
+
+@shared_task(name=TaskName.VIDEO_PROCESS.value, **_RETRY)
+def video_process_task(video_id: int) -> None:
+    """Analyse a video's frames and build its tracks, resuming after the last stored frame (cases.video)."""
+    video_process(video_id=video_id)

@@ -3,7 +3,7 @@ add a row for each new URL to the permission matrix in tests/test_permissions.py
 
 from django.urls import path
 
-from cases import case_pages, queue_views, research_views, views
+from cases import case_pages, queue_views, research_views, video_views, views
 
 app_name = "cases"
 
@@ -51,4 +51,16 @@ urlpatterns = [
     path("notifications/read/", queue_views.notifications_read_all, name="notifications-read"),
     path("notifications/<int:notification_id>/open/", queue_views.notification_open, name="notification-open"),
     path("candidates/<int:candidate_id>/thumb.png", views.candidate_thumbnail, name="candidate-thumb"),
+    # Video evidence (cases/video_views.py): footage, its frames, tracks and merges
+    path("cases/<int:case_id>/videos/upload/", video_views.video_upload, name="video-upload"),
+    path("videos/<int:video_id>/", video_views.video_detail, name="video"),
+    path("videos/<int:video_id>/status.json", video_views.video_status, name="video-status"),
+    path("videos/<int:video_id>/original", video_views.video_original, name="video-original"),
+    path("videos/<int:video_id>/frame/", video_views.video_frame, name="video-frame"),
+    path("videos/<int:video_id>/frame.png", video_views.video_frame_image, name="video-frame-image"),
+    path("videos/<int:video_id>/grab/", video_views.video_grab, name="video-grab"),
+    path("tracks/<int:track_id>/", video_views.track_detail, name="track"),
+    path("tracks/<int:track_id>/shots/<int:rank>.jpg", video_views.track_shot_image, name="track-shot"),
+    path("tracks/<int:track_id>/search/", video_views.track_search, name="track-search"),
+    path("merges/<int:merge_id>/decide/", video_views.merge_decide, name="merge-decide"),
 ]

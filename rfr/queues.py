@@ -66,6 +66,7 @@ class TaskName(StrEnum):
     ENROLMENT_RUNS_CHECK = "search.enrolment_runs_check"
     EVALUATION_RUN = "search.evaluation_run"
     RESEARCH_DUE = "cases.research_due"
+    VIDEO_PROCESS = "cases.video_process"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -82,6 +83,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
     TaskName.EVALUATION_RUN: Queue.INFERENCE,
     TaskName.RESEARCH_DUE: Queue.HOUSEKEEPING,
+    TaskName.VIDEO_PROCESS: Queue.INFERENCE,
 }
 
 

@@ -309,6 +309,17 @@ RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, m
 RFR_CASE_RETENTION_DAYS = env_int("RFR_CASE_RETENTION_DAYS", 6 * 365, minimum=0)
 RFR_SECOND_REVIEWER_GROUPS = env_list("RFR_SECOND_REVIEWER_GROUPS", ["supervisor", "reviewer"])
 RFR_DEFAULT_TOP_K = env_int("RFR_DEFAULT_TOP_K", 50, minimum=1, maximum=500)
+# Video evidence (cases.video): the largest footage accepted (bytes, seconds, frame size), how many frames a
+# second are analysed (0: every frame), how many sampled frames are stored per resumable step, and how many
+# best shots each track keeps and fuses for its search (8: faceengine.tracking.FUSED_SHOTS, what
+# `evaluate video` measures).
+RFR_VIDEO_MAX_BYTES = env_int("RFR_VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024, minimum=1024)
+RFR_VIDEO_MAX_DURATION_S = env_float("RFR_VIDEO_MAX_DURATION_S", 2 * 3600.0, minimum=1.0)
+RFR_VIDEO_MAX_WIDTH = env_int("RFR_VIDEO_MAX_WIDTH", 3840, minimum=16)
+RFR_VIDEO_MAX_HEIGHT = env_int("RFR_VIDEO_MAX_HEIGHT", 2160, minimum=16)
+RFR_VIDEO_SAMPLE_FPS = env_float("RFR_VIDEO_SAMPLE_FPS", 5.0, minimum=0.0, maximum=240.0)
+RFR_VIDEO_CHUNK_FRAMES = env_int("RFR_VIDEO_CHUNK_FRAMES", 25, minimum=1, maximum=10_000)
+RFR_VIDEO_BEST_SHOTS = env_int("RFR_VIDEO_BEST_SHOTS", 8, minimum=1, maximum=50)
 # Bulk enrolment from the gallery page (search.gallery_admin): the folders the server may read from (comma
 # separated; none by default, so naming a folder is refused until an operator lists one), and the caps on an
 # uploaded zip, checked before anything is extracted (zip bombs): size of the upload, members, uncompressed bytes.

@@ -26,8 +26,11 @@ FACES_ENV = "RFR_FACES_DATA"
 # measured in one process on a 2-core machine (seconds, module total); a module missing here only runs in its
 # usual place, never elsewhere.
 LONGEST_MODULES = (
+    "tests/e2e/test_video_browser.py",  # 120 (its own stack; the Hamilton clip processed by a real worker)
     "tests/test_worker_death.py",  # 110 (a batch enrolled by one Celery worker, killed, then by another)
     "tests/e2e/test_api_token_flow.py",  # 69 (its own server, worker and seeded gallery)
+    "tests/test_video_workbench.py",  # 100 (the real clips through the real engine)
+    "tests/test_video_worker_death.py",  # 60 (a worker killed mid-video, another resumes)
     "tests/test_faults_broker.py",  # 54
     "tests/test_storage_s3.py",  # 60 at a load average of 8 (two Celery workers sharing only an S3 bucket)
     "tests/e2e/test_galadmin_browser.py",  # 32

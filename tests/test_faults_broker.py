@@ -220,7 +220,7 @@ def test_work_committed_while_the_broker_dies_finishes_when_it_returns_with_nobo
     assert search.status == Search.Status.PENDING and search.heartbeat_at is None
     assert work_waiting_for_worker(killed) and work_waiting_for_worker(search)
     # Nothing is sent while the broker is down; the rows stay marked for the next round.
-    assert work_requeue() == {"probes": 0, "searches": 0}
+    assert work_requeue() == {"probes": 0, "searches": 0, "videos": 0}
     assert Probe.objects.get(pk=killed.pk).heartbeat_at is None
 
     broker.start()
@@ -272,21 +272,21 @@ def test_requeue_sends_only_silent_work_backs_off_and_takes_over_stale_processin
     # Queued two minutes ago and never started: sent again. Processing and heard from 10 s ago: left alone.
     state(Probe, probe.pk, "pending", 130)
     state(Search, search.pk, "processing", 10)
-    assert work_requeue() == {"probes": 1, "searches": 0}
+    assert work_requeue() == {"probes": 1, "searches": 0, "videos": 0}
     assert (queued.llen("inference"), queued.llen("search")) == (1, 0)
     assert Probe.objects.get(pk=probe.pk).requeues == 1
-    assert work_requeue() == {"probes": 0, "searches": 0}  # just sent: not again at the next round
+    assert work_requeue() == {"probes": 0, "searches": 0, "videos": 0}  # just sent: not again at the next round
 
     # The second re-send waits twice as long (a backlog is not flooded with copies).
     state(Probe, probe.pk, "pending", 130, requeues=1)
-    assert work_requeue() == {"probes": 0, "searches": 0}
+    assert work_requeue() == {"probes": 0, "searches": 0, "videos": 0}
     state(Probe, probe.pk, "pending", 250, requeues=1)
     # A processing search silent past RFR_TASK_STALE_SECONDS lost its worker: sent again.
     state(Search, search.pk, "processing", 400)
-    assert work_requeue() == {"probes": 1, "searches": 1}
+    assert work_requeue() == {"probes": 1, "searches": 1, "videos": 0}
     assert (queued.llen("inference"), queued.llen("search")) == (2, 1)
 
     # Finished work is never sent, however old its heartbeat.
     state(Probe, probe.pk, "done", 10_000)
     state(Search, search.pk, "failed", 10_000)
-    assert work_requeue() == {"probes": 0, "searches": 0}
+    assert work_requeue() == {"probes": 0, "searches": 0, "videos": 0}

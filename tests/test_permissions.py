@@ -39,6 +39,7 @@ from cases.lifecycle import case_close
 from cases.models import Case
 from cases.notes import case_note_add
 from tests.factories import ROLES, CaseWorld, build_case_world, make_user, workbench_objects_create
+from tests.video_factories import video_objects_create
 
 VIEWERS = ("owner", "member", "supervisor")
 
@@ -388,6 +389,91 @@ CASE_URL_MATRIX: dict[str, list[Row]] = {
         ]
     },
 }
+# ---- video evidence (cases/video_views.py, cases/video_api.py): footage, frames, tracks, merges.
+CASE_URL_MATRIX.update(
+    {
+        "cases:video-upload": [
+            Row(viewers(supervisor=403)),
+            Row(
+                viewers(owner=302, member=302, supervisor=403),
+                method="POST",
+                data=lambda w: {},
+                note="no file: sent back to the form; a supervisor may view but not upload",
+            ),
+        ],
+        **{
+            name: [Row(viewers(), setup=video_objects_create, kwargs=_wb("video"))]
+            for name in ("cases:video", "cases:video-status", "cases:video-original", "cases:video-frame")
+        },
+        "cases:video-frame-image": [Row(viewers(), setup=video_objects_create, kwargs=_wb("video"))],
+        "cases:video-grab": [
+            Row(
+                viewers(owner=302, member=302, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("video"),
+                data=lambda w: {"t": "0.5"},
+            ),
+        ],
+        "cases:track": [Row(viewers(), setup=video_objects_create, kwargs=_wb("track"))],
+        "cases:track-shot": [
+            Row(viewers(), setup=video_objects_create, kwargs=lambda w: {"track_id": w.extra["track"].pk, "rank": 1})
+        ],
+        "cases:track-search": [
+            Row(
+                viewers(owner=302, member=302, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("track"),
+            )
+        ],
+        "cases:merge-decide": [
+            Row(
+                viewers(owner=302, member=302, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("merge"),
+                data=lambda w: {"decision": "reject"},
+            ),
+        ],
+        "api-case-videos": [
+            Row(viewers(), json=True),
+            Row(viewers(owner=400, member=400, supervisor=403), method="POST", data=lambda w: {}, json=True),
+        ],
+        "api-video": [Row(viewers(), setup=video_objects_create, kwargs=_wb("video"), json=True)],
+        "api-video-stills": [
+            Row(
+                viewers(owner=201, member=201, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("video"),
+                data=lambda w: {"time_s": 0.5},
+                json=True,
+            ),
+        ],
+        "api-track-searches": [
+            Row(
+                viewers(owner=400, member=400, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("track"),
+                data=lambda w: {"galleries": []},
+                json=True,
+                note="no justification",
+            ),
+        ],
+        "api-merge-decision": [
+            Row(
+                viewers(owner=200, member=200, supervisor=403),
+                method="POST",
+                setup=video_objects_create,
+                kwargs=_wb("merge"),
+                data=lambda w: {"decision": "reject"},
+                json=True,
+            ),
+        ],
+    }
+)
 
 # URL names that the discovery rule would catch but that are not case-scoped, each with the reason.
 NOT_CASE_SCOPED: dict[str, str] = {

@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 from audit.models import AuditEvent
 from cases import searches
 from cases.models import Search
-from cases.tasks import probe_process_task, search_run_task
+from cases.tasks import probe_process_task, search_run_task, video_process_task
 from rfr.celery import app
 from rfr.queues import TASK_QUEUES, Queue, TaskName
 from search.tasks import gallery_enrol_batch
@@ -33,6 +33,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.EVALUATION_RUN: Queue.INFERENCE,
         TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
         TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
+        TaskName.VIDEO_PROCESS: Queue.INFERENCE,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():
@@ -43,7 +44,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
 
 
 def test_tasks_retry_only_transient_database_errors() -> None:
-    for task in (probe_process_task, search_run_task, gallery_enrol_batch):
+    for task in (probe_process_task, search_run_task, gallery_enrol_batch, video_process_task):
         assert set(task.autoretry_for) == {OperationalError, InterfaceError}, task.name
 
 

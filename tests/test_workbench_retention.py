@@ -22,7 +22,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.verify import audit_chain_verify
 from cases.lifecycle import case_close, case_create
-from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search
+from cases.models import Candidate, Case, Decision, Probe, ProbeFace, Search, Video
 from tests.factories import client_for, upload
 
 pytestmark = pytest.mark.django_db
@@ -102,6 +102,7 @@ def _held(case: Case) -> dict[str, int]:
         "searches": Search.objects.filter(case=case).count(),
         "candidates": Candidate.objects.filter(search__case=case).count(),
         "decisions": Decision.objects.filter(candidate__search__case=case).count(),
+        "videos": Video.objects.filter(case=case).count(),
     }
 
 
@@ -117,7 +118,7 @@ def test_purge_expired_deletes_a_closed_case_s_work_and_files_and_keeps_the_reco
     _backdate(old.case, RETENTION_DAYS + 1)
     _backdate(recent.case, RETENTION_DAYS - 1)
     before = {"old": _held(old.case), "recent": _held(recent.case)}
-    assert before["old"] == {"probes": 1, "faces": 1, "searches": 1, "candidates": 1, "decisions": 1}
+    assert before["old"] == {"probes": 1, "faces": 1, "searches": 1, "candidates": 1, "decisions": 1, "videos": 0}
     old_events = set(AuditEvent.objects.filter(case_id=old.case.pk).values_list("pk", flat=True))
     templates = hanks_gallery.templates.count()
 

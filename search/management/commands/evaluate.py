@@ -1,4 +1,4 @@
-"""python manage.py evaluate verification|identification|demographics … — accuracy measured on labelled data.
+"""python manage.py evaluate verification|identification|demographics|video … — accuracy measured on labelled data.
 
 The protocols live in faceengine.evaluation; this command supplies the active engine and the upload limits
 and prints the report (or one JSON object with --json). With --store the run is kept per model pack
@@ -19,7 +19,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from faceengine.evaluation import format_identification_report, format_verification_report, parse_degradation
 from faceengine.evaluation.demographics import format_demographics_report
-from rfr.engine import active_engine
+from faceengine.evaluation.video import (
+    format_video_report,
+    parse_distractors,
+    read_video_labels,
+    run_video_evaluation,
+    video_gallery_build,
+)
+from rfr.engine import active_engine, image_limits
 from rfr.errors import ApplicationError
 from search.cohorts import RAW, score_cohort_get, score_cohort_normaliser
 from search.evaluations import (
@@ -30,6 +37,7 @@ from search.evaluations import (
     file_sha256,
 )
 from search.models import EvaluationRun
+from search.thresholds import system_threshold
 
 
 def _progress(done: int, total: int) -> None:
@@ -67,6 +75,22 @@ class Command(BaseCommand):
         demographics.add_argument("--min-age", type=float, help="Only images labelled this age or older.")
         demographics.add_argument("--max-age", type=float, help="Only images labelled this age or younger.")
         demographics.add_argument("--adults", action="store_true", help="Only adults: the same as --min-age 18.")
+        video = sub.add_parser(
+            "video",
+            help="Clips with a known target, tracks searched against a temporary gallery (docs/evaluation.md, Video).",
+        )
+        video.add_argument("--labels", type=Path, required=True, help="clip,target_identity,distractor_identity,…")
+        video.add_argument("--videos", type=Path, required=True, help="The folder of the clips.")
+        video.add_argument("--images", type=Path, required=True, help="The folder gallery_files are relative to.")
+        video.add_argument(
+            "--distractors",
+            action="append",
+            default=[],
+            metavar="CSV:DIR",
+            help="Enrol every image listed in CSV (file,identity) that is no clip's target or distractor; repeatable.",
+        )
+        video.add_argument("--sample-fps", type=float, default=5.0, help="Frames analysed per second (0: every frame).")
+        video.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
         for command in (verification, identification, demographics):
             command.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
             command.add_argument(
@@ -89,6 +113,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         mode = options["mode"]
+        if mode == "video":
+            self._video(options)
+            return
         labels: Path = options.get("pairs") or options.get("identities") or options["labels"]
         if not labels.is_file():
             raise CommandError(f"{labels} does not exist or is not a file.")
@@ -157,3 +184,41 @@ class Command(BaseCommand):
             self.stdout.write(format_identification_report(figures))
         else:
             self.stdout.write(format_demographics_report(figures))
+
+    def _video(self, options: dict[str, Any]) -> None:
+        """`evaluate video`: figures only, never stored (runs are kept per still-image protocol)."""
+        if not options["labels"].is_file():
+            raise CommandError(f"{options['labels']} does not exist or is not a file.")
+        for folder in ("videos", "images"):
+            if not options[folder].is_dir():
+                raise CommandError(f"{options[folder]} is not a folder.")
+        try:
+            labels = read_video_labels(options["labels"])
+            distractors = [parse_distractors(spec) for spec in options["distractors"]]
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        engine = active_engine()
+        quiet = options["json"]
+        gallery = video_gallery_build(
+            engine, labels, options["images"], distractors, limits=image_limits(), progress=None if quiet else _progress
+        )
+        threshold, _ = system_threshold(pack_key=engine.pack.key)
+
+        def clip_progress(done: int, total: int) -> None:
+            sys.stderr.write(f"\r  {done}/{total} clips")
+            sys.stderr.write("\n" if done == total else "")
+            sys.stderr.flush()
+
+        figures = run_video_evaluation(
+            engine,
+            labels=labels,
+            videos_dir=options["videos"],
+            gallery=gallery,
+            operating_threshold=threshold,
+            sample_fps=options["sample_fps"] or None,
+            progress=None if quiet else clip_progress,
+        )
+        if quiet:
+            self.stdout.write(json.dumps(figures, sort_keys=True))
+        else:
+            self.stdout.write(format_video_report(figures))
