@@ -34,6 +34,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
         TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
         TaskName.VIDEO_PROCESS: Queue.INFERENCE,
+        TaskName.RESEARCH_DUE: Queue.HOUSEKEEPING,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():
