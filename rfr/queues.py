@@ -65,6 +65,7 @@ class TaskName(StrEnum):
     STORAGE_SWEEP = "cases.storage_sweep"
     ENROLMENT_RUNS_CHECK = "search.enrolment_runs_check"
     EVALUATION_RUN = "search.evaluation_run"
+    INDEX_SNAPSHOT_WRITE = "search.index_snapshot_write"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -80,6 +81,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.STORAGE_SWEEP: Queue.HOUSEKEEPING,
     TaskName.ENROLMENT_RUNS_CHECK: Queue.HOUSEKEEPING,
     TaskName.EVALUATION_RUN: Queue.INFERENCE,
+    TaskName.INDEX_SNAPSHOT_WRITE: Queue.SEARCH,
 }
 
 

@@ -258,10 +258,16 @@ def gallery_env(settings, tmp_path: Path):
     """Media and index under a fresh folder, tasks in-process, and no index left over from another test."""
     settings.DATA_DIR = tmp_path
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "index": index_storage_at(tmp_path / "index")}
     settings.CELERY_TASK_ALWAYS_EAGER = True
     get_index().clear()
     yield tmp_path
     get_index().clear()
+
+
+def index_storage_at(folder: Path) -> dict[str, Any]:
+    """A STORAGES entry for index snapshots in a folder of the test's own."""
+    return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(folder)}}
 
 
 def celeba_identities(faces_dir: Path) -> dict[str, list[str]]:
