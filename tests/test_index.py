@@ -9,9 +9,8 @@ import pytest
 
 from search import galleries
 from search.execution import search_galleries
-from search.index import snapshots
+from search.index import live, snapshots
 from search.index.changes import index_changes_record
-from search.index import live
 from search.index.live import GalleryIndexes, get_index
 from search.index.store import StoredSnapshot, snapshot_fetch, snapshot_newest
 from search.models import Gallery, GalleryImage, IndexChange, IndexState, Subject, Template
