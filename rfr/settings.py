@@ -300,7 +300,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "index": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "BACKEND": "search.index.store.SnapshotFileStorage",
         "OPTIONS": {"location": str(env_path("RFR_INDEX_STORAGE_DIR", DATA_DIR / "index"))},
     },
 }

@@ -267,7 +267,7 @@ def gallery_env(settings, tmp_path: Path):
 
 def index_storage_at(folder: Path) -> dict[str, Any]:
     """A STORAGES entry for index snapshots in a folder of the test's own."""
-    return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(folder)}}
+    return {"BACKEND": "search.index.store.SnapshotFileStorage", "OPTIONS": {"location": str(folder)}}
 
 
 def celeba_identities(faces_dir: Path) -> dict[str, list[str]]:

@@ -25,7 +25,6 @@ from search.index.changes import index_changes_record
 from search.index.live import GalleryIndexes
 from search.index.node import NotASearchNode, search_node_enter, search_node_leave
 from search.models import Gallery, GalleryImage, Subject, Template
-from tests import parallel
 from tests.factories import build_case_world, workbench_objects_create
 from tests.test_gallery_celery import _redis_url
 

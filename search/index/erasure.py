@@ -75,7 +75,10 @@ def gallery_snapshots_sweep(gallery_id: int) -> dict[str, str]:
                 outcomes[stored.name] = "absent"
                 continue
             header, ids = read
-            if header.gallery_id != gallery_id or states.get(header.pack_key) != (header.epoch, header.mode):
+            current = states.get(header.pack_key)
+            # Stale: its contents or its name say another epoch or mode than the gallery index's now.
+            named = (stored.epoch, stored.mode)
+            if header.gallery_id != gallery_id or current != (header.epoch, header.mode) or current != named:
                 snapshot_delete(stored)
                 outcomes[stored.name] = "deleted (stale)"
             elif not np.isin(ids, _live_ids(gallery_id, header.pack_key)).all():

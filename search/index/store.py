@@ -5,7 +5,9 @@ No lock is needed because no snapshot is ever overwritten: each is an object of 
 pack, epoch, mode and version (`gallery-<id>/<pack>-<hash>/<epoch>_<mode>/v<version>.rfridx`). A writer uploads a new
 object (a put is atomic on object stores; FileSystemStorage writes a temporary file and renames it) and then
 deletes the older ones; a reader lists the folder and takes the newest version of the current epoch, and if
-that object was deleted between the listing and the read, it lists again. Two nodes writing the same version
+that object was deleted between the listing and the read, it takes the next. Local files are written by
+`SnapshotFileStorage` (the default backend of `storages["index"]`), which writes to a temporary file and
+links it into place, so a reader never sees a half-written snapshot there either. Two nodes writing the same version
 write equivalent snapshots; the second finds the name taken and leaves it.
 
 Snapshots are streamed through a local temporary file on write (object stores upload from a file) and
@@ -15,20 +17,45 @@ read straight from the storage's file object, so a node never holds a second cop
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
 from django.core.files import File
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from search.index.snapshots import SnapshotHeader, snapshot_read, snapshot_read_ids, snapshot_write
 
 STORAGE_ALIAS = "index"
 SUFFIX = ".rfridx"
 _VERSION = re.compile(r"^v(\d+)\.rfridx$")
+
+
+class SnapshotFileStorage(FileSystemStorage):
+    """FileSystemStorage that makes a file appear whole or not at all (write, fsync, then link into place)."""
+
+    def _save(self, name: str, content: Any) -> str:
+        full = self.path(name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        scratch = f"{full}.{uuid.uuid4().hex}.part"
+        try:
+            with open(scratch, "wb") as handle:
+                for chunk in content.chunks():
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(scratch, full)  # atomic, and never replaces a file another writer linked first
+            except FileExistsError:
+                pass  # the same version, stored by another writer a moment ago
+        finally:
+            os.unlink(scratch)
+        return name
 
 
 def index_storage() -> Storage:
