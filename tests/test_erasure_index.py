@@ -1,6 +1,6 @@
 """Deletion on request erases: after a subject is removed, its face templates are in no file under the index
-storage (raw float32 or half-precision bytes, nor any vector the FAISS index stores), and its reference, source path, image hash
-and template bytes are in no row of any table, except the removal's own audit record (which names the
+storage (raw float32 or half-precision bytes, nor any vector the FAISS index stores), and its reference, source
+path, image hash and template bytes are in no row of any table, except the removal's own audit record (which names the
 reference, never the biometric). Real faces are enrolled through the real pipeline."""
 
 from __future__ import annotations

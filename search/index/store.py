@@ -16,6 +16,7 @@ read straight from the storage's file object, so a node never holds a second cop
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -49,10 +50,9 @@ class SnapshotFileStorage(FileSystemStorage):
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
-            try:
-                os.link(scratch, full)  # atomic, and never replaces a file another writer linked first
-            except FileExistsError:
-                pass  # the same version, stored by another writer a moment ago
+            # Atomic, and never replaces a file another writer linked first (the same version: keep theirs).
+            with contextlib.suppress(FileExistsError):
+                os.link(scratch, full)
         finally:
             os.unlink(scratch)
         return name
