@@ -239,7 +239,7 @@ def snapshot_write(handle: IO[bytes], header: SnapshotHeader, index: faiss.Index
     header.ntotal = len(ids)
     handle.write(_header_bytes(header))
     handle.write(ids.astype("<i8").tobytes())
-    faiss.write_index(inner_index(index), faiss.PyCallbackIOWriter(handle.write))
+    faiss.write_index(inner_index(index), faiss.PyCallbackIOWriter(handle.write))  # type: ignore[attr-defined]
 
 
 def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
@@ -274,7 +274,7 @@ def snapshot_read(handle: IO[bytes]) -> tuple[SnapshotHeader, faiss.Index] | Non
     if read is None:
         return None
     header, ids = read
-    inner = faiss.read_index(faiss.PyCallbackIOReader(handle.read, 1 << 24))
+    inner = faiss.read_index(faiss.PyCallbackIOReader(handle.read, 1 << 24))  # type: ignore[attr-defined]
     if inner.ntotal != header.ntotal:
         raise ValueError(f"snapshot header says {header.ntotal} vectors, index holds {inner.ntotal}")
     return header, _with_ids(inner, ids)

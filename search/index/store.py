@@ -154,7 +154,7 @@ def snapshot_delete(stored: StoredSnapshot) -> None:
 def gallery_snapshots(gallery_id: int) -> list[tuple[str, StoredSnapshot]]:
     """(pack folder, snapshot) for every stored snapshot of a gallery, whatever its pack."""
     storage = index_storage()
-    found = []
+    found: list[tuple[str, StoredSnapshot]] = []
     for folder in _listdir(storage, gallery_folder(gallery_id))[0]:
         base = f"{gallery_folder(gallery_id)}/{folder}"
         for generation in _listdir(storage, base)[0]:
