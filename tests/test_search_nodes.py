@@ -65,18 +65,24 @@ def _enrol(gallery: Gallery, vectors: np.ndarray, prefix: str) -> list[int]:
 def test_a_process_that_is_not_a_search_node_refuses_to_load_an_index(settings: Any) -> None:
     gallery = Gallery.objects.create(name="guarded", kind="custody")
     _enrol(gallery, _unit_vectors(3, seed=1), "g")
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # a web process or inference worker of a deployment
-    settings.RFR_SEARCH_NODE = False
-    with pytest.raises(NotASearchNode):
-        GalleryIndexes().fresh(gallery.pk, PACK)
-    search_node_enter()  # what a worker on the search queue does at start-up (search.tasks)
+    search_node_leave()  # the test process is a search node for every other test (conftest)
+    eager = current_app.conf.task_always_eager
     try:
+        # A web process or inference worker of a deployment: tasks go to workers, no node declared.
+        settings.CELERY_TASK_ALWAYS_EAGER = current_app.conf.task_always_eager = False
+        settings.RFR_SEARCH_NODE = False
+        with pytest.raises(NotASearchNode):
+            GalleryIndexes().fresh(gallery.pk, PACK)
+        search_node_enter()  # what a worker on the search queue does at start-up (search.tasks)
         loaded = GalleryIndexes().fresh(gallery.pk, PACK)
         assert loaded is not None and loaded.size == 3
-    finally:
         search_node_leave()
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default: one process, its own search node
-    assert GalleryIndexes().fresh(gallery.pk, PACK) is not None
+        # The embedded default: tasks in-process, so the one process is its own search node.
+        settings.CELERY_TASK_ALWAYS_EAGER = current_app.conf.task_always_eager = True
+        assert GalleryIndexes().fresh(gallery.pk, PACK) is not None
+    finally:
+        current_app.conf.task_always_eager = eager
+        search_node_enter()
 
 
 def _database_url() -> str:

@@ -14,6 +14,7 @@ A process is a search node when
 
 from __future__ import annotations
 
+from celery import current_app
 from django.conf import settings
 
 from rfr.errors import ApplicationError
@@ -37,7 +38,8 @@ def search_node_leave() -> None:
 
 
 def is_search_node() -> bool:
-    return _node["declared"] or bool(settings.RFR_SEARCH_NODE) or bool(settings.CELERY_TASK_ALWAYS_EAGER)
+    embedded = bool(settings.CELERY_TASK_ALWAYS_EAGER) or bool(current_app.conf.task_always_eager)
+    return _node["declared"] or bool(settings.RFR_SEARCH_NODE) or embedded
 
 
 def index_load_check() -> None:
