@@ -37,12 +37,6 @@ REFINE_FACTOR = 20
 # (trained on its own vectors) at the next catch-up, rebuild or load.
 APPROX_MIN_TEMPLATES = 20_000
 PQ_TRAIN_SAMPLE = 200_000
-# From this size the PQ scan goes through an inverted file (k-means cells), so a search scans only the cells
-# nearest the probe instead of every code: at 10M a whole scan costs ~25 ms, against ~10 ms allowed.
-IVF_MIN_TEMPLATES = 2_000_000
-IVF_CELLS = 1024
-IVF_PROBE = 160
-IVF_TRAIN_SAMPLE = 100_000
 CHUNK = 100_000
 
 
@@ -82,19 +76,14 @@ def _sample(count: int, size: int) -> np.ndarray:
 
 
 def _new_approximate(dim: int, store: faiss.Index) -> faiss.Index:
-    """PQ fast scan (through an IVF above IVF_MIN_TEMPLATES) trained on a sample of `store`'s vectors, with
-    every vector of `store` added, and `store` as its exact re-rank stage."""
+    """PQ fast scan over every code, trained on a sample of `store`'s vectors, with every vector of `store`
+    added, and `store` as its re-rank stage. No inverted file: on these templates the mate of a probe is often
+    far from it (cosine ~0.5), in another k-means cell, so IVF1024 lost 8-30% of mates at 2M when scanning
+    3-12% of cells (docs/galleries-and-index.md); scanning every 32-byte code keeps them."""
     count = int(store.ntotal)
-    ivf = count >= IVF_MIN_TEMPLATES
-    prefix = f"IVF{IVF_CELLS}," if ivf else ""
-    base = faiss.index_factory(dim, f"{prefix}PQ{pq_subquantizers(dim)}x{PQ_BITS}fs", faiss.METRIC_INNER_PRODUCT)
+    base = faiss.index_factory(dim, f"PQ{pq_subquantizers(dim)}x{PQ_BITS}fs", faiss.METRIC_INNER_PRODUCT)
     rows = _sample(count, PQ_TRAIN_SAMPLE)
     training = np.vstack([store.reconstruct_batch(rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)])
-    if ivf:
-        # k-means on fewer points than the PQ needs (faiss warns under 39 a cell, far above here).
-        ivf_index: Any = faiss.extract_index_ivf(base)
-        ivf_index.cp.max_points_per_centroid = max(39, IVF_TRAIN_SAMPLE // IVF_CELLS)
-        ivf_index.nprobe = IVF_PROBE
     base.train(np.ascontiguousarray(training, dtype=np.float32))
     del training
     for start in range(0, count, CHUNK):
@@ -163,8 +152,7 @@ def layout_current(mode: str, index: faiss.Index) -> bool:
     if mode == APPROXIMATE and isinstance(inner, faiss.IndexRefine):
         base = faiss.downcast_index(inner.base_index)
         store = faiss.downcast_index(inner.refine_index)
-        fast = isinstance(base, faiss.IndexPQFastScan | faiss.IndexIVFPQFastScan)
-        return fast and isinstance(store, faiss.IndexScalarQuantizer)
+        return isinstance(base, faiss.IndexPQFastScan) and isinstance(store, faiss.IndexScalarQuantizer)
     return isinstance(inner, faiss.IndexScalarQuantizer)
 
 
