@@ -319,8 +319,10 @@ def bench_size(
 
     results = []
     mate_in_exact: np.ndarray | None = None
-    exact_top: np.ndarray | None = None
-    for mode in ("exact", "approximate"):
+    approx_top: np.ndarray | None = None
+    # Approximate first (the mode large galleries use, and the figures judged at 10M); the exact reference for
+    # its mate-hit is a full float scan of the same node's re-rank store, so exact mode is timed after it.
+    for mode in ("approximate", "exact"):
         if mode not in modes:
             continue
         Gallery.objects.filter(pk=gallery_id).update(index_mode=mode)
@@ -332,23 +334,18 @@ def bench_size(
         node = Node()
         cold = node.ask("load", gallery_id, pack_key)
         latency = node.ask("latency", gallery_id, pack_key, timing_probes)
-        if mode == "exact":
-            exact_top = node.ask("top", gallery_id, pack_key, probes) if size <= 1_000_000 else None
+        mate_hit = recall = None
+        if mode == "approximate":
             mate_in_exact = node.ask("exact_mate", gallery_id, pack_key, probes, probe_mates)
-            mate_hit = recall = None
-        else:
             approx_top = node.ask("top", gallery_id, pack_key, probes)
             mate_in_approx = (approx_top == probe_mates[:, None]).any(axis=1)
-            mate_hit = (
-                float(mate_in_approx[mate_in_exact].mean())
-                if mate_in_exact is not None and mate_in_exact.any()
-                else None
-            )
-            recall = (
-                float(np.mean([len(set(a) & set(e)) / K for a, e in zip(approx_top, exact_top, strict=True)]))
-                if exact_top is not None
-                else None
-            )
+            mate_hit = float(mate_in_approx[mate_in_exact].mean()) if mate_in_exact.any() else None
+        elif approx_top is not None and size <= 1_000_000:  # recall@K needs the exact lists (costly above)
+            exact_top = node.ask("top", gallery_id, pack_key, probes)
+            overlap = [len(set(a) & set(e)) / K for a, e in zip(approx_top, exact_top, strict=True)]
+            results[-1]["recall"] = float(np.mean(overlap))  # the approximate row's: its overlap with exact
+        elif mate_in_exact is None:
+            mate_in_exact = node.ask("exact_mate", gallery_id, pack_key, probes, probe_mates)
         node.close()
         results.append(
             {
