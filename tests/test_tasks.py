@@ -33,6 +33,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.EVALUATION_RUN: Queue.INFERENCE,
         TaskName.GALLERY_ENROL_RUN: Queue.INFERENCE,
         TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
+        TaskName.INDEX_SNAPSHOT_WRITE: Queue.SEARCH,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():
