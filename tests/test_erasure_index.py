@@ -335,7 +335,10 @@ def test_the_erase_command_sweeps_the_snapshots(gallery_env: Path, faces_dir: Pa
     stale = path.parent.with_name(f"{uuid.uuid4()}_exact") / path.name
     stale.parent.mkdir()
     shutil.copy(path, stale)  # a snapshot of an epoch the gallery no longer has, holding every vector
+    legacy = index_dir() / f"gallery-{world.gallery.pk}" / "pack-0123456789.faiss"
+    legacy.write_bytes(b"RFRIDX1\n")  # a previous release's single-file snapshot (it may hold vectors)
     out = StringIO()
     call_command("index", "erase", world.gallery.name, stdout=out)
     assert f"{path.name}: clean" in out.getvalue() and "deleted (stale)" in out.getvalue()
-    assert path.exists() and not stale.exists()
+    assert path.exists() and not stale.exists() and not legacy.exists()
+    assert "pack-0123456789.faiss: deleted (legacy)" in out.getvalue()

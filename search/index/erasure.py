@@ -26,7 +26,14 @@ from collections.abc import Iterable
 import numpy as np
 
 from rfr.queues import TaskName, task_enqueue_on_commit
-from search.index.store import gallery_snapshots, snapshot_delete, snapshot_fetch_ids, stored_gallery_ids
+from search.index.store import (
+    gallery_snapshots,
+    index_storage,
+    legacy_files,
+    snapshot_delete,
+    snapshot_fetch_ids,
+    stored_gallery_ids,
+)
 from search.models import IndexState, Template
 
 logger = logging.getLogger(__name__)
@@ -38,6 +45,9 @@ def gallery_snapshots_delete(gallery_id: int) -> dict[str, str]:
     for _folder, stored in gallery_snapshots(gallery_id):
         snapshot_delete(stored)
         outcomes[stored.name] = "deleted"
+    for name in legacy_files(gallery_id):
+        index_storage().delete(name)
+        outcomes[name] = "deleted (legacy)"
     return outcomes
 
 
@@ -62,6 +72,9 @@ def _live_ids(gallery_id: int, pack_key: str) -> np.ndarray:
 def gallery_snapshots_sweep(gallery_id: int) -> dict[str, str]:
     """Delete the stored snapshots of one gallery that hold a removed id or belong to a stale epoch."""
     outcomes: dict[str, str] = {}
+    for name in legacy_files(gallery_id):  # a previous release's snapshot file, lock or temporary
+        index_storage().delete(name)
+        outcomes[name] = "deleted (legacy)"
     states = {
         pack_key: (str(epoch), mode)
         for pack_key, epoch, mode in IndexState.objects.filter(gallery_id=gallery_id).values_list(

@@ -162,6 +162,12 @@ def gallery_snapshots(gallery_id: int) -> list[tuple[str, StoredSnapshot]]:
     return found
 
 
+def legacy_files(gallery_id: int) -> list[str]:
+    """Files directly in a gallery's folder: the single-file snapshots (`*.faiss`), locks and temporaries of the
+    releases before versioned snapshots. They may hold vectors, so erasure deletes them."""
+    return [f"{gallery_folder(gallery_id)}/{name}" for name in _listdir(index_storage(), gallery_folder(gallery_id))[1]]
+
+
 def stored_gallery_ids() -> list[int]:
     folders = _listdir(index_storage(), "")[0]
     return sorted(int(f.removeprefix("gallery-")) for f in folders if f.removeprefix("gallery-").isdigit())
