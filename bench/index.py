@@ -317,7 +317,7 @@ def bench_size(
     del template_ids
     gc.collect()
 
-    results = []
+    results: list[dict[str, Any]] = []
     mate_in_exact: np.ndarray | None = None
     approx_top: np.ndarray | None = None
     # Approximate first (the mode large galleries use, and the figures judged at 10M); the exact reference for

@@ -135,7 +135,14 @@ def test_a_writer_waiting_on_another_commits_after_it(gallery_env: Path) -> None
     assert first_logged.wait(30)
     # The slow writer holds version 2 uncommitted: the node sees version 1 and holds exactly that.
     assert node.fresh(gallery.pk, PACK).version == 1  # type: ignore[union-attr]
-    second = threading.Thread(target=lambda: (_enrol_one(gallery, vectors[2], "O2"), connection.close()))
+
+    def quick_writer() -> None:
+        try:
+            _enrol_one(gallery, vectors[2], "O2")
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=quick_writer)
     second.start()
     second.join(1)
     assert second.is_alive(), "the second writer should wait for the first one's lock"
