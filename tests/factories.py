@@ -260,9 +260,13 @@ def gallery_env(settings, tmp_path: Path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STORAGES = {**settings.STORAGES, "index": index_storage_at(tmp_path / "index")}
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Celery reads its settings once: the tasks services queue (the index snapshot after an erasure) run here.
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
     get_index().clear()
     yield tmp_path
     get_index().clear()
+    celery_app.conf.task_always_eager = previous
 
 
 def index_storage_at(folder: Path) -> dict[str, Any]:
