@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import json
 import os
 import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +118,19 @@ def real_templates(engine: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     return [label for label, _ in rows], templates, has_face
 
 
-def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Draws from N(mean, cov) of the real templates, L2-normalised, generated in chunks."""
+def distractor_chunks(real: np.ndarray, count: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Draws from N(mean, cov) of the real templates, L2-normalised, 200,000 at a time (never all in memory)."""
     mean = real.mean(axis=0)
     cov = np.cov(real, rowvar=False)
     rng = np.random.default_rng(seed)
-    out = np.empty((count, real.shape[1]), np.float32)
     for start in range(0, count, 200_000):
         chunk = rng.multivariate_normal(mean, cov, size=min(200_000, count - start), method="cholesky")
-        out[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return out
+        yield (chunk / np.linalg.norm(chunk, axis=1, keepdims=True)).astype(np.float32)
+
+
+def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    chunks = list(distractor_chunks(real, count, seed))
+    return np.concatenate(chunks) if chunks else np.zeros((0, real.shape[1]), np.float32)
 
 
 def _insert_gallery(size: int, real: np.ndarray, real_labels: list[str], pack_key: str) -> tuple[int, np.ndarray]:
@@ -148,7 +153,6 @@ def _insert_gallery(size: int, real: np.ndarray, real_labels: list[str], pack_ke
                 for i, subject in enumerate(subjects)
             ]
         )
-        fake = distractors(real, size - len(real))
         sql = (
             "INSERT INTO search_template (gallery_id, subject_id, image_id, pack_key, box, landmarks, "
             "quality, embedding, created_at) VALUES (%s, %s, %s, %s, '[]', '[]', '{}', %s, %s)"
@@ -161,25 +165,17 @@ def _insert_gallery(size: int, real: np.ndarray, real_labels: list[str], pack_ke
                     for i in range(len(real))
                 ],
             )
-            for start in range(0, len(fake), 50_000):
+            for fake in distractor_chunks(real, size - len(real)):
                 cursor.executemany(
                     sql,
                     [
-                        (
-                            gallery.pk,
-                            subjects[-1].pk,
-                            images[-1].pk,
-                            pack_key,
-                            vector.astype("<f4").tobytes(),
-                            now,
-                        )
-                        for vector in fake[start : start + 50_000]
+                        (gallery.pk, subjects[-1].pk, images[-1].pk, pack_key, vector.astype("<f4").tobytes(), now)
+                        for vector in fake
                     ],
                 )
             cursor.execute("SELECT id FROM search_template WHERE gallery_id = %s ORDER BY id", [gallery.pk])
             ids = np.array([row[0] for row in cursor.fetchall()], np.int64)
         IndexState.objects.create(gallery=gallery, pack_key=pack_key, version=size)
-    del fake
     return gallery.pk, ids
 
 
@@ -188,28 +184,105 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return 1000 * statistics.median(ordered), 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def _latencies(gallery_id: int, pack_key: str, probes: np.ndarray, raw_k: int) -> dict[str, tuple[float, float]]:
+def _memory_mb(pid: int) -> dict[str, float]:
+    """Resident set (now) and its high-water mark, of one process, from /proc."""
+    values = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            if key in {"VmRSS", "VmHWM"}:
+                values[key] = int(rest.split()[0]) / 1024
+    return {"rss_mb": values["VmRSS"], "hwm_mb": values["VmHWM"]}
+
+
+# -- the search node: a process of its own (RFR_SEARCH_NODE=1), driven through a pipe ------------------------
+
+
+def _node_main(connection: Any, env: dict[str, str]) -> None:
+    """A search node process: loads indexes and times searches where they run, so its RSS is the node's."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
     from search.execution import search_galleries
     from search.index.live import get_index
+    from search.index.snapshots import index_ids, vector_store
 
     index = get_index()
-    loaded = index.fresh(gallery_id, pack_key)
-    assert loaded is not None
-    timings: dict[str, list[float]] = {"service": [], "index": [], "raw": []}
-    for warm in probes[:5]:
-        search_galleries(template=warm, pack_key=pack_key, gallery_ids=[gallery_id], top_k=K)
-    for probe in probes:
-        start = time.perf_counter()
-        search_galleries(template=probe, pack_key=pack_key, gallery_ids=[gallery_id], top_k=K)
-        timings["service"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        index.search(gallery_id, pack_key, probe[None, :], K)
-        timings["index"].append(time.perf_counter() - start)
-        query = np.ascontiguousarray(probe[None, :], dtype=np.float32)
-        start = time.perf_counter()
-        loaded.index.search(query, raw_k)
-        timings["raw"].append(time.perf_counter() - start)
-    return {name: _percentiles(values) for name, values in timings.items()}
+    while True:
+        command, *args = connection.recv()
+        if command == "quit":
+            connection.send(None)
+            return
+        if command == "load":
+            gallery_id, pack_key = args
+            started = time.perf_counter()
+            loaded = index.fresh(gallery_id, pack_key)
+            seconds = time.perf_counter() - started
+            assert loaded is not None
+            gc.collect()
+            connection.send({"seconds": seconds, "size": loaded.size, **_memory_mb(os.getpid())})
+        elif command == "latency":
+            gallery_id, pack_key, probes = args
+            loaded = index.fresh(gallery_id, pack_key)
+            assert loaded is not None
+            raw_k = max(2 * K, K + 64) if loaded.mode == "approximate" else K  # what the index layer asks FAISS
+            timings: dict[str, list[float]] = {"service": [], "index": [], "raw": []}
+            for warm in probes[:5]:
+                search_galleries(template=warm, pack_key=pack_key, gallery_ids=[gallery_id], top_k=K)
+            for probe in probes:
+                start = time.perf_counter()
+                search_galleries(template=probe, pack_key=pack_key, gallery_ids=[gallery_id], top_k=K)
+                timings["service"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                index.search(gallery_id, pack_key, probe[None, :], K)
+                timings["index"].append(time.perf_counter() - start)
+                query = np.ascontiguousarray(probe[None, :], dtype=np.float32)
+                start = time.perf_counter()
+                loaded.index.search(query, raw_k)
+                timings["raw"].append(time.perf_counter() - start)
+            connection.send(
+                {**{name: _percentiles(values) for name, values in timings.items()}, **_memory_mb(os.getpid())}
+            )
+        elif command == "top":  # the index layer's top K for every probe (batched)
+            gallery_id, pack_key, probes = args
+            connection.send(index.search(gallery_id, pack_key, probes, K)[1])
+        elif command == "exact_mate":  # whether each probe's mate is in the exact top K (a full scan, chunked)
+            gallery_id, pack_key, probes, mates = args
+            loaded = index.fresh(gallery_id, pack_key)
+            assert loaded is not None
+            store = vector_store(loaded.index)
+            ids = index_ids(loaded.index)
+            order = np.argsort(ids)
+            positions = order[np.searchsorted(ids, mates, sorter=order)]
+            mate_scores = np.einsum("ij,ij->i", probes, store.reconstruct_batch(positions))
+            above = np.zeros(len(probes), np.int64)
+            for start in range(0, len(ids), 50_000):
+                chunk = store.reconstruct_n(start, min(50_000, len(ids) - start))
+                above += (probes @ chunk.T > mate_scores[:, None]).sum(axis=1)
+            connection.send(above < K)
+
+
+class Node:
+    """The driver's handle on one search node process."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        env = {key: os.environ[key] for key in ("RFR_DATA_DIR", "RFR_MODEL_PACK_DIR", "RFR_LOG_LEVEL")}
+        env.update(RFR_SEARCH_NODE="1", DJANGO_SETTINGS_MODULE="rfr.settings")
+        self.process = context.Process(target=_node_main, args=(child, env), daemon=True)
+        self.process.start()
+
+    def ask(self, *message: Any) -> Any:
+        self.connection.send(message)
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.ask("quit")
+        self.process.join(60)
 
 
 def bench_size(
@@ -219,11 +292,8 @@ def bench_size(
     has_face: np.ndarray,
     pack_key: str,
     queries: int,
-    refine_sweep: list[float],
     modes: set[str],
 ) -> list[dict[str, Any]]:
-    from search.index.live import get_index
-    from search.index.snapshots import REFINE_FACTOR, set_refine
     from search.models import Gallery, gallery_removal_permitted
 
     gallery_rows: dict[str, int] = {}
@@ -241,98 +311,70 @@ def bench_size(
     gallery_id, template_ids = _insert_gallery(size, real, real_labels, pack_key)
     insert_seconds = time.perf_counter() - started
     mate_of = {label: int(template_ids[i]) for i, label in enumerate(real_labels)}
-    probes = templates[probe_rows]
+    probes = np.ascontiguousarray(templates[probe_rows])
     probe_mates = np.array([mate_of[labels[i]] for i in probe_rows], np.int64)
     timing_probes = probes[np.linspace(0, len(probes) - 1, min(queries, len(probes))).astype(int)]
+    del template_ids
+    gc.collect()
 
-    results = []
-    # Exact.
-    from search.index.live import snapshot_path
-
-    get_index().clear()
-    gc.collect()
-    rss = _rss_mb()
-    started = time.perf_counter()
-    loaded = get_index().fresh(gallery_id, pack_key)
-    build = time.perf_counter() - started
-    gc.collect()
-    memory = _rss_mb() - rss
-    assert loaded is not None and loaded.size == size
-    exact_lat = _latencies(gallery_id, pack_key, timing_probes, K)
-    _, exact_ids = loaded.index.search(np.ascontiguousarray(probes), K)  # reference lists, batched
-    mate_in_exact = (exact_ids == probe_mates[:, None]).any(axis=1)
-    results.append(
-        {
-            "size": size,
-            "mode": "exact",
-            "insert_s": insert_seconds,
-            "build_s": build,
-            "memory_mb": memory,
-            "index_mb": snapshot_path(gallery_id, pack_key).stat().st_size / 2**20,
-            **exact_lat,
-            "mate_hit": None,
-            "recall": None,
-            "exact_mate_rate": float(mate_in_exact.mean()),
-        }
-    )
-    if "approximate" not in modes:
-        del loaded
-        get_index().clear()
-        with gallery_removal_permitted():  # a benchmark's own gallery, torn down unaudited
-            Gallery.objects.filter(pk=gallery_id).delete()
-        return results
-    # Approximate.
-    Gallery.objects.filter(pk=gallery_id).update(index_mode=Gallery.IndexMode.APPROXIMATE)
-    del loaded
-    get_index().clear()
-    gc.collect()
-    rss = _rss_mb()
-    started = time.perf_counter()
-    loaded = get_index().fresh(gallery_id, pack_key)
-    build = time.perf_counter() - started
-    gc.collect()
-    memory = _rss_mb() - rss
-    assert loaded is not None
-    shortlist = max(2 * K, K + 64)
-    set_refine(loaded.index, REFINE_FACTOR)
-    approx_lat = _latencies(gallery_id, pack_key, timing_probes, shortlist)
-    approx_ids = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K)[1][0] for p in probes])
-    mate_in_approx = (approx_ids == probe_mates[:, None]).any(axis=1)
-    overlap = np.mean([len(set(a) & set(e)) / K for a, e in zip(approx_ids, exact_ids, strict=True)])
-    results.append(
-        {
-            "size": size,
-            "mode": "approximate",
-            "insert_s": insert_seconds,
-            "build_s": build,
-            "memory_mb": memory,
-            "index_mb": snapshot_path(gallery_id, pack_key).stat().st_size / 2**20,
-            **approx_lat,
-            "mate_hit": float(mate_in_approx[mate_in_exact].mean()) if mate_in_exact.any() else None,
-            "mate_hit_n": int(mate_in_exact.sum()),
-            "recall": float(overlap),
-            "exact_mate_rate": float(mate_in_exact.mean()),
-        }
-    )
-    for refine in refine_sweep:
-        samples = []
-        for probe in timing_probes:
-            start = time.perf_counter()
-            get_index().search(gallery_id, pack_key, probe[None, :], K, refine=refine)
-            samples.append(time.perf_counter() - start)
-        swept = np.stack([get_index().search(gallery_id, pack_key, p[None, :], K, refine=refine)[1][0] for p in probes])
-        hit = (swept == probe_mates[:, None]).any(axis=1)
-        p50, p95 = _percentiles(samples)
-        print(
-            f"  size {size:,} refine factor {refine:>4g}: index p50/p95 {p50:.2f}/{p95:.2f} ms, "
-            f"mate-hit {100 * float(hit[mate_in_exact].mean()):.2f}% of {int(mate_in_exact.sum())}",
-            flush=True,
+    results: list[dict[str, Any]] = []
+    mate_in_exact: np.ndarray | None = None
+    approx_top: np.ndarray | None = None
+    # Approximate first (the mode large galleries use, and the figures judged at 10M); the exact reference for
+    # its mate-hit is a full float scan of the same node's re-rank store, so exact mode is timed after it.
+    for mode in ("approximate", "exact"):
+        if mode not in modes:
+            continue
+        Gallery.objects.filter(pk=gallery_id).update(index_mode=mode)
+        print(f"  {size:,} {mode}: node building from the database…", flush=True)
+        builder = Node()
+        built = builder.ask("load", gallery_id, pack_key)  # builds from the database, stores a snapshot
+        builder.close()
+        print(f"  {size:,} {mode}: built in {built['seconds']:.1f} s; a fresh node loads the snapshot…", flush=True)
+        node = Node()
+        cold = node.ask("load", gallery_id, pack_key)
+        latency = node.ask("latency", gallery_id, pack_key, timing_probes)
+        mate_hit = recall = None
+        if mode == "approximate":
+            mate_in_exact = node.ask("exact_mate", gallery_id, pack_key, probes, probe_mates)
+            approx_top = node.ask("top", gallery_id, pack_key, probes)
+            mate_in_approx = (approx_top == probe_mates[:, None]).any(axis=1)
+            mate_hit = float(mate_in_approx[mate_in_exact].mean()) if mate_in_exact.any() else None
+        elif approx_top is not None and size <= 1_000_000:  # recall@K needs the exact lists (costly above)
+            exact_top = node.ask("top", gallery_id, pack_key, probes)
+            overlap = [len(set(a) & set(e)) / K for a, e in zip(approx_top, exact_top, strict=True)]
+            results[-1]["recall"] = float(np.mean(overlap))  # the approximate row's: its overlap with exact
+        elif mate_in_exact is None:
+            mate_in_exact = node.ask("exact_mate", gallery_id, pack_key, probes, probe_mates)
+        node.close()
+        results.append(
+            {
+                "size": size,
+                "mode": mode,
+                "insert_s": insert_seconds,
+                "build_s": built["seconds"],
+                "build_peak_mb": built["hwm_mb"],
+                "cold_start_s": cold["seconds"],
+                "node_rss_mb": latency["rss_mb"],
+                "node_peak_mb": max(cold["hwm_mb"], latency["hwm_mb"]),
+                "service": latency["service"],
+                "index": latency["index"],
+                "raw": latency["raw"],
+                "mate_hit": mate_hit,
+                "mate_hit_n": int(mate_in_exact.sum()) if mate_in_exact is not None else None,
+                "recall": recall,
+                "exact_mate_rate": float(mate_in_exact.mean()) if mate_in_exact is not None else None,
+            }
         )
-    del loaded
-    get_index().clear()
+        _print_table(results)
+    # A benchmark's own gallery, torn down unaudited; the templates in one statement (the ORM would fetch
+    # millions of rows to delete them one batch at a time).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM search_template WHERE gallery_id = %s", [gallery_id])
     with gallery_removal_permitted():
         Gallery.objects.filter(pk=gallery_id).delete()
-    gc.collect()
     return results
 
 
@@ -360,21 +402,21 @@ def enrolment_throughput(engine: Any, sample: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, help="one gallery size (same as --sizes N)")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=200, help="probes timed per size and mode")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the last size) at the end")
     parser.add_argument(
-        "--enrol-sample", type=int, default=300, help="images for the enrolment rate (0: all, -1: skip)"
+        "--enrol-sample", type=int, default=-1, help="images for the in-process enrolment rate (0: all, -1: skip)"
     )
     parser.add_argument("--modes", default="exact,approximate", help="approximate needs exact (reference)")
-    parser.add_argument("--refine-sweep", default="2,5,10", help="extra re-rank factors to report (x shortlist)")
     args = parser.parse_args(argv)
-    _setup_django(args.sizes.replace(",", "-"))
+    sizes = [args.size] if args.size else [int(s) for s in args.sizes.split(",") if s]
+    _setup_django("-".join(str(size) for size in sizes))
     from rfr.engine import active_engine
 
     engine = active_engine()
     labels, templates, has_face = real_templates(engine)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    refine_sweep = [float(s) for s in args.refine_sweep.split(",") if s]
     modes = set(args.modes.split(","))
     print(f"model pack {engine.pack.key}; {int(has_face.sum())} real templates from {len(labels)} CelebA + LFW images")
     print(
@@ -382,15 +424,15 @@ def main(argv: list[str] | None = None) -> None:
         "to the real templates' mean and covariance, L2-normalised."
     )
     rows: list[dict[str, Any]] = []
+    load: list[float] = []
     try:
         for size in sizes:
-            print(f"[size {size:,}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores]", flush=True)
-            rows.extend(
-                bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, refine_sweep, modes)
-            )
-            _print_table(rows)
-        if args.enrol_sample >= 0:
-            rates = enrolment_throughput(engine, args.enrol_sample)
+            load.append(os.getloadavg()[0])
+            print(f"[size {size:,}: load average {load[-1]:.1f} on {os.cpu_count()} cores]", flush=True)
+            rows.extend(bench_size(size, labels, templates, has_face, engine.pack.key, args.queries, modes))
+            load.append(os.getloadavg()[0])
+        rates = enrolment_throughput(engine, args.enrol_sample) if args.enrol_sample >= 0 else None
+        if rates is not None:
             print(
                 f"\nEnrolment of {rates['images']} shared images ({rates['enrolled']} enrolled): "
                 f"{rates['enrol']:.1f} images/s; engine alone (decode + analyse) {rates['raw']:.1f} images/s "
@@ -401,11 +443,40 @@ def main(argv: list[str] | None = None) -> None:
 
         # The scratch database and snapshots run to gigabytes at 1M; only the template cache is kept.
         shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
+    if args.json:
+        print(json.dumps(summary(rows, sizes[-1], load)))
+
+
+def summary(rows: list[dict[str, Any]], size: int, load: list[float]) -> dict[str, Any]:
+    """The one JSON object: search-node memory, cold start, service and raw latencies, mate-hit."""
+    by_mode = {row["mode"]: row for row in rows if row["size"] == size}
+    exact, approx = by_mode.get("exact"), by_mode.get("approximate")
+    present = list(by_mode.values())
+    return {
+        "templates": size,
+        "search_node_rss_mb": round(max(row["node_rss_mb"] for row in present), 1),
+        "search_node_peak_mb": round(max(row["node_peak_mb"] for row in present), 1),
+        "build_peak_mb": round(max(row["build_peak_mb"] for row in present), 1),
+        "cold_start_s": round(max(row["cold_start_s"] for row in present), 2),
+        "build_s": round(max(row["build_s"] for row in present), 2),
+        "exact_p50_ms": round(exact["service"][0], 2) if exact else None,
+        "exact_p95_ms": round(exact["service"][1], 2) if exact else None,
+        "exact_raw_p95_ms": round(exact["raw"][1], 2) if exact else None,
+        "approx_p50_ms": round(approx["service"][0], 2) if approx else None,
+        "approx_p95_ms": round(approx["service"][1], 2) if approx else None,
+        "approx_raw_p95_ms": round(approx["raw"][1], 2) if approx else None,
+        "approx_mate_hit": round(approx["mate_hit"], 5) if approx and approx["mate_hit"] is not None else None,
+        "approx_mate_hit_n": approx["mate_hit_n"] if approx else None,
+        # Filled in from bench.enrolment (1 and 2 worker processes); null here.
+        "enrol_ips_1": None,
+        "enrol_ips_2": None,
+        "load_average": [round(value, 1) for value in load],
+    }
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'size':>9} {'mode':<12} {'insert s':>8} {'build s':>8} {'index MB':>8} {'RSS+ MB':>7} "
+        f"\n{'size':>10} {'mode':<11} {'build s':>7} {'cold s':>6} {'node RSS':>8} {'peak':>6} "
         f"{'service p50/p95 ms':>19} {'index p50/p95':>14} {'raw p50/p95':>13} {'p95 ratio':>9} "
         f"{'mate-hit':>9} {'recall@50':>9}"
     )
@@ -413,8 +484,9 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         mate = "—" if row["mate_hit"] is None else f"{100 * row['mate_hit']:.2f}%"
         recall = "—" if row["recall"] is None else f"{100 * row['recall']:.1f}%"
         print(
-            f"{row['size']:>9,} {row['mode']:<12} {row['insert_s']:>8.1f} {row['build_s']:>8.1f} "
-            f"{row['index_mb']:>8.0f} {row['memory_mb']:>7.0f} {row['service'][0]:>9.2f}/{row['service'][1]:<9.2f} "
+            f"{row['size']:>10,} {row['mode']:<11} {row['build_s']:>7.1f} {row['cold_start_s']:>6.1f} "
+            f"{row['node_rss_mb']:>8.0f} {row['node_peak_mb']:>6.0f} "
+            f"{row['service'][0]:>9.2f}/{row['service'][1]:<9.2f} "
             f"{row['index'][0]:>6.2f}/{row['index'][1]:<7.2f} {row['raw'][0]:>6.2f}/{row['raw'][1]:<6.2f} "
             f"{row['service'][1] / row['raw'][1]:>9.2f} {mate:>9} {recall:>9}"
         )

@@ -67,6 +67,7 @@ class TaskName(StrEnum):
     EVALUATION_RUN = "search.evaluation_run"
     RESEARCH_DUE = "cases.research_due"
     VIDEO_PROCESS = "cases.video_process"
+    INDEX_SNAPSHOT_WRITE = "search.index_snapshot_write"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
@@ -84,6 +85,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.EVALUATION_RUN: Queue.INFERENCE,
     TaskName.RESEARCH_DUE: Queue.HOUSEKEEPING,
     TaskName.VIDEO_PROCESS: Queue.INFERENCE,
+    TaskName.INDEX_SNAPSHOT_WRITE: Queue.SEARCH,
 }
 
 

@@ -302,6 +302,16 @@ RFR_MODEL_PACK = env_str("RFR_MODEL_PACK", "opencv-yunet2023mar-sface2021dec")
 RFR_ENGINE_THREADS = env_int("RFR_ENGINE_THREADS", 0 if CELERY_TASK_ALWAYS_EAGER else 1, minimum=0, maximum=64)
 # FAISS threads per process for gallery search: single queries run fastest on one (bench/index).
 RFR_SEARCH_THREADS = env_int("RFR_SEARCH_THREADS", 1, minimum=1, maximum=64)
+# Search nodes (docs/galleries-and-index.md): only a Celery worker consuming the search queue, or a process
+# started with RFR_SEARCH_NODE=1, may load a gallery index; the embedded default (tasks in-process) is one.
+RFR_SEARCH_NODE = env_bool("RFR_SEARCH_NODE", False)
+# The gallery index implementation behind search.index.interface (the seam for pgvector, Milvus, Qdrant).
+RFR_INDEX_BACKEND = env_str("RFR_INDEX_BACKEND", "search.index.live.get_index")
+# Index snapshots go through STORAGES["index"]: local files here by default; S3-compatible storage in production.
+STORAGES["index"] = {
+    "BACKEND": "search.index.store.SnapshotFileStorage",
+    "OPTIONS": {"location": str(env_path("RFR_INDEX_STORAGE_DIR", DATA_DIR / "index"))},
+}
 RFR_MAX_IMAGE_PIXELS = env_int("RFR_MAX_IMAGE_PIXELS", 60_000_000, minimum=10_000)
 RFR_MAX_IMAGE_SIDE = env_int("RFR_MAX_IMAGE_SIDE", 16_384, minimum=64)
 RFR_DEFAULT_THRESHOLD = env_float("RFR_DEFAULT_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)

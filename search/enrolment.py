@@ -36,7 +36,7 @@ from faceengine import AnalysedFace, FaceEngine, ImageRejected, decode_image
 from faceengine.engine import primary_face_index
 from rfr.engine import active_engine, image_limits
 from rfr.errors import InvalidInput
-from rfr.queues import TaskName, task_enqueue
+from rfr.queues import TaskName, task_enqueue, task_enqueue_on_commit
 from rfr.storage import atomic_with_files, stored_file_save
 from search.enrolment_storage import (
     enrolment_item_name,
@@ -46,7 +46,7 @@ from search.enrolment_storage import (
     staging_key_new,
 )
 from search.index.changes import index_changes_record
-from search.index.live import get_index, index_pack_keys
+from search.index.live import index_pack_keys
 from search.models import EnrolmentItem, EnrolmentRun, Gallery, GalleryImage, IndexChange, Subject, Template
 
 logger = logging.getLogger(__name__)
@@ -558,8 +558,9 @@ def enrolment_run_finish(*, run: EnrolmentRun) -> EnrolmentRun:
                 **counts,
             },
         )
+    # A search node stores a snapshot of the grown index (an inference worker never loads one).
     for pack_key in index_pack_keys(run.gallery_id):
-        get_index().save(run.gallery_id, pack_key)
+        task_enqueue_on_commit(TaskName.INDEX_SNAPSHOT_WRITE, run.gallery_id, pack_key)
     if not counts.get(EnrolmentItem.Status.PENDING):
         enrolment_run_copies_delete(run=run)
     return run

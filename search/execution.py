@@ -6,6 +6,7 @@ identification"), never identifications.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +14,8 @@ from django.db import connection
 
 from faceengine.normalisation import Normaliser
 from rfr.errors import InvalidInput, NotFound
-from search.index.live import get_index
-from search.models import Gallery, Subject, Template
+from search.index.interface import IndexVersion, index_backend
+from search.models import Gallery, IndexState, Subject, Template
 
 TOP_K_DEFAULT = 50
 TOP_K_MAX = 500
@@ -56,7 +57,9 @@ def search_galleries(
     the normalised score, which is then what is ranked, thresholded and returned as `score`.
     Only templates of `pack_key` are searched. Ties in score are broken by template id (ascending), so the
     order is deterministic. Every hit is checked against the database, so a template deleted a moment ago
-    never appears, even if an index has not caught up yet.
+    never appears, even if an index has not caught up yet; the same query returns the hits' stored float32
+    templates, from which their scores are recomputed (the index holds half-precision copies) and re-ranked.
+    Two queries in all, whatever the number of hits: the galleries with their index versions, and the hits.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= TOP_K_MAX:
         raise InvalidInput("invalid_top_k", f"top_k must be a whole number from 1 to {TOP_K_MAX} (got {top_k!r}).")
@@ -64,47 +67,92 @@ def search_galleries(
     if query.ndim != 1 or query.size == 0 or not np.all(np.isfinite(query)):
         raise InvalidInput("invalid_template", "template must be a one-dimensional array of finite numbers.")
     unique_ids = sorted(set(gallery_ids))
-    galleries = dict(Gallery.objects.filter(pk__in=unique_ids).values_list("pk", "name"))
+    galleries, states = _galleries_and_versions(unique_ids, pack_key)
     missing = [gid for gid in unique_ids if gid not in galleries]
     if missing:
         raise NotFound("unknown_gallery", f"Unknown gallery ids: {missing}.")
     if not unique_ids:
         return []
+    index = index_backend()
     if normaliser is not None:
-        live = _normalised_shortlist(query, pack_key, unique_ids, top_k, threshold, normaliser)
+        live = _normalised_shortlist(query, pack_key, unique_ids, top_k, threshold, normaliser, states)
         rows = _live_templates([tid for _, tid in live], pack_key, unique_ids)
         return _hits(live, rows, galleries, pack_key, top_k)
     fetch = top_k + _FETCH_MARGIN
     while True:
-        candidates: list[tuple[float, int]] = []
+        candidate_ids: list[int] = []
         exhausted = True
         for gallery_id in unique_ids:
-            scores, ids = get_index().search(gallery_id, pack_key, query[None, :], fetch)
+            state = states.get(gallery_id)
+            if state is None:
+                continue  # no template of this pack was ever added to the gallery
+            scores, ids = index.search(gallery_id, pack_key, query[None, :], fetch, state=state)
             valid = ids[0] >= 0
-            if valid.all() and (threshold is None or scores[0][-1] >= threshold):
-                exhausted = False  # the index may hold more (above the threshold) beyond this fetch
-            candidates.extend(zip(scores[0][valid].tolist(), ids[0][valid].tolist(), strict=True))
-        if threshold is not None:
-            candidates = [c for c in candidates if c[0] >= threshold]
-        candidates.sort(key=lambda c: (-c[0], c[1]))
-        rows = _live_templates([tid for _, tid in candidates], pack_key, unique_ids)
-        live = [(score, tid) for score, tid in candidates if tid in rows]
+            # The index may hold more (above the threshold) beyond this fetch; the margin covers the
+            # half-precision rounding of its scores against the threshold.
+            if valid.all() and (threshold is None or scores[0][-1] >= threshold - _HALF_PRECISION_MARGIN):
+                exhausted = False
+            candidate_ids.extend(ids[0][valid].tolist())
+        rows = _live_templates(candidate_ids, pack_key, unique_ids)
+        live = _rescored(query, rows, threshold)
         if len(live) >= top_k or exhausted or fetch >= TOP_K_MAX * 8:
             break
         fetch *= 2
     return _hits(live, rows, galleries, pack_key, top_k)
 
 
+# Half precision rounds each score by at most ~1e-3 for unit vectors; a fetch is widened within this margin.
+_HALF_PRECISION_MARGIN = 2e-3
+
+
+def _galleries_and_versions(gallery_ids: list[int], pack_key: str) -> tuple[dict[int, str], dict[int, IndexVersion]]:
+    """Gallery names and, for those with templates of the pack, their index version: one statement."""
+    if not gallery_ids:
+        return {}, {}
+    gallery_table, state_table = Gallery._meta.db_table, IndexState._meta.db_table
+    marks = ", ".join(["%s"] * len(gallery_ids))
+    sql = (
+        f"SELECT g.id, g.name, g.index_mode, s.version, s.epoch FROM {gallery_table} g"
+        f" LEFT JOIN {state_table} s ON s.gallery_id = g.id AND s.pack_key = %s WHERE g.id IN ({marks})"
+    )
+    names: dict[int, str] = {}
+    states: dict[int, IndexVersion] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pack_key, *gallery_ids])
+        for gallery_id, name, mode, version, epoch in cursor.fetchall():
+            names[gallery_id] = name
+            if version is not None:
+                # SQLite returns the UUID column as 32 hex digits, PostgreSQL as a UUID: one spelling.
+                states[gallery_id] = IndexVersion(version=int(version), epoch=str(uuid.UUID(str(epoch))), mode=mode)
+    return names, states
+
+
+def _rescored(
+    query: np.ndarray, rows: dict[int, tuple[int, str, int, int, bytes]], threshold: float | None
+) -> list[tuple[float, int]]:
+    """(float32 score, template id) of the live hits, best first (ties: lower id), above the threshold."""
+    if not rows:
+        return []
+    template_ids = np.fromiter(rows, dtype=np.int64, count=len(rows))
+    gallery = np.frombuffer(b"".join(bytes(rows[tid][4]) for tid in rows), dtype="<f4").reshape(len(rows), -1)
+    scores = gallery @ query
+    order = np.lexsort((template_ids, -scores))
+    live = list(zip(scores[order].tolist(), template_ids[order].tolist(), strict=True))
+    if threshold is not None:
+        live = [item for item in live if item[0] >= threshold]
+    return live
+
+
 def _hits(
     live: list[tuple[float, int]],
-    rows: dict[int, tuple[int, str, int, int]],
+    rows: dict[int, tuple[int, str, int, int, bytes]],
     galleries: dict[int, str],
     pack_key: str,
     top_k: int,
 ) -> list[SearchHit]:
     hits = []
     for rank, (score, tid) in enumerate(live[:top_k], start=1):
-        subject_id, subject_ref, gallery_id, image_id = rows[tid]
+        subject_id, subject_ref, gallery_id, image_id, _embedding = rows[tid]
         hits.append(
             SearchHit(
                 template_id=tid,
@@ -128,12 +176,15 @@ def _normalised_shortlist(
     top_k: int,
     threshold: float | None,
     normaliser: Normaliser,
+    states: dict[int, IndexVersion],
 ) -> list[tuple[float, int]]:
     """(normalised score, template id) of the live shortlisted templates, best first, above the threshold."""
     fetch = max(top_k * _SHORTLIST_FACTOR, _SHORTLIST_MIN)
     raw: dict[int, float] = {}
     for gallery_id in gallery_ids:
-        scores, ids = get_index().search(gallery_id, pack_key, query[None, :], fetch)
+        if gallery_id not in states:
+            continue
+        scores, ids = index_backend().search(gallery_id, pack_key, query[None, :], fetch, state=states[gallery_id])
         valid = ids[0] >= 0
         raw.update(zip(ids[0][valid].tolist(), scores[0][valid].tolist(), strict=True))
     embeddings = dict(
@@ -156,8 +207,8 @@ def _normalised_shortlist(
 
 def _live_templates(
     template_ids: list[int], pack_key: str, gallery_ids: list[int]
-) -> dict[int, tuple[int, str, int, int]]:
-    """template id → (subject id, subject ref, gallery id, image id) for the hits that still exist.
+) -> dict[int, tuple[int, str, int, int, bytes]]:
+    """template id → (subject id, subject ref, gallery id, image id, embedding) for the hits that still exist.
 
     Written as one parameterised SQL statement: it runs on every search, and building the equivalent ORM
     query cost more than running it.
@@ -168,10 +219,10 @@ def _live_templates(
     id_marks = ", ".join(["%s"] * len(template_ids))
     gallery_marks = ", ".join(["%s"] * len(gallery_ids))
     sql = (
-        f"SELECT t.id, t.subject_id, s.external_ref, t.gallery_id, t.image_id"
+        f"SELECT t.id, t.subject_id, s.external_ref, t.gallery_id, t.image_id, t.embedding"
         f" FROM {template_table} t JOIN {subject_table} s ON s.id = t.subject_id"
         f" WHERE t.id IN ({id_marks}) AND t.pack_key = %s AND t.gallery_id IN ({gallery_marks})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*template_ids, pack_key, *gallery_ids])
-        return {row[0]: (row[1], row[2], row[3], row[4]) for row in cursor.fetchall()}
+        return {row[0]: (row[1], row[2], row[3], row[4], row[5]) for row in cursor.fetchall()}

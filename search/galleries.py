@@ -30,7 +30,7 @@ from rfr.errors import InvalidInput
 from rfr.limits import text_limit_check
 from search.enrolment_storage import enrolment_item_copies_delete
 from search.index.changes import index_changes_record
-from search.index.erasure import index_snapshots_erase
+from search.index.erasure import index_snapshots_erase, index_snapshots_sweep
 from search.models import (
     EnrolmentItem,
     Gallery,
@@ -298,5 +298,5 @@ def gallery_purge_expired(*, gallery: Gallery | None = None, actor: Actor = None
             )
         purged[each.name] = removed["images"]
     # The bound on erasure: every gallery's files are swept at each (daily) run, whatever happened before.
-    index_snapshots_erase(gallery_ids=[gallery.pk] if gallery is not None else None)
+    index_snapshots_sweep(gallery_ids=[gallery.pk] if gallery is not None else None)
     return purged

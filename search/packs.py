@@ -32,7 +32,6 @@ from rfr.errors import Conflict, InvalidInput, NotFound
 from rfr.queues import TaskName, task_enqueue_on_commit
 from search.enrolment import EnrolmentError, enrolment_face_choose
 from search.index.changes import index_changes_record
-from search.index.live import get_index
 from search.models import ActivePack, GalleryImage, IndexChange, ReembedRun, Template
 
 logger = logging.getLogger(__name__)
@@ -291,8 +290,8 @@ def reembed_run_execute(*, run_id: int) -> ReembedRun | None:
         # A fault of the work itself (engine, storage): the run says so rather than running for ever.
         logger.exception("re-embedding run %s stopped", run.pk)
         return _reembed_finish(run=run, status=ReembedRun.Status.FAILED, message=f"stopped by an error: {error}")
-    for gallery_id in sorted(galleries):
-        get_index().save(gallery_id, run.pack_key)
+    for gallery_id in sorted(galleries):  # a search node stores the new pack's index (search.index.node)
+        task_enqueue_on_commit(TaskName.INDEX_SNAPSHOT_WRITE, gallery_id, run.pack_key)
     run.refresh_from_db()
     return _reembed_finish(run=run, status=ReembedRun.Status.FINISHED)
 

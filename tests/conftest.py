@@ -100,6 +100,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _the_test_process_is_a_search_node() -> Iterator[None]:
+    """Tests call the search services in-process, as a search node does, whether tasks run eagerly or not
+    (tests/test_search_nodes.py checks the guard that stops any other process loading an index)."""
+    from search.index.node import search_node_enter, search_node_leave
+
+    search_node_enter()
+    yield
+    search_node_leave()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _audit_anchor_file_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Processes the tests start (workers, manage.py) anchor the audit head here, not in var/."""
     path = tmp_path_factory.mktemp("audit-anchor") / "session.log"

@@ -258,10 +258,20 @@ def gallery_env(settings, tmp_path: Path):
     """Media and index under a fresh folder, tasks in-process, and no index left over from another test."""
     settings.DATA_DIR = tmp_path
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "index": index_storage_at(tmp_path / "index")}
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Celery reads its settings once: the tasks services queue (the index snapshot after an erasure) run here.
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
     get_index().clear()
     yield tmp_path
     get_index().clear()
+    celery_app.conf.task_always_eager = previous
+
+
+def index_storage_at(folder: Path) -> dict[str, Any]:
+    """A STORAGES entry for index snapshots in a folder of the test's own."""
+    return {"BACKEND": "search.index.store.SnapshotFileStorage", "OPTIONS": {"location": str(folder)}}
 
 
 def celeba_identities(faces_dir: Path) -> dict[str, list[str]]:

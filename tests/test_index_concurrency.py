@@ -1,48 +1,62 @@
-"""Two reader processes loading the index while a third replaces it never fail or see a torn file."""
+"""Two reader processes loading the newest stored snapshot while a third stores new versions and deletes the old
+ones (no lock anywhere) never fail, never see a torn snapshot and never go back to an older version."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.index.snapshots import SnapshotHeader, build_faiss_index, snapshot_read, snapshot_write
-
 PER_VERSION = 200
-VERSIONS = 40
+VERSIONS = 30
 
 
-def _vectors(version: int) -> tuple[np.ndarray, np.ndarray]:
-    count = PER_VERSION * version
+def _django(folder: str) -> None:
+    os.environ["RFR_INDEX_STORAGE_DIR"] = folder
+    os.environ["DJANGO_SETTINGS_MODULE"] = "rfr.settings"
+    import django
+
+    django.setup()
+
+
+def _writer(folder: str) -> None:
+    _django(folder)
+    from search.index.snapshots import SnapshotHeader, build_faiss_index
+    from search.index.store import snapshot_delete, snapshot_put, snapshots_list
+
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((count, 128)).astype(np.float32)
-    return np.arange(1, count + 1, dtype=np.int64), vectors
-
-
-def _writer(path: str) -> None:
+    vectors = rng.standard_normal((PER_VERSION * VERSIONS, 128)).astype(np.float32)
     for version in range(1, VERSIONS + 1):
-        ids, vectors = _vectors(version)
-        header = SnapshotHeader(
-            gallery_id=1, pack_key="p", epoch="e", version=version, mode="exact", dim=128, ntotal=len(ids)
-        )
-        snapshot_write(Path(path), header, build_faiss_index("exact", 128, ids, vectors))
+        count = PER_VERSION * version
+        ids = np.arange(1, count + 1, dtype=np.int64)
+        header = SnapshotHeader(gallery_id=1, pack_key="p", epoch="e", version=version, mode="exact", dim=128, ntotal=0)
+        stored = snapshot_put(header, build_faiss_index("exact", 128, ids, vectors[:count]))
+        assert stored is not None
+        for other in snapshots_list(1, "p"):
+            if other.version < version:
+                snapshot_delete(other)
         time.sleep(0.05)  # leave the readers time to read each version
 
 
-def _reader(path: str, deadline: float, results: multiprocessing.Queue, ready: Any) -> None:
+def _reader(folder: str, deadline: float, results: Any, ready: Any) -> None:
+    _django(folder)
+    from search.index.store import snapshot_fetch, snapshots_list
+
     seen: list[int] = []
     ready.release()
     try:
         while time.monotonic() < deadline:
-            read = snapshot_read(Path(path))
+            listed = snapshots_list(1, "p")
+            read = snapshot_fetch(listed[0]) if listed else None
             if read is None:
-                continue
+                continue  # none yet, or deleted between the listing and the read: list again
             header, index = read
-            id_map: Any = index.id_map  # type: ignore[attr-defined]  # IndexIDMap2 (stubs type Index)
-            # The content must be exactly what the writer put in the file with this header.
+            id_map: Any = index.id_map  # type: ignore[attr-defined]
+            # The content must be exactly what the writer stored under this version.
             assert index.ntotal == PER_VERSION * header.version
             last = id_map.at(index.ntotal - 1) if index.ntotal else 0
             assert last == index.ntotal, (last, index.ntotal)
@@ -58,12 +72,12 @@ def _reader(path: str, deadline: float, results: multiprocessing.Queue, ready: A
 
 def test_readers_never_see_a_torn_index(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
-    path = str(tmp_path / "index.faiss")
+    folder = str(tmp_path / "index")
     results: Any = context.Queue()
     deadline = time.monotonic() + 60
     ready = context.Semaphore(0)
-    readers = [context.Process(target=_reader, args=(path, deadline, results, ready)) for _ in range(2)]
-    writer = context.Process(target=_writer, args=(path,))
+    readers = [context.Process(target=_reader, args=(folder, deadline, results, ready)) for _ in range(2)]
+    writer = context.Process(target=_writer, args=(folder,))
     for process in readers:
         process.start()
     for _ in readers:
@@ -79,4 +93,5 @@ def test_readers_never_see_a_torn_index(tmp_path: Path) -> None:
         assert detail and detail == sorted(detail), "a reader went back to an older version"
         assert detail[-1] == VERSIONS
         assert len(set(detail)) >= 5, "the reader did not overlap the writer"
-    assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
+    assert not list(Path(folder).rglob("*.part")), "temporary files left behind"
+    assert len(list(Path(folder).rglob("*.rfridx"))) == 1

@@ -35,6 +35,7 @@ def test_every_task_is_registered_under_its_name_and_routed_to_its_queue() -> No
         TaskName.MODELPACK_REEMBED: Queue.INFERENCE,
         TaskName.VIDEO_PROCESS: Queue.INFERENCE,
         TaskName.RESEARCH_DUE: Queue.HOUSEKEEPING,
+        TaskName.INDEX_SNAPSHOT_WRITE: Queue.SEARCH,
     }
     assert expected == TASK_QUEUES
     for name, queue in expected.items():

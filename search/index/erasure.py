@@ -1,42 +1,63 @@
-"""Erasure of removed templates from the index files on disk (deletion on request, retention purges).
+"""Erasure of removed templates from the stored index snapshots (deletion on request, retention purges).
 
-The database is the truth, so the rule is simple: a snapshot file may hold only template ids that are still
-rows of the Template table, and no tombstones. `index_snapshots_erase` rewrites every snapshot file of the
-named galleries to that rule, under the same lock that snapshot writers take:
+The database is the truth, so the rule is simple: a stored snapshot may hold only template ids that are still
+rows of the Template table. Nothing outside a search node loads an index (search.index.node), so erasure does
+not rewrite snapshots where the removal happened; it deletes them, which is immediate and needs no index:
 
-- the vectors of every id no longer in the database, and of every tombstone, are removed from the index
-  (flat storage compacted; the PQ layout rebuilt and retrained, see search.index.snapshots.index_without);
-- the file is written to a temporary file, fsynced and renamed over the old one (atomic on POSIX), and the
-  temporary files a crashed writer left behind are deleted (they are snapshots too);
-- a file of another epoch or of a pack the gallery no longer indexes is deleted (it would never be loaded);
-- if anything fails, the file is deleted: the index is then rebuilt from the database at the next search,
-  which is slower but never leaves a removed vector on disk.
+- `index_snapshots_erase(gallery_ids=...)`, once a removal commits: every stored snapshot of those galleries
+  is deleted (all packs, all epochs), and a search node is asked (task `search.index_snapshot_write` on the
+  search queue) to store a fresh one, written from its index after catching up, with the removed vectors
+  dropped from storage first (search.index.live.write_snapshot). A node restarted before that builds from the
+  database.
+- `index_snapshots_sweep()`, daily (retention run) and by `manage.py index erase`: reads the ids of every
+  stored snapshot (not the vectors) and deletes any snapshot holding an id that is no longer a Template row,
+  or of an epoch the gallery no longer has; this bounds how long a vector can outlive its row in storage if a
+  process died between a removal's commit and its erasure.
 
-The header keeps its version: the change log after it still replays the removals (a no-op on ids that are
-gone). search.galleries calls this once the removal commits; gallery_purge_expired also sweeps every gallery
-each day, which bounds how long a vector can outlive its row if a process died between commit and rewrite.
-Writers of new snapshots catch up under the lock and drop tombstones before writing (search.index.live), so
-a removal is never written back.
+A snapshot being uploaded while a removal commits is deleted again by its writer (write_snapshot checks the
+log after the upload), so a removal is never written back.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
-from search.index.live import index_dir, snapshot_path
-from search.index.snapshots import index_ids, index_without, snapshot_read, snapshot_write
+from rfr.queues import TaskName, task_enqueue_on_commit
+from search.index.store import (
+    gallery_snapshots,
+    index_storage,
+    legacy_files,
+    snapshot_delete,
+    snapshot_fetch_ids,
+    stored_gallery_ids,
+)
 from search.models import IndexState, Template
 
 logger = logging.getLogger(__name__)
 
 
-def gallery_index_folder(gallery_id: int) -> Path:
-    return index_dir() / f"gallery-{gallery_id}"
+def gallery_snapshots_delete(gallery_id: int) -> dict[str, str]:
+    """Delete every stored snapshot of one gallery; per snapshot, what was done (for logs and tests)."""
+    outcomes: dict[str, str] = {}
+    for _folder, stored in gallery_snapshots(gallery_id):
+        snapshot_delete(stored)
+        outcomes[stored.name] = "deleted"
+    for name in legacy_files(gallery_id):
+        index_storage().delete(name)
+        outcomes[name] = "deleted (legacy)"
+    return outcomes
+
+
+def index_snapshots_erase(*, gallery_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """After a removal commits: delete the galleries' stored snapshots and ask a search node for fresh ones."""
+    outcomes = {gallery_id: gallery_snapshots_delete(gallery_id) for gallery_id in sorted(set(gallery_ids))}
+    for gallery_id in outcomes:
+        for pack_key in IndexState.objects.filter(gallery_id=gallery_id).values_list("pack_key", flat=True):
+            task_enqueue_on_commit(TaskName.INDEX_SNAPSHOT_WRITE, gallery_id, pack_key)
+    return outcomes
 
 
 def _live_ids(gallery_id: int, pack_key: str) -> np.ndarray:
@@ -48,70 +69,45 @@ def _live_ids(gallery_id: int, pack_key: str) -> np.ndarray:
     return np.fromiter(rows, dtype=np.int64)
 
 
-def _temporaries_remove(path: Path) -> int:
-    """Half-written snapshots of `path` left by a writer that died (writers hold the lock while writing)."""
-    removed = 0
-    for stray in path.parent.glob(f".{path.name}.*.tmp"):
-        stray.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-def _erase_file(path: Path, gallery_id: int) -> str:
-    """Rewrite one snapshot without removed vectors; returns what was done (for logs and tests)."""
-    read = snapshot_read(path)
-    if read is None:
-        return "absent"
-    header, index = read
-    state = IndexState.objects.filter(gallery_id=gallery_id, pack_key=header.pack_key).first()
-    if header.gallery_id != gallery_id or state is None or str(state.epoch) != header.epoch:
-        path.unlink(missing_ok=True)
-        return "deleted (stale)"
-    ids = index_ids(index)
-    dead = ids[~np.isin(ids, _live_ids(gallery_id, header.pack_key))]
-    remove = np.union1d(dead, np.asarray(header.tombstones, dtype=np.int64))
-    if not len(remove):
-        return "clean"
-    index = index_without(header.mode, index, remove)
-    header.ntotal = int(index.ntotal)
-    header.tombstones = []
-    snapshot_write(path, header, index)
-    return f"rewritten without {len(remove)}"
-
-
-def gallery_snapshots_erase(gallery_id: int) -> dict[str, str]:
-    """Every snapshot file of one gallery rewritten without removed vectors (or deleted); per file, the outcome."""
-    folder = gallery_index_folder(gallery_id)
+def gallery_snapshots_sweep(gallery_id: int) -> dict[str, str]:
+    """Delete the stored snapshots of one gallery that hold a removed id or belong to a stale epoch."""
     outcomes: dict[str, str] = {}
-    if not folder.is_dir():
-        return outcomes
-    packs = IndexState.objects.filter(gallery_id=gallery_id).values_list("pack_key", flat=True)
-    paths = {snapshot_path(gallery_id, pack_key) for pack_key in packs}
-    paths |= set(folder.glob("*.faiss"))
-    # ".<name>.<pid>.<uuid>.tmp": a temporary left by a writer that died, perhaps with no snapshot beside it.
-    paths |= {folder / stray.name[1:].removesuffix(".tmp").rsplit(".", 2)[0] for stray in folder.glob(".*.tmp")}
-    for path in sorted(paths):
-        with open(path.with_suffix(".lock"), "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                _temporaries_remove(path)
-                outcomes[path.name] = _erase_file(path, gallery_id)
-            except Exception:
-                # Never leave the vectors: without the file the index is rebuilt from the database.
-                logger.exception("could not rewrite index snapshot %s; deleting it", path)
-                path.unlink(missing_ok=True)
-                outcomes[path.name] = "deleted (rewrite failed)"
+    for name in legacy_files(gallery_id):  # a previous release's snapshot file, lock or temporary
+        index_storage().delete(name)
+        outcomes[name] = "deleted (legacy)"
+    states = {
+        pack_key: (str(epoch), mode)
+        for pack_key, epoch, mode in IndexState.objects.filter(gallery_id=gallery_id).values_list(
+            "pack_key", "epoch", "gallery__index_mode"
+        )
+    }
+    for _folder, stored in gallery_snapshots(gallery_id):
+        try:
+            read = snapshot_fetch_ids(stored)
+            if read is None:
+                outcomes[stored.name] = "absent"
+                continue
+            header, ids = read
+            current = states.get(header.pack_key)
+            # Stale: its contents or its name say another epoch or mode than the gallery index's now.
+            named = (stored.epoch, stored.mode)
+            if header.gallery_id != gallery_id or current != (header.epoch, header.mode) or current != named:
+                snapshot_delete(stored)
+                outcomes[stored.name] = "deleted (stale)"
+            elif not np.isin(ids, _live_ids(gallery_id, header.pack_key)).all():
+                snapshot_delete(stored)
+                outcomes[stored.name] = "deleted (holds removed templates)"
+            else:
+                outcomes[stored.name] = "clean"
+        except Exception:
+            # Never leave the vectors: without the snapshot the index is rebuilt from the database.
+            logger.exception("could not check index snapshot %s; deleting it", stored.name)
+            snapshot_delete(stored)
+            outcomes[stored.name] = "deleted (unreadable)"
     return outcomes
 
 
-def index_snapshots_erase(*, gallery_ids: Iterable[int] | None = None) -> dict[int, dict[str, str]]:
-    """Erase removed vectors from the snapshots of the given galleries, or of every gallery folder on disk."""
-    if gallery_ids is None:
-        root = index_dir()
-        found = sorted(
-            int(folder.name.removeprefix("gallery-"))
-            for folder in (root.glob("gallery-*") if root.is_dir() else [])
-            if folder.is_dir() and folder.name.removeprefix("gallery-").isdigit()
-        )
-        gallery_ids = found
-    return {gallery_id: gallery_snapshots_erase(gallery_id) for gallery_id in sorted(set(gallery_ids))}
+def index_snapshots_sweep(*, gallery_ids: Iterable[int] | None = None) -> dict[int, dict[str, str]]:
+    """The erasure sweep of the given galleries' stored snapshots, or of every gallery in storage."""
+    ids = stored_gallery_ids() if gallery_ids is None else gallery_ids
+    return {gallery_id: gallery_snapshots_sweep(gallery_id) for gallery_id in sorted(set(ids))}

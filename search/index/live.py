@@ -1,30 +1,29 @@
-"""The search index: one FAISS index per (gallery, model pack), derived from Template rows.
+"""The FAISS implementation of the gallery index (search.index.interface): one index per (gallery, model
+pack), held by search nodes only (search.index.node), derived from Template rows.
 
-`get_index()` is the process's handle. Before every search it reads the gallery's `IndexState` (one small
-query); if the process holds an older version it applies the `IndexChange` rows after it (adds fetch the
-embeddings from the database, removes drop the ids), and if it holds nothing, or an index of another epoch
-or mode, it loads the newest snapshot from settings.DATA_DIR / "index" and catches up from there, or builds
-from the database when there is no usable snapshot. A worker therefore sees a change made by another
-process at its next search, without a restart. Snapshots are written atomically (see search.index.snapshots).
+`get_index()` is the node's handle. Before every search it reads the gallery's `IndexState` (the caller may
+pass it, read with others in one query); if the node holds an older version it applies the `IndexChange` rows
+after it (adds fetch the embeddings from the database, removes become tombstones filtered out of results),
+and if it holds nothing, an index of another epoch or mode, or one too far behind (CATCH_UP_MAX changes),
+it loads the newest stored snapshot of the epoch (search.index.store) and catches up from there, or builds
+from the database when there is none. A node therefore sees a change made anywhere at its next search.
 
-Exact mode removes ids from the flat index. Approximate mode (PQ fast scan + exact re-rank, flat below
-search.index.snapshots.APPROX_MIN_TEMPLATES) keeps removed ids in memory as tombstones that are filtered out
-of results; no snapshot is written with them (a snapshot drops them from storage first). Callers
-(search.execution) filter hits against the database as well, so a deletion is effective the moment it
-commits; the files on disk are rewritten without the removed vectors once it commits (search.index.erasure).
+Why no change is missed: `index_changes_record` allocates versions under the IndexState row lock, which is
+held until the change's transaction ends, so versions commit in order and without gaps (a rolled-back
+transaction takes its version back with it). A node that reads version V can therefore fetch exactly the
+V - held changes up to V; a build reads the version and the rows in one REPEATABLE READ snapshot. Callers
+(search.execution) also filter hits against the database, so a deletion is effective the moment it commits,
+on every node, caught up or not.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import re
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -32,35 +31,40 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
+from search.index.interface import IndexStatus, IndexVersion
+from search.index.node import index_load_check, is_search_node
 from search.index.snapshots import (
     APPROXIMATE,
     REFINE_FACTOR,
     SnapshotHeader,
-    build_faiss_index,
+    index_add,
+    index_from_chunks,
     index_without,
+    is_flat,
     layout_current,
     set_refine,
-    snapshot_read,
-    snapshot_read_header,
-    snapshot_write,
     upgrade_if_grown,
+)
+from search.index.store import (
+    StoredSnapshot,
+    snapshot_delete,
+    snapshot_fetch,
+    snapshot_newest,
+    snapshot_put,
+    snapshots_list,
 )
 from search.models import Gallery, IndexChange, IndexState, Template
 
-# A process that has applied this many changes since the last snapshot writes a new one, so that a fresh
-# process does not have to replay a long change log.
+logger = logging.getLogger(__name__)
+
+# A node that has applied this many changes since the newest stored snapshot writes a new one, so that a
+# fresh node does not have to replay a long change log.
 SNAPSHOT_AFTER_CHANGES = 5000
-BUILD_CHUNK = 20_000
-
-
-def index_dir() -> Path:
-    return Path(settings.DATA_DIR) / "index"
-
-
-def snapshot_path(gallery_id: int, pack_key: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", pack_key)[:80]
-    digest = hashlib.sha256(pack_key.encode("utf-8")).hexdigest()[:10]
-    return index_dir() / f"gallery-{gallery_id}" / f"{slug}-{digest}.faiss"
+# A node further behind than this reloads (snapshot, else database) instead of replaying the log.
+CATCH_UP_MAX = 200_000
+# The change log is kept this far behind the newest snapshot, so a node a little behind can still replay it.
+LOG_KEEP = CATCH_UP_MAX
+BUILD_CHUNK = 50_000
 
 
 @contextlib.contextmanager
@@ -87,62 +91,80 @@ class LoadedIndex:
     tombstones: set[int] = field(default_factory=set)
     changes_since_snapshot: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    _dead: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
 
+    def dead(self) -> np.ndarray:
+        """The tombstones as a sorted array (cached: it is used by every search)."""
+        if self._dead is None or len(self._dead) != len(self.tombstones):
+            self._dead = np.fromiter(sorted(self.tombstones), dtype=np.int64, count=len(self.tombstones))
+        return self._dead
 
-@dataclass(frozen=True)
-class _State:
-    version: int
-    epoch: str
-    mode: str
+
+def _state(gallery_id: int, pack_key: str) -> IndexVersion | None:
+    row = (
+        IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key)
+        .values_list("version", "epoch", "gallery__index_mode")
+        .first()
+    )
+    if row is None:
+        return None
+    return IndexVersion(version=int(row[0]), epoch=str(row[1]), mode=str(row[2]))
 
 
 class GalleryIndexes:
-    """The in-memory indexes of this process, kept in step with the database."""
+    """The in-memory indexes of this search node, kept in step with the database."""
 
     def __init__(self) -> None:
         self._loaded: dict[tuple[int, str], LoadedIndex] = {}
         self._lock = threading.Lock()
-
-    # -- state ---------------------------------------------------------------------------------------
-    @staticmethod
-    def _state(gallery_id: int, pack_key: str) -> _State | None:
-        row = (
-            IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key)
-            .values_list("version", "epoch", "gallery__index_mode")
-            .first()
-        )
-        if row is None:
-            return None
-        return _State(version=int(row[0]), epoch=str(row[1]), mode=str(row[2]))
+        # One load at a time per gallery index: concurrent searches wait for it rather than build twice.
+        self._loading: dict[tuple[int, str], threading.Lock] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
 
+    def held(self) -> list[LoadedIndex]:
+        with self._lock:
+            return list(self._loaded.values())
+
     # -- keeping up to date --------------------------------------------------------------------------
-    def fresh(self, gallery_id: int, pack_key: str) -> LoadedIndex | None:
-        """This process's index for the gallery and pack at the database's current version (None: empty)."""
-        state = self._state(gallery_id, pack_key)
+    def fresh(self, gallery_id: int, pack_key: str, state: IndexVersion | None = None) -> LoadedIndex | None:
+        """This node's index for the gallery and pack at the database's current version (None: no index)."""
+        state = state if state is not None else _state(gallery_id, pack_key)
         if state is None:
             return None
         key = (gallery_id, pack_key)
+        current = self._current(key, state)
+        if current is not None:
+            return current
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            current = self._current(key, state)  # another thread may have loaded it meanwhile
+            if current is not None:
+                return current
+            loaded = self._load(gallery_id, pack_key, state)
+            with self._lock:
+                self._loaded[key] = loaded
+        return loaded
+
+    def _current(self, key: tuple[int, str], state: IndexVersion) -> LoadedIndex | None:
         with self._lock:
             current = self._loaded.get(key)
-        if current is not None and current.epoch == state.epoch and current.mode == state.mode:
-            with current.lock:
-                if current.version == state.version:
-                    return current
-                if current.version < state.version and self._catch_up(current, state.version):
-                    self._maybe_snapshot(current)
-                    return current
-        loaded = self._load(gallery_id, pack_key, state)
-        with self._lock:
-            self._loaded[key] = loaded
-        return loaded
+        if current is None or current.epoch != state.epoch or current.mode != state.mode:
+            return None
+        with current.lock:
+            if current.version >= state.version:
+                return current
+            if state.version - current.version <= CATCH_UP_MAX and self._catch_up(current, state.version):
+                self._maybe_snapshot(current)
+                return current
+        return None
 
     def _catch_up(self, loaded: LoadedIndex, target_version: int) -> bool:
         """Apply the change log from loaded.version to target_version; False if part of it was pruned."""
@@ -164,24 +186,19 @@ class GalleryIndexes:
             if op == IndexChange.Op.ADD:
                 added[template_id] = None
                 removed.discard(template_id)
+            elif template_id in added:
+                del added[template_id]
             else:
-                if template_id in added:
-                    del added[template_id]
-                else:
-                    removed.add(template_id)
-        empty = isinstance(loaded.index, _EmptyIndex)
-        if removed and not empty:
-            if loaded.mode == APPROXIMATE:
-                loaded.tombstones |= removed
-            else:
-                loaded.index.remove_ids(np.fromiter(removed, dtype=np.int64, count=len(removed)))
+                removed.add(template_id)
+        if removed and not isinstance(loaded.index, _EmptyIndex):
+            loaded.tombstones |= removed
         if added:
             ids, vectors = _fetch_vectors(list(added), loaded.dim)
-            if len(ids) and empty:
+            if len(ids) and isinstance(loaded.index, _EmptyIndex):
                 loaded.dim = int(vectors.shape[1])
-                loaded.index = build_faiss_index(loaded.mode, loaded.dim, ids, vectors)
+                loaded.index = index_from_chunks(loaded.mode, loaded.dim, iter([(ids, vectors)]))
             elif len(ids):
-                loaded.index.add_with_ids(vectors, ids)
+                index_add(loaded.mode, loaded.index, ids, vectors)
             upgraded = upgrade_if_grown(loaded.mode, loaded.index)
             if upgraded is not None:
                 loaded.index = upgraded
@@ -190,47 +207,61 @@ class GalleryIndexes:
         loaded.changes_since_snapshot += len(changes)
         return True
 
-    def _load(self, gallery_id: int, pack_key: str, state: _State) -> LoadedIndex:
-        path = snapshot_path(gallery_id, pack_key)
-        header = snapshot_read_header(path)
-        if (
-            header is not None
-            and header.epoch == state.epoch
-            and header.mode == state.mode
-            and header.version <= state.version
-        ):
-            read = snapshot_read(path)
-            if read is not None and layout_current(read[0].mode, read[1]):
-                header, index = read
-                loaded = LoadedIndex(
-                    gallery_id=gallery_id,
-                    pack_key=pack_key,
-                    epoch=header.epoch,
-                    version=header.version,
-                    mode=header.mode,
-                    dim=header.dim,
-                    index=index,
-                    tombstones=set(header.tombstones),
-                )
-                upgraded = upgrade_if_grown(loaded.mode, loaded.index)
-                if upgraded is not None:
-                    loaded.index = upgraded
-                    loaded.changes_since_snapshot += SNAPSHOT_AFTER_CHANGES
-                if header.version == state.version or self._catch_up(loaded, state.version):
-                    self._maybe_snapshot(loaded)
-                    return loaded
+    def _load(self, gallery_id: int, pack_key: str, state: IndexVersion) -> LoadedIndex:
+        index_load_check()
+        stored_now = snapshots_list(gallery_id, pack_key)
+        for stored in [s for s in stored_now if s.epoch == state.epoch and s.mode == state.mode][:2]:
+            # The newest first; if it was deleted between the listing and the read, the next one.
+            if stored.version > state.version:
+                continue  # written by a node that saw a version this read does not: build instead
+            loaded = self._from_snapshot(gallery_id, pack_key, stored, state)
+            if loaded is not None:
+                return loaded
         loaded = self._build_from_database(gallery_id, pack_key)
         self.write_snapshot(loaded)
         return loaded
 
+    def _from_snapshot(
+        self, gallery_id: int, pack_key: str, stored: StoredSnapshot, state: IndexVersion
+    ) -> LoadedIndex | None:
+        try:
+            read = snapshot_fetch(stored)
+        except Exception:  # a damaged or foreign object: the database is the truth
+            logger.exception("could not read index snapshot %s; building from the database", stored.name)
+            return None
+        if read is None or read[0].mode != state.mode or not layout_current(read[0].mode, read[1]):
+            return None
+        header, index = read
+        loaded = LoadedIndex(
+            gallery_id=gallery_id,
+            pack_key=pack_key,
+            epoch=header.epoch,
+            version=header.version,
+            mode=header.mode,
+            dim=header.dim,
+            index=index,
+        )
+        upgraded = upgrade_if_grown(loaded.mode, loaded.index)
+        if upgraded is not None:
+            loaded.index = upgraded
+            loaded.changes_since_snapshot += SNAPSHOT_AFTER_CHANGES
+        if header.version == state.version or self._catch_up(loaded, state.version):
+            self._maybe_snapshot(loaded)
+            return loaded
+        return None
+
     @staticmethod
     def _build_from_database(gallery_id: int, pack_key: str) -> LoadedIndex:
         with _consistent_read():
-            state = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).select_related("gallery")
-            row = state.get()
-            ids, vectors = _all_vectors(gallery_id, pack_key)
-        dim = vectors.shape[1] if len(ids) else 0
-        index = build_faiss_index(row.gallery.index_mode, dim or 1, ids, vectors) if dim else None
+            row = IndexState.objects.select_related("gallery").get(gallery_id=gallery_id, pack_key=pack_key)
+            first = Template.objects.filter(gallery_id=gallery_id, pack_key=pack_key).values_list("embedding")[:1]
+            sample = first.first()
+            dim = len(bytes(sample[0])) // 4 if sample else 0
+            index = (
+                index_from_chunks(row.gallery.index_mode, dim, _vector_chunks(gallery_id, pack_key, dim))
+                if dim
+                else _EmptyIndex()
+            )
         return LoadedIndex(
             gallery_id=gallery_id,
             pack_key=pack_key,
@@ -238,7 +269,7 @@ class GalleryIndexes:
             version=row.version,
             mode=row.gallery.index_mode,
             dim=dim,
-            index=index if index is not None else _EmptyIndex(),
+            index=index,
         )
 
     # -- snapshots -----------------------------------------------------------------------------------
@@ -247,37 +278,30 @@ class GalleryIndexes:
             self.write_snapshot(loaded)
 
     def write_snapshot(self, loaded: LoadedIndex) -> bool:
-        """Persist the index unless the file already holds this version or a newer one of the same epoch.
+        """Store the index unless a snapshot of this version or a newer one of the same epoch is stored.
 
-        Under the file lock the index is first brought up to the database's version, and its tombstones are
-        dropped from storage: a snapshot never writes back a vector that a committed removal took out of the
-        files (search.index.erasure), nor one of another epoch or mode."""
+        The index is first brought up to the database's version and its tombstones dropped from storage, so a
+        snapshot never holds a vector whose row a committed removal deleted. A removal that commits while the
+        snapshot is uploading is caught after it (its change is in the log): the snapshot is deleted again.
+        """
         if isinstance(loaded.index, _EmptyIndex):
             return False
-        path = snapshot_path(loaded.gallery_id, loaded.pack_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "a") as lock_file, loaded.lock:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            state = self._state(loaded.gallery_id, loaded.pack_key)
+        with loaded.lock:
+            state = _state(loaded.gallery_id, loaded.pack_key)
             if state is None or state.epoch != loaded.epoch or state.mode != loaded.mode:
                 return False
             if state.version > loaded.version and not self._catch_up(loaded, state.version):
-                return False  # the log was pruned under us: a newer snapshot is on disk already
-            if isinstance(loaded.index, _EmptyIndex):
-                return False
-            existing = snapshot_read_header(path)
-            if (
-                existing is not None
-                and existing.epoch == loaded.epoch
-                and existing.mode == loaded.mode
-                and existing.version >= loaded.version
-            ):
+                return False  # the log was pruned under us: a newer snapshot is stored already
+            newest = snapshot_newest(loaded.gallery_id, loaded.pack_key, loaded.epoch, loaded.mode)
+            if newest is not None and newest.version >= loaded.version:
                 loaded.changes_since_snapshot = 0
                 return False
             if loaded.tombstones:
                 removed = np.fromiter(loaded.tombstones, dtype=np.int64, count=len(loaded.tombstones))
                 loaded.index = index_without(loaded.mode, loaded.index, removed)
                 loaded.tombstones = set()
+            if loaded.index.ntotal == 0:
+                return False
             header = SnapshotHeader(
                 gallery_id=loaded.gallery_id,
                 pack_key=loaded.pack_key,
@@ -286,13 +310,26 @@ class GalleryIndexes:
                 mode=loaded.mode,
                 dim=loaded.dim,
                 ntotal=int(loaded.index.ntotal),
-                tombstones=sorted(loaded.tombstones),
             )
-            snapshot_write(path, header, loaded.index)
+            stored = snapshot_put(header, loaded.index)
             loaded.changes_since_snapshot = 0
-        # Changes up to the snapshot's version are in the file now; a process behind it reloads the file.
+        if stored is None:
+            return False
+        removed_since = IndexChange.objects.filter(
+            gallery_id=loaded.gallery_id,
+            pack_key=loaded.pack_key,
+            version__gt=loaded.version,
+            op=IndexChange.Op.REMOVE,
+        ).exists()
+        if removed_since:
+            snapshot_delete(stored)  # the removal's erasure may have run before the upload finished
+            return False
+        for other in snapshots_list(loaded.gallery_id, loaded.pack_key):
+            if other.epoch != loaded.epoch or other.mode != loaded.mode or other.version < loaded.version:
+                snapshot_delete(other)
+        # Nodes within LOG_KEEP of this snapshot can still replay the log; further behind, they reload it.
         IndexChange.objects.filter(
-            gallery_id=loaded.gallery_id, pack_key=loaded.pack_key, version__lte=loaded.version
+            gallery_id=loaded.gallery_id, pack_key=loaded.pack_key, version__lte=loaded.version - LOG_KEEP
         ).delete()
         return True
 
@@ -300,52 +337,72 @@ class GalleryIndexes:
         loaded = self.fresh(gallery_id, pack_key)
         return loaded is not None and self.write_snapshot(loaded)
 
+    # -- the interface: sync, rebuild, status, search --------------------------------------------------
+    def sync(self, gallery_id: int, pack_key: str) -> LoadedIndex | None:
+        return self.fresh(gallery_id, pack_key)
+
     def rebuild(self, gallery_id: int, pack_key: str) -> LoadedIndex | None:
-        """Start a new epoch from the database: every process drops what it holds and reloads."""
+        """Start a new epoch from the database: every node drops what it holds and reloads (this one now, if
+        it is a search node; the others at their next search)."""
         with transaction.atomic():
             updated = IndexState.objects.filter(gallery_id=gallery_id, pack_key=pack_key).update(epoch=uuid.uuid4())
         if not updated:
             return None
         return self.fresh(gallery_id, pack_key)
 
-    # -- search --------------------------------------------------------------------------------------
+    def status(self, gallery_id: int, pack_key: str) -> IndexStatus:
+        state = _state(gallery_id, pack_key)
+        with self._lock:
+            held = self._loaded.get((gallery_id, pack_key))
+        newest = snapshot_newest(gallery_id, pack_key, state.epoch, state.mode) if state is not None else None
+        return IndexStatus(
+            gallery_id=gallery_id,
+            pack_key=pack_key,
+            database_version=state.version if state is not None else 0,
+            held_version=held.version if held is not None else None,
+            templates=held.size if held is not None else 0,
+            tombstones=len(held.tombstones) if held is not None else 0,
+            snapshot_version=newest.version if newest is not None else None,
+        )
+
     def search(
-        self, gallery_id: int, pack_key: str, queries: np.ndarray, k: int, *, refine: float | None = None
+        self,
+        gallery_id: int,
+        pack_key: str,
+        queries: np.ndarray,
+        k: int,
+        *,
+        refine: float | None = None,
+        state: IndexVersion | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, template ids) per query row, best first; -1 ids pad short lists."""
+        """Top-k (scores, template ids) per query row, best first (ties: lower id first); -1 ids pad."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-        loaded = self.fresh(gallery_id, pack_key)
+        loaded = self.fresh(gallery_id, pack_key, state)
         if loaded is None or loaded.size <= 0:
             return empty
         if queries.shape[1] != loaded.dim:
             raise ValueError(f"template has {queries.shape[1]} dimensions, the index {loaded.dim}")
         with loaded.lock:
-            if loaded.mode == APPROXIMATE:
-                return self._search_approximate(loaded, queries, k, refine or REFINE_FACTOR)
-            scores, ids = loaded.index.search(queries, min(k, int(loaded.index.ntotal)))
-        return _pad(scores, ids, k)
-
-    @staticmethod
-    def _search_approximate(
-        loaded: LoadedIndex, queries: np.ndarray, k: int, refine: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        # A shortlist longer than k, so tombstoned ids can be absorbed. The PQ scan proposes refine x
-        # shortlist candidates, which are re-scored exactly from the stored float32 vectors, so shortlist
-        # scores are exact inner products and sorting them is the exact re-rank.
-        shortlist = min(int(loaded.index.ntotal), max(2 * k, k + 64) + len(loaded.tombstones))
-        set_refine(loaded.index, refine)
-        scores, ids = loaded.index.search(queries, shortlist)
-        if loaded.tombstones:
-            dead = np.isin(ids, np.fromiter(loaded.tombstones, dtype=np.int64, count=len(loaded.tombstones)))
-            scores = np.where(dead, -np.inf, scores)
-            ids = np.where(dead, -1, ids)
+            dead = loaded.dead()
+            if loaded.mode == APPROXIMATE and not is_flat(loaded.index):
+                # A shortlist longer than k, so tombstoned ids can be absorbed. The PQ scan proposes refine x
+                # shortlist candidates, re-scored from the stored vectors and sorted: the exact re-rank.
+                fetch = max(2 * k, k + 64) + len(dead)
+                set_refine(loaded.index, refine or REFINE_FACTOR)
+            else:
+                fetch = k + len(dead)
+            scores, ids = loaded.index.search(queries, min(fetch, int(loaded.index.ntotal)))
+        if len(dead):
+            gone = np.isin(ids, dead)
+            scores = np.where(gone, -np.inf, scores)
+            ids = np.where(gone, -1, ids)
         order = np.lexsort((ids, -scores), axis=1)[:, :k]
         return _pad(np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1), k)
 
 
 class _EmptyIndex:
-    """Stands in for a FAISS index of a gallery whose templates were all removed."""
+    """Stands in for a FAISS index of a gallery with no templates."""
 
     ntotal = 0
 
@@ -376,7 +433,8 @@ def _fetch_vectors(template_ids: list[int], dim: int) -> tuple[np.ndarray, np.nd
     )
 
 
-def _all_vectors(gallery_id: int, pack_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _vector_chunks(gallery_id: int, pack_key: str, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every template of the gallery and pack, BUILD_CHUNK at a time (only one chunk in float32 at once)."""
     rows = (
         Template.objects.filter(gallery_id=gallery_id, pack_key=pack_key)
         .order_by("pk")
@@ -388,9 +446,17 @@ def _all_vectors(gallery_id: int, pack_key: str) -> tuple[np.ndarray, np.ndarray
     for pk, embedding in rows:
         ids.append(pk)
         chunks.append(bytes(embedding))
-    if not ids:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        if len(ids) == BUILD_CHUNK:
+            yield _chunk(ids, chunks, dim)
+            ids, chunks = [], []
+    if ids:
+        yield _chunk(ids, chunks, dim)
+
+
+def _chunk(ids: list[int], chunks: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(ids), -1)
+    if vectors.shape[1] != dim:
+        raise ValueError(f"stored templates have {vectors.shape[1]} dimensions, the index {dim}")
     return np.asarray(ids, dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -399,7 +465,7 @@ _threads_configured = False
 
 
 def get_index() -> GalleryIndexes:
-    """The process's gallery indexes (one per process; safe to call anywhere)."""
+    """This node's gallery indexes (one per process). Loading one outside a search node is refused."""
     global _threads_configured
     if not _threads_configured:
         # FAISS parallelises over queries; one query at a time on 2 OpenMP threads measured 56 ms p50 at 1M
@@ -415,10 +481,15 @@ def index_pack_keys(gallery_id: int) -> list[str]:
     )
 
 
-def gallery_index_rebuild(*, gallery: Gallery) -> dict[str, int]:
-    """Rebuild every pack's index of a gallery from the database; returns template counts per pack."""
-    counts: dict[str, int] = {}
+def gallery_index_rebuild(*, gallery: Gallery) -> dict[str, int | None]:
+    """Give every pack's index of a gallery a new epoch; a search node rebuilds it now (template counts per
+    pack), any other process leaves it to the nodes, which rebuild at their next search (None)."""
+    counts: dict[str, int | None] = {}
     for pack_key in index_pack_keys(gallery.pk):
-        loaded = get_index().rebuild(gallery.pk, pack_key)
-        counts[pack_key] = loaded.size if loaded is not None else 0
+        with transaction.atomic():
+            IndexState.objects.filter(gallery_id=gallery.pk, pack_key=pack_key).update(epoch=uuid.uuid4())
+        counts[pack_key] = None
+        if is_search_node():
+            loaded = get_index().fresh(gallery.pk, pack_key)
+            counts[pack_key] = loaded.size if loaded is not None else 0
     return counts
