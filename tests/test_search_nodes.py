@@ -142,7 +142,7 @@ def two_nodes(tmp_path: Path) -> Iterator[str]:
             )
 
 
-def _search_on(node: str, world: Any, face: ProbeFace, gallery: Gallery) -> list[tuple[int, str, float]]:
+def _search_on(node: str, world: Any, face: ProbeFace, gallery: Gallery, broker: str) -> list[tuple[int, str, float]]:
     search = Search.objects.create(
         case=world.case,
         face=face,
@@ -154,7 +154,12 @@ def _search_on(node: str, world: Any, face: ProbeFace, gallery: Gallery) -> list
         justification="two nodes",
         pack_key=PACK,
     )
-    current_app.signature(TaskName.SEARCH_RUN.value, args=(search.pk,)).apply_async(queue=node)
+    # Sent on a connection to the nodes' broker: the app's producer pool may still hold one to another broker
+    # that an earlier test in this process used (Celery reads broker_url once per pool).
+    with current_app.connection_for_write(broker) as connection:
+        current_app.signature(TaskName.SEARCH_RUN.value, args=(search.pk,)).apply_async(
+            queue=node, connection=connection
+        )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         search.refresh_from_db()
@@ -184,7 +189,7 @@ def test_two_search_nodes_sharing_no_disk_agree_and_forget_a_removed_subject(two
             aligned_crop=face.aligned_crop.name,
         ))  # fmt: skip
 
-    before = {node: [_search_on(node, world, f, gallery) for f in faces] for node in NODES}
+    before = {node: [_search_on(node, world, f, gallery, two_nodes) for f in faces] for node in NODES}
     assert before["node-a"] == before["node-b"]
     assert [answers[0][1] for answers in before["node-a"]] == ["N-0", "N-1", "N-2"]  # each finds its mate
 
@@ -192,7 +197,7 @@ def test_two_search_nodes_sharing_no_disk_agree_and_forget_a_removed_subject(two
     _enrol(gallery, _unit_vectors(50, seed=7), "M-")
     victim = Subject.objects.get(gallery=gallery, external_ref="N-1")
     galleries.subject_delete(subject=victim, reason="deletion on application: no further action")
-    after = {node: [_search_on(node, world, f, gallery) for f in faces] for node in NODES}
+    after = {node: [_search_on(node, world, f, gallery, two_nodes) for f in faces] for node in NODES}
     assert after["node-a"] == after["node-b"]
     assert all(ref != "N-1" for answers in after["node-a"] for _, ref, _ in answers)
     assert [answers[0][1] for answers in after["node-a"]][::2] == ["N-0", "N-2"]

@@ -38,7 +38,7 @@ from search import enrolment
 from search.galleries import gallery_create, subject_delete
 from search.models import EnrolmentItem, EnrolmentRun, GalleryImage, Subject
 from tests import parallel
-from tests.factories import celeba_identities, client_for, upload, write_subjects_csv
+from tests.factories import celeba_identities, client_for, index_storage_at, upload, write_subjects_csv
 from tests.test_gallery_celery import _redis_url
 from tests.test_gallery_resume import REPO, World, scratch_database
 
@@ -91,7 +91,7 @@ def s3_media(settings: Any, tmp_path: Path, bucket: tuple[Any, str], s3_endpoint
     settings.MEDIA_ROOT = tmp_path / "media-must-stay-empty"
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.STORAGES = storages_switch(
-        local_storages(),
+        {**local_storages(), "index": index_storage_at(tmp_path / "index")},  # index snapshots in the bucket too
         backend="s3",
         data_dir=tmp_path,
         bucket=bucket[1],
