@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from accounts.roles import ADMIN, SUPERVISOR
 from audit.models import AuditEvent
 from cases import searches
 from cases.models import Search
-from cases.presenters import candidate_score_meaning
+from cases.presenters import candidate_score_meaning, candidate_score_phrase
 from faceengine import FaceEngine
 from faceengine.evaluation.datasets import primary_template
 from search.accuracy import curve_rates_at, evaluation_run_for_scores, run_rates_at, score_meaning
@@ -281,7 +282,8 @@ def test_search_records_threshold_source_and_evaluation_and_candidates_carry_mea
     form = client.get(reverse("cases:face-search", args=[face.pk])).content.decode()
     assert "its default threshold 0.41" in form
     page = client.get(reverse("cases:search", args=[done.pk])).content.decode()
-    assert meaning.text in page and "UTKFace adults (test subset)" in page
+    # The list gives the score with its meaning in a few words (cases.presenters.candidate_score_phrase).
+    assert escape(candidate_score_phrase(candidate)) in page and "UTKFace adults (test subset)" in page
     api = client_for(owner).get(f"/api/searches/{done.pk}/").json()
     assert api["evaluation_run"] == run.pk
     assert api["candidates"][0]["score_meaning"] == {**meaning.as_dict(), "score": candidate.score}
