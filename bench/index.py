@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -410,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
         "--enrol-sample", type=int, default=-1, help="images for the in-process enrolment rate (0: all, -1: skip)"
     )
     parser.add_argument("--modes", default="exact,approximate", help="approximate needs exact (reference)")
+    parser.add_argument(
+        "--enrol-images",
+        type=int,
+        default=96,
+        help="images per run for enrol_ips_1/enrol_ips_2 (bench.enrolment, real Celery workers; 0: skip)",
+    )
     args = parser.parse_args(argv)
     sizes = [args.size] if args.size else [int(s) for s in args.sizes.split(",") if s]
     _setup_django("-".join(str(size) for size in sizes))
@@ -443,8 +450,30 @@ def main(argv: list[str] | None = None) -> None:
 
         # The scratch database and snapshots run to gigabytes at 1M; only the template cache is kept.
         shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
+    enrolment = enrolment_workers_throughput(args.enrol_images) if args.enrol_images > 0 else {}
+    if enrolment:
+        print(
+            f"\nEnrolment with real Celery workers ({args.enrol_images} images): "
+            f"{enrolment.get('enrol_ips_1')} images/s with 1 worker process, {enrolment.get('enrol_ips_2')} with 2 "
+            f"(x{enrolment.get('enrol_speedup')}; load average {os.getloadavg()[0]:.1f})"
+        )
     if args.json:
-        print(json.dumps(summary(rows, sizes[-1], load)))
+        result = summary(rows, sizes[-1], load)
+        result.update({key: enrolment.get(key) for key in ("enrol_ips_1", "enrol_ips_2", "enrol_speedup")})
+        print(json.dumps(result))
+
+
+def enrolment_workers_throughput(images: int) -> dict[str, Any]:
+    """enrol_ips_1 and enrol_ips_2 from bench.enrolment, in a process of its own (it sets up Django on a scratch
+    database of its own and starts 1, then 2 real Celery worker processes). Empty, with the reason printed,
+    where it cannot run (it needs PostgreSQL and Redis, as workers on several machines do)."""
+    command = [sys.executable, "-m", "bench.enrolment", "--images", str(images), "--workers", "1,2", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"\nEnrolment throughput not measured: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        return {}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def summary(rows: list[dict[str, Any]], size: int, load: list[float]) -> dict[str, Any]:
@@ -467,7 +496,7 @@ def summary(rows: list[dict[str, Any]], size: int, load: list[float]) -> dict[st
         "approx_raw_p95_ms": round(approx["raw"][1], 2) if approx else None,
         "approx_mate_hit": round(approx["mate_hit"], 5) if approx and approx["mate_hit"] is not None else None,
         "approx_mate_hit_n": approx["mate_hit_n"] if approx else None,
-        # Filled in from bench.enrolment (1 and 2 worker processes); null here.
+        # From bench.enrolment (1 and 2 worker processes), filled in by main(); null where it did not run.
         "enrol_ips_1": None,
         "enrol_ips_2": None,
         "load_average": [round(value, 1) for value in load],
