@@ -419,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     sizes = [args.size] if args.size else [int(s) for s in args.sizes.split(",") if s]
+    environment = dict(os.environ)  # as given: the enrolment bench needs the DATABASE_URL/REDIS_URL set-up drops
     _setup_django("-".join(str(size) for size in sizes))
     from rfr.engine import active_engine
 
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # The scratch database and snapshots run to gigabytes at 1M; only the template cache is kept.
         shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
-    enrolment = enrolment_workers_throughput(args.enrol_images) if args.enrol_images > 0 else {}
+    enrolment = enrolment_workers_throughput(args.enrol_images, environment) if args.enrol_images > 0 else {}
     if enrolment:
         print(
             f"\nEnrolment with real Celery workers ({args.enrol_images} images): "
@@ -463,12 +464,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
 
 
-def enrolment_workers_throughput(images: int) -> dict[str, Any]:
+def enrolment_workers_throughput(images: int, environment: dict[str, str]) -> dict[str, Any]:
     """enrol_ips_1 and enrol_ips_2 from bench.enrolment, in a process of its own (it sets up Django on a scratch
     database of its own and starts 1, then 2 real Celery worker processes). Empty, with the reason printed,
     where it cannot run (it needs PostgreSQL and Redis, as workers on several machines do)."""
     command = [sys.executable, "-m", "bench.enrolment", "--images", str(images), "--workers", "1,2", "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment, cwd=ROOT)
     if done.returncode != 0:
         print(f"\nEnrolment throughput not measured: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
         return {}
