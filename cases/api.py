@@ -8,6 +8,7 @@ rfr.error_handling for whatever raised it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -734,21 +735,28 @@ class FaceSearchesAPI(APIView):
     )
     def post(self, request: Request, face_id: int) -> Response:
         face = face_get_for_user(user=request.user, face_id=face_id, perm=SEARCH_CASE)
-        serializer = SearchCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        search = searches.search_request(
-            face=face,
-            requested_by=request.user,  # type: ignore[arg-type]
-            gallery_ids=data["galleries"],
-            top_k=data["top_k"],
-            threshold=data["threshold"],
-            justification=data["justification"],
-            small_face_reason=data["small_face_reason"],
-            request=_django_request(request),
-        )
-        search.refresh_from_db()
-        return Response(SearchSerializer(search).data, status=status.HTTP_201_CREATED)
+        return search_create_response(face_of=lambda: face, request=request)
+
+
+def search_create_response(*, face_of: Callable[[], ProbeFace], request: Request) -> Response:
+    """A search from a request's SearchCreateSerializer body: the one way the API starts a search, for a
+    probe's face and for a track's fused face (cases.video_api) alike. `face_of` is called only once the body
+    is valid, so a refused request makes nothing (a track's search face is a new still probe)."""
+    serializer = SearchCreateSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    search = searches.search_request(
+        face=face_of(),
+        requested_by=request.user,  # type: ignore[arg-type]
+        gallery_ids=data["galleries"],
+        top_k=data["top_k"],
+        threshold=data["threshold"],
+        justification=data["justification"],
+        small_face_reason=data["small_face_reason"],
+        request=_django_request(request),
+    )
+    search.refresh_from_db()
+    return Response(SearchSerializer(search).data, status=status.HTTP_201_CREATED)
 
 
 class SearchAPI(APIView):

@@ -15,11 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cases import searches
 from cases import video as videos
 from cases import video_review as review
 from cases.access import case_get_for_user
-from cases.api import ProbeSerializer, SearchCreateSerializer, SearchSerializer, _django_request
+from cases.api import ProbeSerializer, SearchCreateSerializer, SearchSerializer, _django_request, search_create_response
 from cases.models import Probe, TrackMerge, Video, VideoTrack
 from cases.permissions import SEARCH_CASE
 from cases.video import time_code
@@ -250,22 +249,10 @@ class TrackSearchesAPI(APIView):
     )
     def post(self, request: Request, track_id: int) -> Response:
         track = videos.track_get_for_user(user=request.user, track_id=track_id, perm=SEARCH_CASE)
-        serializer = SearchCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        face = review.track_search_face(track=track, user=request.user, request=_django_request(request))  # type: ignore[arg-type]
-        search = searches.search_request(
-            face=face,
-            requested_by=request.user,  # type: ignore[arg-type]
-            gallery_ids=data["galleries"],
-            top_k=data["top_k"],
-            threshold=data["threshold"],
-            justification=data["justification"],
-            small_face_reason=data["small_face_reason"],
-            request=_django_request(request),
+        return search_create_response(
+            face_of=lambda: review.track_search_face(track=track, user=request.user, request=_django_request(request)),  # type: ignore[arg-type]
+            request=request,
         )
-        search.refresh_from_db()
-        return Response(SearchSerializer(search).data, status=status.HTTP_201_CREATED)
 
 
 class MergeDecisionAPI(APIView):
