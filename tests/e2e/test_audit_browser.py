@@ -62,7 +62,8 @@ def test_audit_page_fits_1366_and_filters_by_keyboard(stack: dict[str, Any]) -> 
             sam.page.select_option("#id_action", "search.requested")
             sam.page.focus("#id_case")
             sam.page.keyboard.type("OP-AUDIT-WIDTH/2026-000123")
-            sam.page.keyboard.press("Enter")
+            with sam.page.expect_navigation():  # wait for the filtered page itself, not the one already shown
+                sam.page.keyboard.press("Enter")
             sam.page.wait_for_load_state()
             table = sam.page.inner_text("table.audit-events")
             assert "search.requested" in table and "probe.uploaded" not in table
